@@ -1,0 +1,2 @@
+"""Blurred Moments Bench harness."""
+__version__ = "0.1.0"
