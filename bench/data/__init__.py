@@ -1,0 +1,1 @@
+"""Data: sources of sharp frames, the blur builder, prepared-set manifests and torch loaders (SPEC 3)."""

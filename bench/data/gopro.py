@@ -1,0 +1,113 @@
+"""Footage on disk (SPEC 3): the GoPro dataset of Nah et al. 2017, or any folder of frame sequences.
+
+Accepted layouts under `--root`:
+- `GOPRO_Large_all`: `train/<sequence>/*.png` and `test/<sequence>/*.png` (consecutive 240 fps frames);
+- `GOPRO_Large`: the same with `<sequence>/sharp/*.png` (the sharp frames are used; blur/ is ignored);
+- other footage: `<sequence>/*.{png,jpg,...}` with or without `train/` and `test/`, or a single folder of
+  frames (one sequence).
+The split of a sequence comes from `datasets/splits/gopro_{train,test}.txt` when it is named there, else
+from its `train/` or `test/` parent, else from a seeded shuffle by sequence (a third of them for test).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from bench.data.images import IMAGE_EXTENSIONS
+from bench.errors import BenchError
+
+SPLITS_DIR = Path(__file__).resolve().parents[2] / "datasets" / "splits"
+OBTAIN = "see datasets/README.md for how to get GoPro"
+
+
+@dataclass(frozen=True)
+class FootageSequence:
+    name: str  # unique sequence name, used as its folder name inside the prepared set
+    split: str  # "train" | "test"
+    folder: Path  # where its frames are
+    frames: tuple[Path, ...]  # frame files in temporal order
+
+
+def _natural_key(path: Path) -> list:
+    """Sort `frame2.png` before `frame10.png`."""
+    return [int(tok) if tok.isdigit() else tok for tok in re.split(r"(\d+)", path.name)]
+
+
+def frame_files(folder: Path) -> list[Path]:
+    """Image files directly inside `folder`, in temporal (natural) order; hidden files skipped."""
+    files = [p for p in folder.iterdir()
+             if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_EXTENSIONS]
+    return sorted(files, key=_natural_key)
+
+
+def split_lists(splits_dir: Path = SPLITS_DIR) -> dict[str, str]:
+    """Sequence name -> split, from the shipped GoPro split files (empty when they are absent)."""
+    table: dict[str, str] = {}
+    for split in ("train", "test"):
+        path = splits_dir / f"gopro_{split}.txt"
+        if path.is_file():
+            for line in path.read_text(encoding="utf-8").splitlines():
+                name = line.split("#", 1)[0].strip()
+                if name:
+                    table[name] = split
+    return table
+
+
+def _sequence_dir(folder: Path) -> Path | None:
+    """The folder holding a sequence's frames: itself, or its `sharp/` (GOPRO_Large)."""
+    if frame_files(folder):
+        return folder
+    sharp = folder / "sharp"
+    if sharp.is_dir() and frame_files(sharp):
+        return sharp
+    return None
+
+
+def discover(root: Path | str, seed: int = 0, splits_dir: Path = SPLITS_DIR) -> list[FootageSequence]:
+    """Find the sequences under `root` and assign each a split (see the module docstring)."""
+    root = Path(root).expanduser()
+    if not root.exists():
+        raise BenchError(f"--root {root}: no such folder; {OBTAIN}, or point --root at sequence folders")
+    if not root.is_dir():
+        raise BenchError(f"--root {root}: not a folder; point --root at a folder of sequence folders")
+    found: list[tuple[str, str | None, Path]] = []  # (name, folder split, frames folder)
+    split_dirs = [s for s in ("train", "test") if (root / s).is_dir()]
+    if split_dirs:
+        for split in split_dirs:
+            for sub in sorted((root / split).iterdir()):
+                if sub.is_dir() and not sub.name.startswith(".") and (where := _sequence_dir(sub)):
+                    found.append((sub.name, split, where))
+    elif frame_files(root):
+        found.append((root.name, None, root))  # a single folder of frames is one sequence
+    else:
+        for sub in sorted(root.iterdir()):
+            if sub.is_dir() and not sub.name.startswith(".") and (where := _sequence_dir(sub)):
+                found.append((sub.name, None, where))
+    if not found:
+        raise BenchError(f"--root {root}: no sequence folders of frames found inside (empty root); {OBTAIN}")
+    names = [name for name, _, _ in found]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise BenchError(f"--root {root}: sequence {dupes[0]!r} is under train/ and test/; keep one")
+    listed = split_lists(splits_dir)
+    splits = {name: listed.get(name, folder_split) for name, folder_split, _ in found}
+    unassigned = sorted(n for n, s in splits.items() if s is None)
+    if unassigned:
+        # Seeded split by sequence, never by frame, so no scene is in both train and test.
+        order = [unassigned[i] for i in np.random.default_rng(seed).permutation(len(unassigned))]
+        n_test = max(1, round(len(order) / 3)) if len(order) >= 2 else 1
+        for i, name in enumerate(order):
+            splits[name] = "test" if i < n_test else "train"
+    return [FootageSequence(name, splits[name], where, tuple(frame_files(where))) for name, _, where in found]
+
+
+def check_lengths(sequences: list[FootageSequence], n_max: int) -> None:
+    """Every sequence must hold at least one window of the largest N."""
+    for seq in sequences:
+        if len(seq.frames) < n_max:
+            raise BenchError(f"{seq.folder}: {len(seq.frames)} frames, fewer than N={n_max}; remove that "
+                             f"sequence or choose a smaller --frames")

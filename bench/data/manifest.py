@@ -1,0 +1,177 @@
+"""Prepared-set manifests: naming, reading, safety checks and verification (SPEC 3, docs/ARCHITECTURE.md).
+
+A prepared set is a folder `<source>-<profile>-<N>f` (synthetic) or `<source>-<N>f` (footage) holding
+`manifest.json` and the files it lists. Every path in a manifest is relative to its folder; `load_manifest`
+refuses absolute paths, `..` and symlinks that leave the folder, so a manifest can never make the suite read
+or trust a file outside its set.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path, PurePosixPath
+
+from bench.errors import BenchError
+from bench.store import sha256_file
+
+MANIFEST = "manifest.json"
+DATA_VERSION = 1  # bump when the rendering or layout changes: older sets then ask to be rebuilt
+REQUIRED = ("source", "profile", "frames", "center", "resolution", "seed", "root", "gamma", "code_version",
+            "samples", "sha256")
+SAMPLE_KEYS = ("id", "split", "sequence", "blur", "sharp", "flow")
+FOOTAGE_SOURCES = ("gopro",)
+
+
+def set_name(source: str, profile: str | None, n: int) -> str:
+    """Folder name of a prepared set: synthetic data depends on the profile, footage does not."""
+    if source in FOOTAGE_SOURCES:
+        return f"{source}-{n}f"
+    return f"{source}-{profile}-{n}f"
+
+
+def default_data_dir(option: str | Path | None = None) -> Path:
+    """The data home: the option, else `$BENCH_DATA`, else `./datasets`."""
+    return Path(option or os.environ.get("BENCH_DATA") or "datasets")
+
+
+def repair_command(folder: Path, manifest: dict | None = None) -> str:
+    """The `bench prepare` command that rebuilds or repairs the set in `folder`."""
+    folder = Path(folder)
+    parts = ["bench prepare"]
+    m = manifest or {}
+    source, profile, n = m.get("source"), m.get("profile"), m.get("frames")
+    if not source:
+        # Read what we can from the folder name when the manifest itself is unusable.
+        bits = folder.name.split("-")
+        if len(bits) >= 2 and bits[-1].endswith("f") and bits[-1][:-1].isdigit():
+            source, n = bits[0], int(bits[-1][:-1])
+            profile = bits[1] if len(bits) == 3 else None
+    if source:
+        parts.append(f"--source {source}")
+    if m.get("root"):
+        parts.append(f"--root {m['root']}")
+    if n:
+        parts.append(f"--frames {n}")
+    if profile:
+        parts.append(f"--profile {profile}")
+    parts.append(f"--data-dir {folder.parent}")
+    if m.get("seed") not in (None, 0):
+        parts.append(f"--seed {m['seed']}")
+    if m.get("gamma") is not None:
+        parts.append(f"--gamma {m['gamma']}")
+    return " ".join(parts)
+
+
+def safe_path(folder: Path, rel: object, where: Path) -> Path:
+    """The file a manifest path names, refusing anything that could point outside the set folder."""
+    bad = f"{where}: unsafe path {rel!r}"
+    if not isinstance(rel, str) or not rel or "\\" in rel or "\x00" in rel:
+        raise BenchError(f"{bad}; a manifest lists relative paths only; rebuild the set with --fresh")
+    pure = PurePosixPath(rel)
+    if pure.is_absolute() or ".." in pure.parts or rel.startswith("~"):
+        raise BenchError(f"{bad}; a manifest lists relative paths only; rebuild the set with --fresh")
+    path = folder / rel
+    # resolve() follows symlinks, so a link inside the set that leads out of it is caught here too.
+    base = folder.resolve()
+    if os.path.lexists(path) and not path.resolve().is_relative_to(base):
+        raise BenchError(f"{bad} leads outside {folder}; remove the link and rebuild the set with --fresh")
+    return path
+
+
+def _paths(sample: dict) -> list[str]:
+    return [sample["blur"], *sample["sharp"], *(sample["flow"] or [])]
+
+
+def load_manifest(folder: Path | str, verify: bool = False) -> dict:
+    """Read and check `folder/manifest.json`; with `verify`, also check every file's sha256.
+
+    Raises BenchError with one line naming the file and the command that repairs it.
+    """
+    folder = Path(folder)
+    where = folder / MANIFEST
+    if not where.is_file():
+        raise BenchError(f"{where}: no prepared set here; run `{repair_command(folder)}`")
+    try:
+        manifest = json.loads(where.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise BenchError(f"{where}: unreadable manifest ({type(err).__name__}); "
+                         f"run `{repair_command(folder)} --fresh`") from None
+    fix = f"run `{repair_command(folder, manifest if isinstance(manifest, dict) else None)} --fresh`"
+    if not isinstance(manifest, dict):
+        raise BenchError(f"{where}: not a manifest object; {fix}")
+    missing = [k for k in REQUIRED if k not in manifest]
+    if missing:
+        raise BenchError(f"{where}: missing keys {', '.join(missing)}; {fix}")
+    n = manifest["frames"]
+    if not isinstance(n, int) or n < 3 or n % 2 == 0 or manifest["center"] != (n + 1) // 2:
+        raise BenchError(f"{where}: bad frames/center ({n!r}, {manifest['center']!r}); {fix}")
+    if not isinstance(manifest["samples"], list) or not isinstance(manifest["sha256"], dict):
+        raise BenchError(f"{where}: samples must be a list and sha256 a map; {fix}")
+    digests = manifest["sha256"]
+    for rel in digests:
+        safe_path(folder, rel, where)
+    for sample in manifest["samples"]:
+        if not isinstance(sample, dict) or any(k not in sample for k in SAMPLE_KEYS):
+            raise BenchError(f"{where}: a sample lacks one of {', '.join(SAMPLE_KEYS)}; {fix}")
+        if sample["split"] not in ("train", "test"):
+            raise BenchError(f"{where}: sample {sample['id']!r} has split {sample['split']!r}; {fix}")
+        flows = sample["flow"]
+        if not isinstance(sample["sharp"], list) or len(sample["sharp"]) != n or (
+                flows is not None and (not isinstance(flows, list) or len(flows) != n)):
+            raise BenchError(f"{where}: sample {sample['id']!r} does not list {n} frames; {fix}")
+        for rel in _paths(sample):
+            if rel not in digests:
+                raise BenchError(f"{where}: {rel!r} has no sha256 entry; {fix}")
+    if verify:
+        verify_files(folder, manifest)
+    return manifest
+
+
+def verify_files(folder: Path, manifest: dict) -> None:
+    """Check every listed file against its sha256; the first mismatch raises a one-line BenchError."""
+    fix = f"run `{repair_command(folder, manifest)}` again to repair it"
+    for rel, digest in manifest["sha256"].items():
+        path = safe_path(folder, rel, folder / MANIFEST)
+        if not path.is_file():
+            raise BenchError(f"{path}: missing from the prepared set; {fix}")
+        if sha256_file(path) != digest:
+            raise BenchError(f"{path}: content does not match its sha256 in the manifest; {fix}")
+
+
+def split_counts(manifest: dict) -> dict[str, int]:
+    counts = {"train": 0, "test": 0}
+    for sample in manifest["samples"]:
+        counts[sample["split"]] += 1
+    return counts
+
+
+def describe_sets(data_dir: Path | str) -> list[dict]:
+    """One row per prepared set under `data_dir` for `bench list`.
+
+    Each row: name, path, source, profile, frames, splits ({"train": samples, "test": samples}),
+    resolution [h, w], seed, gamma, has_flow; a set whose manifest is unusable gets a row with `error`.
+    """
+    data_dir = Path(data_dir)
+    rows: list[dict] = []
+    if not data_dir.is_dir():
+        return rows
+    for folder in sorted(p for p in data_dir.iterdir() if p.is_dir() and (p / MANIFEST).is_file()):
+        try:
+            m = load_manifest(folder)
+        except BenchError as err:
+            rows.append({"name": folder.name, "path": str(folder), "error": str(err)})
+            continue
+        rows.append({
+            "name": folder.name,
+            "path": str(folder),
+            "source": m["source"],
+            "profile": m["profile"],
+            "frames": m["frames"],
+            "splits": split_counts(m),
+            "resolution": m["resolution"],
+            "seed": m["seed"],
+            "gamma": m["gamma"],
+            "has_flow": any(s["flow"] for s in m["samples"]),
+        })
+    return rows

@@ -1,0 +1,378 @@
+"""The `bench prepare` job: sources -> blur sets on disk, idempotent, resumable and parallel (SPEC 3).
+
+Layout of a set folder (one per N; see docs/ARCHITECTURE.md for the manifest keys):
+
+    sequences/<sequence>/<t:06d>.png      sharp frames, stored once per sequence (samples reference them)
+    blur/<sequence>/w<k:03d>.png          the blur of window k (frames k*N .. k*N+N-1)
+    flow/<sequence>/w<k:03d>_<j>.npy      synthetic test samples only: backward flow, centre to frame j
+    manifest.json                         written last, so its presence means the set is complete
+
+Work is split by sequence over processes; each sequence's output depends only on its own inputs and the
+manifest lists sequences in a fixed order, so the bytes do not depend on the number of workers. Every file is
+written atomically, and a rerun skips files whose bytes are already right: after a SIGKILL the next run
+finishes the job, and on a complete set it only verifies the digests.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import multiprocessing as mp
+import os
+import shutil
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from bench import __version__
+from bench.config import Profile, get_profile
+from bench.data import gopro
+from bench.data.blur import WindowBlur, center_offset, check_frames, check_gamma, window_count
+from bench.data.images import decode_image, encode_png, is_plain_png
+from bench.data.manifest import (
+    DATA_VERSION,
+    FOOTAGE_SOURCES,
+    MANIFEST,
+    default_data_dir,
+    load_manifest,
+    set_name,
+)
+from bench.errors import BenchError
+from bench.store import atomic_write_bytes, atomic_write_json
+
+SOURCES = ("synthetic", "gopro")
+Log = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class _Job:
+    """One sequence to build into one or more sets (picklable, for the worker processes)."""
+
+    source: str
+    name: str  # sequence name (folder name inside each set)
+    split: str  # "train" | "test"
+    sets: tuple[tuple[int, str], ...]  # (N, set folder) pairs to write
+    gamma: float | None
+    data_cfg: object = None  # synthetic: the profile's DataConfig
+    index: int = 0  # synthetic: sequence index within its split
+    seed: int = 0  # synthetic: generator seed
+    frames: tuple[str, ...] = ()  # footage: frame files in order
+
+
+def _frames(job: _Job) -> Iterator[tuple[int, np.ndarray, bytes, object]]:
+    """Yield (t, rgb (h, w, 3) uint8, PNG bytes to store, per-frame extra) for the frames the sets use."""
+    used = max(window_count(_length(job), n) * n for n, _ in job.sets)
+    if job.source == "synthetic":
+        from bench.data.synthetic import SyntheticSequence
+
+        seq = SyntheticSequence(job.data_cfg, job.split, job.index, job.seed)
+        for t in range(used):
+            rgb, top = seq.render(t)
+            yield t, rgb, encode_png(rgb), (seq, top)
+        return
+    shape = None
+    for t, name in enumerate(job.frames[:used]):
+        try:
+            data = Path(name).read_bytes()
+        except OSError as err:
+            raise BenchError(f"{name}: cannot read ({err.strerror}); check the file and its access") from None
+        rgb, note = decode_image(data, name)
+        if shape is None:
+            shape = rgb.shape
+        elif rgb.shape != shape:
+            raise BenchError(f"{name}: {rgb.shape[1]}x{rgb.shape[0]} but earlier frames of {job.name} are "
+                             f"{shape[1]}x{shape[0]}; mixed resolutions in one sequence are refused")
+        # Plain 8-bit RGB PNGs are copied byte for byte (no re-encode: faster and lossless by construction).
+        yield t, rgb, data if is_plain_png(data, rgb, note) else encode_png(rgb), note
+
+
+def _length(job: _Job) -> int:
+    return int(job.data_cfg.sequence_length) if job.source == "synthetic" else len(job.frames)
+
+
+class _Writer:
+    """Writes files into one set, skipping those whose bytes are already in place (resume)."""
+
+    def __init__(self, folder: str) -> None:
+        self.folder = Path(folder)
+        self.sha256: dict[str, str] = {}
+        self.written = 0
+        self.kept = 0
+
+    def put(self, rel: str, data: bytes) -> str:
+        path = self.folder / rel
+        try:
+            same = path.stat().st_size == len(data) and path.read_bytes() == data
+        except OSError:
+            same = False
+        if same:
+            self.kept += 1
+        else:
+            atomic_write_bytes(path, data)
+            self.written += 1
+        self.sha256[rel] = hashlib.sha256(data).hexdigest()
+        return rel
+
+
+def _npy_bytes(array: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, array, allow_pickle=False)
+    return buf.getvalue()
+
+
+def build_sequence(job: _Job) -> dict:
+    """Build one sequence into every requested set; returns its samples, digests and notes."""
+    import cv2
+
+    cv2.setNumThreads(1)  # parallelism comes from the process pool; threads would only oversubscribe
+    with_flow = job.source == "synthetic" and job.split == "test"  # training never needs flows
+    per_set = []
+    for n, folder in job.sets:
+        per_set.append({"n": n, "writer": _Writer(folder), "blur": WindowBlur(n, job.gamma),
+                        "limit": window_count(_length(job), n) * n, "samples": [], "sharp": []})
+    notes: Counter[str] = Counter()
+    resolution = None
+    for t, rgb, png, extra in _frames(job):
+        resolution = [int(rgb.shape[0]), int(rgb.shape[1])]
+        if isinstance(extra, str):
+            notes[extra] += 1
+        for s in per_set:
+            n, w = s["n"], s["writer"]
+            if t >= s["limit"]:
+                continue
+            s["sharp"].append(w.put(f"sequences/{job.name}/{t:06d}.png", png))
+            k = t // n
+            if with_flow:
+                seq, top = extra
+                flow = seq.flow(t, k * n + center_offset(n), top).astype(np.float16)  # (h, w, 2)
+                s.setdefault("flow", []).append(w.put(f"flow/{job.name}/w{k:03d}_{t - k * n + 1}.npy",
+                                                      _npy_bytes(flow)))
+            blur = s["blur"].add(rgb)
+            if blur is not None:
+                s["samples"].append({
+                    "id": f"{job.name}-w{k:03d}",
+                    "split": job.split,
+                    "sequence": job.name,
+                    "window": k,
+                    "blur": w.put(f"blur/{job.name}/w{k:03d}.png", encode_png(blur)),
+                    "sharp": s["sharp"][k * n:(k + 1) * n],
+                    "flow": s["flow"][k * n:(k + 1) * n] if with_flow else None,
+                })
+    return {
+        "name": job.name,
+        "split": job.split,
+        "resolution": resolution,
+        "notes": dict(notes),
+        "sets": {s["n"]: {"samples": s["samples"], "sha256": s["writer"].sha256,
+                          "written": s["writer"].written, "kept": s["writer"].kept} for s in per_set},
+    }
+
+
+def _identity(manifest: dict) -> dict:
+    keys = ("source", "profile", "seed", "root", "gamma", "data_config", "data_version")
+    return {k: manifest.get(k) for k in keys}
+
+
+def _clean_temporaries(folder: Path) -> None:
+    """Remove temporary files that a killed run left behind (atomic writes never leave any otherwise)."""
+    if folder.is_dir():
+        for tmp in folder.rglob(".*.tmp"):
+            tmp.unlink(missing_ok=True)
+
+
+def _run_jobs(jobs: list[_Job], workers: int, progress: bool) -> Iterator[dict]:
+    """Results in job order (so the manifest does not depend on the worker count)."""
+    bar = None
+    if progress:
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        bar = Progress(TextColumn("prepare"), BarColumn(), MofNCompleteColumn(), TextColumn("sequences"),
+                       TimeRemainingColumn(), console=Console(stderr=True), transient=True)
+        task = bar.add_task("prepare", total=len(jobs))
+        bar.start()
+    try:
+        if workers <= 1 or len(jobs) <= 1:
+            results = map(build_sequence, jobs)
+            pool = None
+        else:
+            # spawn, not fork: the parent may hold threads (rich's refresher) whose locks fork would copy.
+            pool = mp.get_context("spawn").Pool(min(workers, len(jobs)))
+            results = pool.imap(build_sequence, jobs)
+        try:
+            for result in results:
+                if bar is not None:
+                    bar.advance(task)
+                yield result
+        finally:
+            if pool is not None:
+                pool.terminate()
+                pool.join()
+    finally:
+        if bar is not None:
+            bar.stop()
+
+
+def prepare(source: str | None = None, root: str | Path | None = None, frames: tuple[int, ...] = (7, 9),
+            profile: str | Profile = "quick", data_dir: str | Path | None = None, seed: int = 0,
+            gamma: float | None = None, workers: int | None = None, fresh: bool = False,
+            progress: bool = False, log: Log | None = None) -> list[Path]:
+    """Build (or verify) one blur set per N in `frames`; returns the set folders in the order of `frames`.
+
+    Each blur is the mean of N consecutive sharp frames (paper Sec. 3.1, `bench.data.blur`). A set whose
+    manifest exists and whose digests match is left alone; one that fails verification is repaired in place;
+    `fresh` deletes and rebuilds.
+    """
+    say = log or (lambda _msg: None)
+    prof = profile if isinstance(profile, Profile) else get_profile(profile)
+    source = source or prof.data.source
+    if source not in SOURCES:
+        raise BenchError(f"--source {source!r}: unknown source; choose one of {', '.join(SOURCES)}")
+    if not frames:
+        raise BenchError("--frames is empty: give one or more odd numbers >= 3, e.g. --frames 7,9")
+    ns = [check_frames(n) for n in frames]
+    gamma = check_gamma(gamma)
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise BenchError(f"--seed {seed!r}: expected a whole number >= 0")
+    workers = int(workers or os.cpu_count() or 1)
+    if workers < 1:
+        raise BenchError(f"--workers {workers}: expected at least 1")
+    data_dir = default_data_dir(data_dir)
+    footage = source in FOOTAGE_SOURCES
+
+    sequences: list[gopro.FootageSequence] = []
+    if footage:
+        if root is None:
+            guess = data_dir / "GOPRO_Large_all"
+            if not guess.is_dir():
+                raise BenchError(f"--source {source} needs --root (the folder holding train/ and test/); "
+                                 f"nothing at {guess}; see datasets/README.md")
+            root = guess
+        root = Path(root).expanduser().resolve()
+        sequences = gopro.discover(root, seed)
+        gopro.check_lengths(sequences, max(ns))
+    elif root is not None:
+        raise BenchError(f"--root {root}: the synthetic source renders its own frames; drop --root or add "
+                         f"--source gopro")
+
+    from bench.data.synthetic import render_identity
+
+    base = {
+        "source": source,
+        "profile": None if footage else prof.name,
+        "seed": seed,
+        "root": str(root) if footage else None,
+        "gamma": gamma,
+        "data_config": None if footage else render_identity(prof.data),
+        "data_version": DATA_VERSION,
+    }
+    folders = {n: data_dir / set_name(source, prof.name, n) for n in ns}
+    pending: list[int] = []
+    for n in sorted(set(ns)):
+        folder = folders[n]
+        if fresh and folder.exists():
+            shutil.rmtree(folder)
+        if not (folder / MANIFEST).is_file():
+            pending.append(n)
+            continue
+        try:
+            old = load_manifest(folder)
+        except BenchError:
+            pending.append(n)  # unreadable manifest: rebuild in place (files already right are kept)
+            continue
+        mine, theirs = _identity(base), _identity(old)
+        if mine != theirs:
+            diff = next(k for k in mine if mine[k] != theirs[k])
+            raise BenchError(f"{folder / MANIFEST}: prepared with {diff}={theirs[diff]!r}, not "
+                             f"{mine[diff]!r}; add --fresh to rebuild it, or choose another --data-dir")
+        try:
+            load_manifest(folder, verify=True)
+            say(f"{folder}: already prepared, {len(old['sha256'])} files verified")
+        except BenchError as err:
+            say(f"repairing {folder}: {err}")
+            pending.append(n)
+    if not pending:
+        say(f"nothing to do: {', '.join(str(folders[n]) for n in ns)} already prepared and verified")
+        return [folders[n] for n in ns]
+
+    for n in pending:
+        _clean_temporaries(folders[n])
+    sets = tuple((n, str(folders[n])) for n in pending)
+    if footage:
+        jobs = [_Job(source, s.name, s.split, sets, gamma, frames=tuple(str(f) for f in s.frames))
+                for s in sequences]
+    else:
+        jobs = [_Job(source, f"{split}_{i:03d}", split, sets, gamma, data_cfg=prof.data, index=i, seed=seed)
+                for split, count in (("train", prof.data.train_sequences), ("test", prof.data.test_sequences))
+                for i in range(int(count))]
+    if not jobs:
+        raise BenchError(f"profile {prof.name!r} renders no sequences; raise data.train_sequences")
+
+    results = list(_run_jobs(jobs, workers, progress))
+    notes: Counter[str] = Counter()
+    for r in results:
+        notes.update(r["notes"])
+    for kind, count in sorted(notes.items()):
+        say(f"warning: {count} {kind} frame(s) converted to 8-bit RGB")
+    sizes = {tuple(r["resolution"]) for r in results}
+    if len(sizes) > 1:
+        listing = ", ".join(f"{r['name']} {r['resolution'][1]}x{r['resolution'][0]}" for r in results[:4])
+        raise BenchError(f"--root {root}: sequences differ in resolution ({listing}, ...); prepare each "
+                         f"resolution from its own root")
+    written = kept = 0
+    for n in pending:
+        samples, digests = [], {}
+        for r in results:
+            part = r["sets"][n]
+            samples.extend(part["samples"])
+            digests.update(part["sha256"])
+            written += part["written"]
+            kept += part["kept"]
+        manifest = dict(base)
+        manifest.update({
+            "frames": n,
+            "center": (n + 1) // 2,
+            "resolution": list(results[0]["resolution"]),
+            "code_version": __version__,
+            "samples": samples,
+            "sha256": dict(sorted(digests.items())),
+        })
+        atomic_write_json(folders[n] / MANIFEST, manifest)  # last: its presence means the set is complete
+    counts = {n: Counter(s["split"] for s in _samples_of(results, n)) for n in pending}
+    done = ", ".join(f"{folders[n]} ({counts[n]['train']} train / {counts[n]['test']} test samples)"
+                     for n in pending)
+    say(f"wrote {written} files ({kept} already in place) from {len(jobs)} {source} sequences: {done}")
+    return [folders[n] for n in ns]
+
+
+def _samples_of(results: list[dict], n: int) -> Iterator[dict]:
+    for r in results:
+        yield from r["sets"][n]["samples"]
+
+
+def ensure_prepared(source: str | None, frames: int, profile_obj: Profile, data_dir: str | Path | None,
+                    seed: int = 0, root: str | Path | None = None, progress: bool = True,
+                    log: Log | None = None) -> Path:
+    """The set folder for (source, N, profile, seed), preparing it when missing and verifying it otherwise.
+
+    Used by `bench run`. An existing set built with `--gamma` is accepted as it is (and repaired with its own
+    gamma); one built with another seed, root or data settings is refused with the command that fixes it.
+    """
+    source = source or profile_obj.data.source
+    folder = default_data_dir(data_dir) / set_name(source, profile_obj.name, check_frames(frames))
+    gamma = None
+    if (folder / MANIFEST).is_file():
+        try:
+            gamma = load_manifest(folder).get("gamma")
+        except BenchError:
+            gamma = None
+    if root is None and source in FOOTAGE_SOURCES and (folder / MANIFEST).is_file():
+        try:
+            root = load_manifest(folder).get("root")
+        except BenchError:
+            pass
+    return prepare(source, root, (frames,), profile_obj, data_dir, seed, gamma, None, progress=progress,
+                   log=log)[0]
