@@ -1,0 +1,306 @@
+"""The method registry: every method, ablation and baseline is a named `Method` entry (SPEC 5).
+
+A `Method` is data: the component networks it builds (class + keyword arguments + which profile width field
+sets which argument), its training stages, the name of its predict function and of each stage's objective,
+and its loss configuration. Variants differ by keyword dicts, never by branches in the training or scoring
+code. Importing this module fills `REGISTRY` (it imports `methods.ours`, `jin2018`, `srn` and `trivial`
+at the bottom, after the classes they need exist).
+
+Stage identity (the cache key of a trained stage, ARCHITECTURE "Methods"): the stage's name and objective,
+the loss configuration where the objective uses it, the resolved keyword arguments of the components it
+trains and of those it runs without training (`uses`), the learning rates, batch kind, iteration keys, and,
+recursively, the identities of its `init_from` stages. It never contains the method's name, so methods that
+share a stage share its checkpoint.
+
+Sizes: `size_mb` is float32 parameter bytes / 10^6 (MB = 10^6 bytes). A method's size counts the networks it
+runs at test time (for `ours`: DM + BIE + RVD, as the paper's 45 MB; the RVE is training-only).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from methods.layers import count_params
+from methods.losses import LossConfig
+
+FAMILIES = ("paper", "ablation", "baseline")
+MB = 1e6  # bytes per MB in every size this package reports
+
+
+@dataclass(frozen=True)
+class Component:
+    """A network of a method: its class, fixed keyword arguments, and profile width fields.
+
+    `widths` maps a constructor argument to a key of the profile's model dict (`dm_width`, ...); a value of 0
+    there keeps the class default. `inference` is False for networks used only in training (the RVE).
+    """
+
+    cls: type[nn.Module]
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    widths: dict[str, str] = field(default_factory=dict)
+    inference: bool = True
+
+    def resolve(self, model: dict | None = None) -> dict[str, Any]:
+        """Every constructor argument with its value for this profile (defaults filled in)."""
+        params = inspect.signature(self.cls.__init__).parameters
+        out = {k: p.default for k, p in params.items()
+               if k != "self" and p.default is not inspect.Parameter.empty}
+        out.update(self.kwargs)
+        for arg, key in self.widths.items():
+            value = (model or {}).get(key, 0)
+            if value:
+                out[arg] = value
+        return out
+
+    def identity(self, model: dict | None = None) -> dict[str, Any]:
+        """JSON-able description: class name and resolved arguments."""
+        return {"class": self.cls.__name__, "kwargs": _jsonable(self.resolve(model))}
+
+    def build(self, model: dict | None = None) -> nn.Module:
+        return self.cls(**self.resolve(model))
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One training stage (Sec. 3.1). See docs/ARCHITECTURE.md "Methods" for the contract."""
+
+    name: str  # "dm" | "autoencoder" | "bie" | "jin-center" | "jin-pairs" | "srn"
+    trains: tuple[str, ...]  # components optimised in this stage
+    lr: dict[str, float]  # per-component learning rate (paper: 1e-4; stage-2 RVD 2e-5)
+    init_from: tuple[str, ...] = ()  # earlier stages whose weights this stage starts from
+    batch: str = "video"  # "video" or "deblur": profile field batch_video or batch_deblur
+    iters_keys: tuple[str, ...] = ("iters_dm",)  # TrainConfig fields summed to this stage's iterations
+    objective: str = ""  # key of OBJECTIVES: the loss this stage minimises (defaults to the stage name)
+    uses: tuple[str, ...] = ()  # components the objective runs without training them (weights from init_from)
+
+    @property
+    def objective_name(self) -> str:
+        return self.objective or self.name
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """What a method returns for a blurred batch: the deblurred image, N frames and (if any) finest flows."""
+
+    deblurred: Tensor  # (b, 3, h, w)
+    frames: Tensor  # (b, n, 3, h, w)
+    flows: Tensor | None = None  # (b, n, 2, h, w), pixels, backward from the central frame
+
+
+@dataclass(frozen=True)
+class Objective:
+    """A stage loss: fn(method, stage, nets, batch) -> (loss, logs); `video_loss` says it reads LossConfig."""
+
+    fn: Callable[..., tuple[Tensor, dict[str, float]]]
+    video_loss: bool = False
+
+
+PREDICTORS: dict[str, Callable[..., Prediction]] = {}
+DEBLURRERS: dict[str, Callable[[nn.ModuleDict, Tensor], Tensor]] = {}  # by predictor name
+OBJECTIVES: dict[str, Objective] = {}
+
+
+def predictor(name: str) -> Callable:
+    """Decorator registering a predict function fn(method, nets, blur, n, center) -> Prediction."""
+    def wrap(fn: Callable[..., Prediction]) -> Callable[..., Prediction]:
+        PREDICTORS[name] = fn
+        return fn
+    return wrap
+
+
+def deblurrer(name: str) -> Callable:
+    """Decorator registering, for predictor `name`, fn(nets, blur) -> the deblurred image alone."""
+    def wrap(fn: Callable[[nn.ModuleDict, Tensor], Tensor]) -> Callable[[nn.ModuleDict, Tensor], Tensor]:
+        DEBLURRERS[name] = fn
+        return fn
+    return wrap
+
+
+def objective(name: str, video_loss: bool = False) -> Callable:
+    """Decorator registering a stage objective fn(method, stage, nets, batch) -> (loss, logs)."""
+    def wrap(fn: Callable) -> Callable:
+        OBJECTIVES[name] = Objective(fn, video_loss)
+        return fn
+    return wrap
+
+
+@contextlib.contextmanager
+def eval_mode(nets: nn.Module) -> Iterator[None]:
+    """Eval mode and no autograd for the block, restoring each module's training flag afterwards."""
+    flags = [(m, m.training) for m in nets.modules()]
+    nets.eval()
+    try:
+        with torch.no_grad():
+            yield
+    finally:
+        for module, flag in flags:
+            module.train(flag)
+
+
+@dataclass(frozen=True)
+class Method:
+    """A registered method. See docs/ARCHITECTURE.md "Methods" for the contract."""
+
+    name: str
+    family: str  # "paper" | "ablation" | "baseline"
+    description: str
+    components: dict[str, Component]
+    stages: tuple[Stage, ...]  # training schedule, in order; () for parameter-free methods
+    predictor: str  # key of PREDICTORS
+    frames: tuple[int, ...] | None = None  # allowed N; None = any odd N >= 3
+    loss: LossConfig = field(default_factory=LossConfig)
+    uses_true_center: bool = False  # the ours-gt-center oracle: predict() is given the true central frame
+    frames_reason: str = ""  # why `frames` is restricted, for the error message
+
+    def build(self, model: dict | None = None) -> nn.ModuleDict:
+        """The component networks for a profile's model dict (widths; 0 = default), freshly initialised."""
+        return nn.ModuleDict({key: comp.build(model) for key, comp in self.components.items()})
+
+    def check_frames(self, n: int) -> None:
+        """Raise ValueError with a clear message when this method cannot produce N frames."""
+        if self.frames is not None:
+            if n not in self.frames:
+                allowed = ", ".join(str(f) for f in self.frames)
+                reason = f" ({self.frames_reason})" if self.frames_reason else ""
+                raise ValueError(f"{self.name} is defined for N={allowed} only{reason}; "
+                                 f"use --frames {self.frames[0]}")
+            return
+        if n < 3 or n % 2 == 0:
+            raise ValueError(f"{self.name} needs an odd number of frames N >= 3 (a blur has a central "
+                             f"frame), got {n}")
+
+    def predict(self, nets: nn.ModuleDict, blur: Tensor, n: int, center: Tensor | None = None) -> Prediction:
+        """Eval-mode forward: blur (b, 3, h, w) in [0, 1], h and w multiples of 16 -> Prediction.
+
+        `center` (b, 3, h, w) is the true central frame, read only by `uses_true_center` methods.
+        """
+        self.check_frames(n)
+        if self.uses_true_center and center is None:
+            raise ValueError(f"{self.name} is an oracle: predict() needs the true central frame (center=...)")
+        with eval_mode(nets):
+            return PREDICTORS[self.predictor](self, nets, blur, n, center if self.uses_true_center else None)
+
+    def deblur(self, nets: nn.ModuleDict, blur: Tensor) -> Tensor:
+        """Eval-mode deblurring alone (the DM, SRN or Jin's centre network): blur (b,3,h,w) -> (b,3,h,w)."""
+        with eval_mode(nets):
+            return DEBLURRERS[self.predictor](nets, blur)
+
+    def stage(self, name: str) -> Stage:
+        for stage in self.stages:
+            if stage.name == name:
+                return stage
+        known = ", ".join(s.name for s in self.stages)
+        raise KeyError(f"{self.name} has no stage {name!r}; its stages: {known}")
+
+    def stage_loss(self, stage: Stage | str, nets: nn.ModuleDict, batch: dict[str, Tensor]
+                   ) -> tuple[Tensor, dict[str, float]]:
+        """The stage's training loss on a batch {"blur": (b,3,c,c), "sharp": (b,N,3,c,c)} and float logs."""
+        if isinstance(stage, str):
+            stage = self.stage(stage)
+        return OBJECTIVES[stage.objective_name].fn(self, stage, nets, batch)
+
+    def stage_identity(self, stage_name: str, model: dict | None = None) -> dict:
+        """JSON-able cache identity of a stage (module docstring); independent of the method's name."""
+        stage = self.stage(stage_name)
+        obj = OBJECTIVES[stage.objective_name]
+        return {
+            "stage": stage.name,
+            "objective": stage.objective_name,
+            "loss": self.loss.to_dict() if obj.video_loss else None,
+            "trains": {c: self.components[c].identity(model) for c in stage.trains},
+            "uses": {c: self.components[c].identity(model) for c in stage.uses},
+            "lr": {c: float(stage.lr[c]) for c in sorted(stage.lr)},
+            "batch": stage.batch,
+            "iters_keys": list(stage.iters_keys),
+            "init_from": {s: self.stage_identity(s, model) for s in stage.init_from},
+        }
+
+    @property
+    def trainable(self) -> bool:
+        return bool(self.stages)
+
+
+REGISTRY: dict[str, Method] = {}
+
+
+def register(method: Method) -> Method:
+    """Add a method; names are unique and every stage and predictor must resolve."""
+    if method.name in REGISTRY:
+        raise ValueError(f"method {method.name!r} registered twice")
+    if method.family not in FAMILIES:
+        raise ValueError(f"{method.name}: family must be one of {FAMILIES}, not {method.family!r}")
+    for stage in method.stages:
+        missing = [c for c in (*stage.trains, *stage.uses) if c not in method.components]
+        if missing or set(stage.lr) != set(stage.trains):
+            raise ValueError(f"{method.name}: stage {stage.name} names unknown components or lacks their lr")
+    REGISTRY[method.name] = method
+    return method
+
+
+def get(name: str) -> Method:
+    """The registered method; KeyError listing the known names otherwise."""
+    try:
+        return REGISTRY[name]
+    except KeyError:
+        raise KeyError(f"unknown method {name!r}; known: {', '.join(names())}") from None
+
+
+def names(family: str | None = None) -> list[str]:
+    """Registered method names (registration order), optionally of one family."""
+    return [n for n, m in REGISTRY.items() if family is None or m.family == family]
+
+
+def summary(model: dict | None = None) -> list[dict]:
+    """Rows for `bench list --methods --json` (SPEC 8): one per method, then one per distinct component.
+
+    Method rows: name, family, description, params and size_mb (test-time networks), train_params (all
+    networks), components (key -> component row name), frames, stages. Component rows: family "component",
+    named by their key (`dm`, `rve`, ...) the first time a network of that key appears, `key@method` for a
+    differently configured one (an ablation's DM), with params, size_mb and the methods that use it.
+    """
+    rows: list[dict] = []
+    comp_rows: dict[str, dict] = {}
+    by_identity: dict[str, str] = {}
+    for method in REGISTRY.values():
+        names_here: dict[str, str] = {}
+        params = train_params = 0
+        for key, comp in method.components.items():
+            ident = repr((key, comp.identity(model)))
+            if ident not in by_identity:
+                row_name = key if key not in comp_rows else f"{key}@{method.name}"
+                count = count_params(comp.build(model))
+                comp_rows[row_name] = {"name": row_name, "family": "component", "class": comp.cls.__name__,
+                                       "params": count, "size_mb": round(count * 4 / MB, 3), "used_by": []}
+                by_identity[ident] = row_name
+            row = comp_rows[by_identity[ident]]
+            row["used_by"].append(method.name)
+            names_here[key] = row["name"]
+            train_params += row["params"]
+            params += row["params"] if comp.inference else 0
+        rows.append({"name": method.name, "family": method.family, "description": method.description,
+                     "params": params, "size_mb": round(params * 4 / MB, 3), "train_params": train_params,
+                     "components": names_here, "frames": list(method.frames) if method.frames else None,
+                     "stages": [s.name for s in method.stages]})
+    return rows + list(comp_rows.values())
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, (bool, int, float, str)) or value is None:
+        return value
+    return repr(value)
+
+
+# Fill the registry. These modules import the classes above from this (partially initialised) module, which
+# works because everything they need is defined by now.
+from methods import ours, trivial, jin2018, srn  # noqa: E402, F401, I001

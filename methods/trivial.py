@@ -1,0 +1,48 @@
+"""Parameter-free and DM-only baselines (SPEC 5): `blurred` and `ours-static`.
+
+- `blurred`: the blurred input as the deblurred image and as every frame: the floor every method must beat
+  (a strong one under Eq. 6, which rewards the mean; see SPEC 6).
+- `ours-static`: the DM's estimate repeated N times: what the motion branch adds over a still image. Its only
+  stage is `ours`'s `dm` stage (same identity), so the DM is trained once for both.
+"""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+from methods.dm import DM
+from methods.ours import DM_STAGE, DM_WIDTHS, _deblur_dm
+from methods.registry import Component, Method, Prediction, deblurrer, predictor, register
+
+
+def repeat_frames(image: Tensor, n: int) -> Tensor:
+    """(b, 3, h, w) -> (b, n, 3, h, w), a still video (a view, no copy)."""
+    return image.unsqueeze(1).expand(-1, n, -1, -1, -1)
+
+
+deblurrer("static")(_deblur_dm)
+
+
+@deblurrer("blurred")
+def _identity(nets: nn.ModuleDict, blur: Tensor) -> Tensor:
+    return blur
+
+
+@predictor("blurred")
+def _blurred(method: Method, nets: nn.ModuleDict, blur: Tensor, n: int, center: Tensor | None) -> Prediction:
+    return Prediction(deblurred=blur, frames=repeat_frames(blur, n), flows=None)
+
+
+@predictor("static")
+def _static(method: Method, nets: nn.ModuleDict, blur: Tensor, n: int, center: Tensor | None) -> Prediction:
+    deblurred = _deblur_dm(nets, blur)  # (b, 3, h, w)
+    return Prediction(deblurred=deblurred, frames=repeat_frames(deblurred, n), flows=None)
+
+
+register(Method(
+    name="blurred", family="baseline", description="the blurred input repeated N times (the floor)",
+    components={}, stages=(), predictor="blurred"))
+
+register(Method(
+    name="ours-static", family="baseline", description="the DM's deblurred frame repeated N times",
+    components={"dm": Component(DM, {}, DM_WIDTHS)}, stages=(DM_STAGE,), predictor="static"))
