@@ -1,0 +1,76 @@
+"""`bench ablate`: every ablation variant of `ours`, on the same data, budget and seeds, then a verdict table."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import click
+
+from bench.config import DEFAULT_PROFILE
+from bench.errors import BenchError
+
+
+def _fmt(mean: float | None, std: float) -> str:
+    if mean is None:
+        return "-"
+    return f"{mean:.3f} ± {std:.3f}" if std else f"{mean:.3f}"
+
+
+def print_table(rows: list[dict], frames: int, profile: str, wall_s: float) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"ablations: {profile} profile, N={frames} (mean ± sample std over seeds)")
+    for col in ("variant", "claim", "metric", "ours", "variant value", "seeds", "verdict"):
+        table.add_column(col, justify="right" if col in ("ours", "variant value", "seeds") else "left")
+    for row in rows:
+        arrow = "lower is better" if row["lower_is_better"] else "higher is better"
+        verdict = {"held": "[green]held[/]", "not held": "[red]not held[/]"}.get(row["verdict"], row["verdict"])
+        table.add_row(row["variant"], row["claim"], f"{row['metric']} ({arrow})",
+                      _fmt(row["ours_mean"], row["ours_std"]), _fmt(row["variant_mean"], row["variant_std"]),
+                      str(row["seeds"]), verdict)
+    console = Console()
+    console.print(table)
+    console.print(f"held = the variant is worse than ours by more than the seed spread; wall time {wall_s:.0f} s")
+
+
+@click.command("ablate")
+@click.option("--only", default=None, help="comma list of variants (default: every registered ablation)")
+@click.option("--profile", default=DEFAULT_PROFILE, show_default=True, help="smoke | quick | paper")
+@click.option("--frames", type=int, default=9, show_default=True, help="frames N per blur")
+@click.option("--seeds", default="0,1,2", show_default=True, help="seeds, comma list")
+@click.option("--data-dir", type=click.Path(path_type=Path), default=None, help="prepared sets (datasets/)")
+@click.option("--runs-dir", type=click.Path(path_type=Path), default=None, help="results store")
+@click.option("--device", default=None, help="auto | cpu | cuda | mps")
+def command(only: str | None, profile: str, frames: int, seeds: str, data_dir: Path | None,
+            runs_dir: Path | None, device: str | None) -> None:
+    """Train and score each ablation variant beside `ours`; stages shared with `ours` are reused.
+
+    Interrupted, the same command continues: finished runs and stages are cached in the store.
+    """
+    from bench.ablate import ablation_names, claim_for, table
+    from bench.commands.run import parse_int_list
+    from bench.run import RunSpec, execute
+    from bench.store import iter_runs
+    from bench.store import runs_dir as resolve_runs_dir
+
+    known = ablation_names()
+    variants = known if not only else [v.strip() for v in only.split(",") if v.strip()]
+    for name in variants:
+        if name not in known:
+            raise BenchError(f"--only {name}: not an ablation; choose from {', '.join(known)}")
+        claim_for(name)  # every variant must state the claim it tests
+    seed_list = parse_int_list(seeds, "--seeds")
+    started = time.perf_counter()
+    dataset = None
+    for seed in seed_list:
+        for name in ["ours", *variants]:
+            click.echo(f"== {name}, seed {seed}")
+            outcome = execute(RunSpec(method=name, profile=profile, frames=frames, seed=seed,
+                                      data_dir=data_dir, runs_dir=runs_dir, device=device), log=click.echo)
+            dataset = outcome.metrics.get("dataset", dataset)
+    store = resolve_runs_dir(runs_dir)
+    rows = table(iter_runs(store), variants, frames, profile, dataset)
+    print_table(rows, frames, profile, time.perf_counter() - started)
+    click.echo(f"runs stored under {store}")

@@ -1,0 +1,85 @@
+"""bench ablate: verdicts from stored runs, every ablation states its claim, and a smoke run end to end."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from bench.ablate import CLAIMS, Claim, ablation_names, claim_for, judge, table
+from bench.store import atomic_write_json, iter_runs
+
+
+def test_every_registered_ablation_states_a_claim() -> None:
+    names = ablation_names()
+    assert {c.variant for c in CLAIMS} <= set(names)
+    for name in names:
+        claim = claim_for(name)
+        assert claim.metric in ("eq6", "deblur_psnr")
+
+
+def test_judge_needs_the_difference_beyond_the_spread() -> None:
+    eq6 = Claim("v", "c", "eq6", lower_is_better=True)
+    assert judge(eq6, [50.0, 51.0, 49.0], [60.0, 61.0, 59.0])["held"] is True
+    # Worse on average but inside the seeds' spread: not held.
+    assert judge(eq6, [50.0, 55.0, 45.0], [52.0, 57.0, 47.0])["held"] is False
+    # Better than ours: the claim fails.
+    assert judge(eq6, [50.0, 51.0], [40.0, 41.0])["verdict"] == "not held"
+    psnr = Claim("v", "c", "deblur_psnr", lower_is_better=False)
+    assert judge(psnr, [30.0], [29.0])["held"] is True
+    assert judge(psnr, [30.0], [31.0])["held"] is False
+    sweep = Claim("g", "c", "deblur_psnr", lower_is_better=False, kind="not_better")
+    assert judge(sweep, [30.0], [30.0])["held"] is True
+    assert judge(sweep, [30.0], [30.5])["held"] is False
+    assert judge(eq6, [], [1.0])["verdict"] == "not measured"
+
+
+def _store_run(root: Path, method: str, seed: int, eq6: float, psnr: float, frames: int = 9,
+               status: str = "finished", overrides: tuple = ()) -> None:
+    folder = root / f"{method}-s{seed}-{status}-{len(overrides)}"
+    atomic_write_json(folder / "config.json", {"method": method, "profile": "smoke", "dataset": "d",
+                                               "frames": frames, "seed": seed, "overrides": list(overrides)})
+    atomic_write_json(folder / "metrics.json", {"status": status,
+                                                "aggregate": {"eq6": eq6, "deblur_psnr": psnr}})
+
+
+def test_table_marks_held_and_not_held_from_stored_runs(tmp_path: Path) -> None:
+    for seed, (a, b, c) in enumerate([(50.0, 60.0, 49.0), (51.0, 61.0, 50.0), (49.0, 59.0, 48.5)]):
+        _store_run(tmp_path, "ours", seed, a, 30.0 + seed * 0.01)
+        _store_run(tmp_path, "ours-no-tv", seed, b, 30.0)  # clearly worse: held
+        _store_run(tmp_path, "ours-intensity", seed, c, 30.0)  # better than ours: not held
+    # Runs that must not count: failed, another N, and one with overrides.
+    _store_run(tmp_path, "ours-joint", 0, 99.0, 30.0, status="failed")
+    _store_run(tmp_path, "ours-joint", 1, 99.0, 30.0, frames=7)
+    _store_run(tmp_path, "ours-joint", 2, 99.0, 30.0, overrides=("train.iters_bie=1",))
+    rows = {r["variant"]: r for r in table(iter_runs(tmp_path), ["ours-no-tv", "ours-intensity", "ours-joint"],
+                                           frames=9, profile="smoke", dataset="d")}
+    assert rows["ours-no-tv"]["verdict"] == "held"
+    assert rows["ours-no-tv"]["seeds"] == 3
+    assert rows["ours-no-tv"]["variant_mean"] == pytest.approx(60.0)
+    assert rows["ours-intensity"]["verdict"] == "not held"
+    assert rows["ours-joint"]["verdict"] == "not measured"
+
+
+@pytest.mark.slow
+def test_ablate_only_no_tv_on_smoke_end_to_end(smoke_data: Path, tmp_path: Path) -> None:
+    from bench.cli import cli
+
+    runs = tmp_path / "runs"
+    args = ["ablate", "--only", "ours-no-tv", "--profile", "smoke", "--frames", "7", "--seeds", "0",
+            "--data-dir", str(smoke_data), "--runs-dir", str(runs)]
+    result = CliRunner().invoke(cli, args, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert "ours-no-tv" in result.output and "eq6" in result.output
+    methods = {r["config"]["method"]: r for r in iter_runs(runs)}
+    assert methods["ours"]["metrics"]["status"] == "finished"
+    assert methods["ours-no-tv"]["metrics"]["status"] == "finished"
+    # The variant shares the DM stage with ours: one DM stage folder serves both.
+    stages = [p for p in (runs / "stages").iterdir() if p.is_dir()]
+    assert len(stages) < 2 * 3
+    # Running it again continues (here: everything cached) and prints the same verdict.
+    again = CliRunner().invoke(cli, args, catch_exceptions=False)
+    assert again.exit_code == 0
+    verdict = [line for line in result.output.splitlines() if "ours-no-tv" in line]
+    assert verdict == [line for line in again.output.splitlines() if "ours-no-tv" in line]
