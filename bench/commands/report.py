@@ -1,0 +1,46 @@
+"""`bench report`: turns stored runs into reports/ (SPEC 9): README with the claims table, tables, figures."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import click
+
+
+def _runs_dir(option: str | None) -> Path:
+    try:
+        from bench.store import runs_dir
+    except ImportError:  # same semantics as the store's lookup: option, $BENCH_RUNS, ./runs
+        return Path(option or os.environ.get("BENCH_RUNS") or "runs")
+    return Path(runs_dir(option))
+
+
+@click.command("report")
+@click.option("--runs-dir", default=None, help="results store (default: $BENCH_RUNS, else ./runs)")
+@click.option("--out", "out_dir", default="reports", show_default=True,
+              help="folder the report is written to")
+@click.option("--format", "formats", default="md,csv,tex,png,pdf,gif", show_default=True,
+              help="comma-separated outputs: md,csv,tex (tables), png,pdf,gif (figures); README.md always")
+@click.option("--profile", default=None,
+              help="report this profile's runs (default: the one with most finished runs)")
+@click.option("--dataset", default=None,
+              help="only runs on this prepared set or family, e.g. synthetic-quick or gopro")
+def command(runs_dir: str | None, out_dir: str, formats: str, profile: str | None,
+            dataset: str | None) -> None:
+    """Builds reports/ from the stored runs only: claims, tables (md/csv/tex), figures (png/pdf/gif)."""
+    from bench.report import build_report, parse_formats
+
+    chosen = parse_formats(formats)
+    store = _runs_dir(runs_dir)
+    out = Path(out_dir)
+    result = build_report(store, out, chosen, profile=profile, dataset=dataset)
+    held = sum(c["verdict"] == "held" for c in result.claims)
+    measured = sum(c["verdict"] != "not measured" for c in result.claims)
+    click.echo(f"claims: {held} held of {measured} measured ({len(result.claims)} in all); "
+               f"{len(result.missing)} expected runs missing (listed in the README)")
+    kinds = sorted({p.suffix[1:] for p in result.tables})
+    fig_kinds = sorted({p.suffix[1:] for p in result.figures})
+    click.echo(f"wrote {result.readme}, {len({p.stem for p in result.tables})} tables "
+               f"({', '.join(kinds) or 'none'}) under {out / 'tables'} and {len(result.figures)} figure "
+               f"files ({', '.join(fig_kinds) or 'none'}) under {out / 'figures'}")

@@ -1,0 +1,221 @@
+"""`bench report`: stored runs -> reports/ (SPEC 9). Reads the store only; never trains or re-scores.
+
+`build_report(runs_dir, out, formats, profile, dataset)` writes `out/README.md` (provenance, the claims table,
+missing and failed runs, links), `out/tables/<name>.{md,csv,tex}` and `out/figures/*.{png,pdf,gif}`.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from bench.errors import BenchError
+from bench.report import paper
+from bench.report.claims import evaluate_claims, finished, fmt
+from bench.report.load import load_runs
+from bench.report.tables import (
+    ABLATIONS,
+    CENTRE_FLOOR_NAMES,
+    EQ6_PAIRING,
+    RULE,
+    Context,
+    Table,
+    all_tables,
+    select,
+)
+from bench.store import atomic_write_text
+
+FORMATS = ("md", "csv", "tex", "png", "pdf", "gif")
+
+
+@dataclass
+class ReportResult:
+    readme: Path
+    tables: list[Path] = field(default_factory=list)
+    figures: list[Path] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+    claims: list[dict] = field(default_factory=list)
+
+
+def parse_formats(text: str) -> set[str]:
+    """`--format md,csv,png` -> {"md", "csv", "png"}; an unknown or empty choice is a BenchError."""
+    chosen = {f.strip().lower().lstrip(".") for f in text.split(",") if f.strip()}
+    unknown = chosen - set(FORMATS)
+    if unknown or not chosen:
+        raise BenchError(f"--format {text!r}: choose from {','.join(FORMATS)} (comma-separated)")
+    return chosen
+
+
+def _registered() -> set[str] | None:
+    try:
+        from methods.registry import names
+    except ImportError:
+        return None
+    try:
+        return set(names())
+    except Exception:  # a registry that fails to load must not stop a report built from stored runs
+        return None
+
+
+def expected_cells(ctx: Context) -> list[tuple[str, int, str]]:
+    """(method, N, command) that a complete report needs; those without a finished run are listed."""
+    p = f" --profile {ctx.profile}" if ctx.profile else ""
+    cells = [(m, n) for m in ("ours", "blurred", "ours-static", "ours-gt-center") for n in (7, 9)]
+    cells += [("jin2018", 7), ("srn", ctx.frames["deblur"])]
+    registered = _registered() or set()
+    cells += [(m, n) for m in CENTRE_FLOOR_NAMES if m in registered for n in (7, 9)]
+    out = [(m, n, f"bench run --method {m} --frames {n}{p}") for m, n in cells]
+    n = ctx.frames["ablation"]
+    out += [(m, n, f"bench ablate --only {m} --frames {n}{p}") for m in ABLATIONS]
+    return out
+
+
+def missing_runs(ctx: Context) -> list[str]:
+    """One line per expected (method, N) without a finished run, with the failure if one was recorded."""
+    done = finished(ctx.runs)
+    have = set(zip(done["variant"], done["frames"], strict=True))
+    lines = []
+    for method, n, command in expected_cells(ctx):
+        if (method, n) in have:
+            continue
+        runs = ctx.runs
+        tried = runs[(runs["variant"] == method) & (runs["frames"] == n) & (runs["eval_set"] == "")]
+        why = "no run"
+        if len(tried):
+            last = tried.iloc[-1]
+            why = f"{last['status']} ({last['run_id']}{': ' + last['error'] if last['error'] else ''})"
+        lines.append(f"`{method}` at N={n}: {why}; make it with `{command}`")
+    centre = set(CENTRE_FLOOR_NAMES)
+    if not centre & (_registered() or set()) and not centre & set(done["method"]):
+        lines.append("repeated-true-centre floor (SPEC 6): no such method is registered or stored, so the "
+                     "video table shows only the `blurred` and `ours-static` floors")
+    return lines
+
+
+def failed_runs(ctx: Context) -> list[str]:
+    bad = ctx.runs[ctx.runs["status"] != "finished"]
+    return [f"`{r.run_id}` ({r.variant}, N={r.frames}, seed {r.seed}"
+            f"{', eval ' + r.eval_set if r.eval_set else ''}): {r.status}{' — ' + r.error if r.error else ''}"
+            for r in bad.itertuples(index=False)]
+
+
+def claims_table(ctx: Context, rows: list[dict]) -> Table:
+    display = pd.DataFrame([{"Claim": r["claim"], "Source": r["source"], "Metric": r["metric"],
+                             "Paper (GoPro)": r["paper"], "Ours": r["ours"], "Verdict": r["verdict"],
+                             "Note": r["note"] or ("missing: " + ", ".join(r["missing"]) if r["missing"]
+                                                   else "")} for r in rows])
+    numeric = pd.DataFrame([{k: (";".join(v) if isinstance(v, list) else v) for k, v in r.items()}
+                            for r in rows])
+    notes = ctx.header() + [RULE, f"Deblurring claims at N={ctx.frames['deblur']}, ablations at "
+                            f"N={ctx.frames['ablation']}. " + EQ6_PAIRING]
+    return Table("claims", "The paper's claims on this data", notes, display, numeric)
+
+
+def _provenance(ctx: Context) -> list[str]:
+    done = finished(ctx.runs)
+    dates = sorted(d for d in done["date"] if d)
+    seeds = sorted({int(s) for s in done["seed"] if s >= 0})
+    rows = [("Data", ctx.data_text), ("Profile", ctx.profile or "—"), ("Overrides", ctx.overrides or "none"),
+            ("Device", "; ".join(sorted({d for d in done["device"] if d})) or "—"),
+            ("Commit", ", ".join(sorted({c for c in done["commit"] if c})) or "—"),
+            ("Run dates", f"{dates[0]} … {dates[-1]}" if dates else "—"),
+            ("Seeds", ", ".join(map(str, seeds)) or "—"),
+            ("Runs", f"{len(done)} finished of {len(ctx.runs)} selected; {len(ctx.all_runs)} in the store"),
+            ("Report built", _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"))]
+    return ["| | |", "|---|---|"] + [f"| {k} | {v} |" for k, v in rows]
+
+
+def _findings(ctx: Context) -> list[str]:
+    """The floors beside the paper's Eq. 6 figures (SPEC 6: Eq. 6 rewards the mean)."""
+    s = ctx.summary
+    lines = []
+    for n in sorted(set(s.dropna(subset=["eq6"])["frames"])):
+        parts = []
+        for m in ("ours", "jin2018", "ours-static", "blurred", *CENTRE_FLOOR_NAMES):
+            hit = s[(s["variant"] == m) & (s["frames"] == n)]
+            if len(hit) and not math.isnan(hit["eq6"].iloc[0]):
+                parts.append(f"`{m}` {fmt(hit['eq6'].iloc[0], 'eq6', hit['eq6_std'].iloc[0])}")
+        published = [f"{m} {v}" for (m, k), v in paper.EQ6.items() if k == n]
+        lines.append(f"- N={n}: Eq. 6 here: {', '.join(parts) or '—'}; paper (GoPro): "
+                     f"{', '.join(published) or '—'} (the paper reports no trivial floor).")
+    return lines
+
+
+def _links(out: Path, tables: list[Path], figures: list[Path]) -> list[str]:
+    lines = ["## Tables", ""]
+    by_stem: dict[str, list[Path]] = {}
+    for p in tables:
+        by_stem.setdefault(p.stem, []).append(p)
+    for stem, paths in by_stem.items():
+        links = [f"[{p.suffix[1:]}]({p.relative_to(out).as_posix()})" for p in paths]
+        lines.append(f"- {stem}: " + ", ".join(links))
+    lines += ["", "## Figures", ""]
+    for p in figures:
+        rel = p.relative_to(out).as_posix()
+        inline = f"<br>![{p.stem}]({rel})" if p.suffix in (".png", ".gif") else ""
+        lines.append(f"- [{p.name}]({rel})" + inline)
+    return lines + [""]
+
+
+def build_report(runs_dir: Path, out: Path, formats: set[str], profile: str | None = None,
+                 dataset: str | None = None) -> ReportResult:
+    """Write the whole report from the runs in `runs_dir`; see the module docstring for the layout."""
+    runs = load_runs(runs_dir)
+    if runs.empty:
+        raise BenchError(f"no runs in {runs_dir}; make some with `bench run --method ours` "
+                         "(or point --runs-dir / BENCH_RUNS at a store)")
+    ctx = select(runs, profile, dataset)
+    if ctx.runs.empty:
+        raise BenchError(f"no runs in {runs_dir} match profile={profile!r} dataset={dataset!r}; "
+                         f"stored profiles: {', '.join(sorted(set(runs['profile'])))}")
+    result = ReportResult(readme=out / "README.md")
+    result.claims = evaluate_claims(ctx.summary, ctx.frames)
+    tables = [claims_table(ctx, result.claims), *all_tables(ctx)]
+    writers = {"md": Table.markdown, "csv": Table.csv, "tex": Table.latex}
+    for table in tables:
+        for ext, write in writers.items():
+            if ext in formats:
+                result.tables.append(atomic_write_text(out / "tables" / f"{table.name}.{ext}", write(table)))
+    from bench.report.figures import all_figures  # matplotlib only when figures are asked for
+
+    result.figures = all_figures(ctx, out / "figures", formats)
+    _remove_stale(out, set(result.tables) | set(result.figures), formats)
+    result.missing = missing_runs(ctx)
+    claims = tables[0]
+    lines = ["# Blurred Moments Bench: report", ""]
+    if ctx.synthetic:
+        lines += [f"> **Built from synthetic data ({ctx.data_text}). Its numbers are NOT comparable with "
+                  "the paper's GoPro numbers**; the paper's figures are shown beside ours for reference "
+                  "only.", ""]
+    lines += ["Reproduction of Purohit, Shah, Rajagopalan, *Bringing Alive Blurred Moments*, CVPR 2019. "
+              "Built by `bench report` from stored runs only.", "",
+              "## Provenance", "", *_provenance(ctx), "",
+              "## Claims", "", *claims.markdown().splitlines()[2:], "",
+              "## Eq. 6 floors beside the paper's figures", "", *_findings(ctx), "",
+              "## Missing and failed runs", ""]
+    lines += [f"- {m}" for m in result.missing] or ["- none missing"]
+    lines += [f"- failed/unfinished: {f}" for f in failed_runs(ctx)]
+    others = sorted(set(runs["profile"]) - {ctx.profile})
+    if others:
+        lines.append(f"- other profiles in the store, not in this report: {', '.join(others)} "
+                     "(`bench report --profile NAME`)")
+    lines += ["", *_links(out, result.tables, result.figures), "## Metric definitions", ""]
+    lines += [f"- `{k}`: {v}" for k, v in ctx.definitions.items()] or ["- see bench/metrics.py"]
+    lines += ["", f"- {EQ6_PAIRING}", ""]
+    atomic_write_text(result.readme, "\n".join(lines))
+    return result
+
+
+def _remove_stale(out: Path, written: set[Path], formats: set[str]) -> None:
+    """Drop files a previous report wrote in the formats rebuilt now and this one did not (a run that is
+    gone must not leave its figure behind)."""
+    for sub in ("tables", "figures"):
+        folder = out / sub
+        if folder.is_dir():
+            for p in folder.iterdir():
+                if p.is_file() and p.suffix[1:] in formats and p not in written:
+                    p.unlink()

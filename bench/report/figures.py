@@ -1,0 +1,273 @@
+"""The report's figures (SPEC 9), from stored runs only: bar charts with seed spread, qualitative strips from
+the stored sample PNGs, an animated GIF per method (its video beside the truth), training curves, and the
+Eq. 6 error against blur size (N = 7 vs 9 frames). PNG and PDF through matplotlib's Agg backend; every
+figure carries a footer naming data, profile and device, and says when the data are synthetic."""
+
+from __future__ import annotations
+
+import io
+import math
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # headless: reports are built on servers and in tests
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from PIL import Image, ImageDraw  # noqa: E402
+
+from bench.report import paper  # noqa: E402
+from bench.report.claims import METRIC_LABELS, finished  # noqa: E402
+from bench.report.load import load_curves, load_sample_images  # noqa: E402
+from bench.report.tables import CENTRE_FLOOR_NAMES, VIDEO_METHODS, Context  # noqa: E402
+from bench.store import atomic_write_bytes  # noqa: E402
+
+UNITS = {"eq6": "Eq. 6 error (0-255 scale, lower is better)", "ppsnr": "pPSNR (dB, higher is better)",
+         "pwpsnr": "PW-PSNR (dB, higher is better)", "mid_psnr": "middle-frame PSNR (dB, higher is better)",
+         "deblur_psnr": "PSNR (dB, higher is better)", "deblur_ssim": "SSIM (unitless, higher is better)"}
+
+
+def _footer(ctx: Context, fig: plt.Figure) -> None:
+    devices = "; ".join(sorted({d for d in finished(ctx.runs)["device"] if d})) or "—"
+    text = f"data: {ctx.data_text} | profile: {ctx.profile or '—'} | device: {devices}"
+    if ctx.synthetic:
+        text += "\nsynthetic data: NOT comparable with the paper's GoPro numbers"
+    fig.text(0.01, 0.005, text, fontsize=7, va="bottom", ha="left", color="0.3")
+
+
+def save(fig: plt.Figure, path_stem: Path, formats: set[str]) -> list[Path]:
+    """Write `fig` as `<stem>.png` / `.pdf` (those in `formats`) atomically; closes the figure."""
+    written = []
+    for ext in ("png", "pdf"):
+        if ext in formats:
+            buf = io.BytesIO()
+            fig.savefig(buf, format=ext, dpi=130, bbox_inches="tight")
+            written.append(atomic_write_bytes(path_stem.with_suffix(f".{ext}"), buf.getvalue()))
+    plt.close(fig)
+    return written
+
+
+def _grouped_bars(ctx: Context, methods: list[str], metrics: list[str], title: str) -> plt.Figure | None:
+    s = ctx.summary
+    frames = sorted(set(s[s["variant"].isin(methods)]["frames"]))
+    methods = [m for m in methods if m in set(s["variant"])]
+    if not methods or not frames:
+        return None
+    fig, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 3.8), squeeze=False)
+    width = 0.8 / len(frames)
+    for ax, metric in zip(axes[0], metrics, strict=True):
+        lows, highs = np.array([np.nan]), np.array([np.nan])
+        for k, n in enumerate(frames):
+            means, stds = [], []
+            for m in methods:
+                hit = s[(s["variant"] == m) & (s["frames"] == n)]
+                means.append(float(hit[metric].iloc[0]) if len(hit) else math.nan)
+                stds.append(float(hit[f"{metric}_std"].iloc[0]) if len(hit) else math.nan)
+            x = np.arange(len(methods)) + (k - (len(frames) - 1) / 2) * width
+            lows = np.append(lows, np.array(means) - np.nan_to_num(stds))
+            highs = np.append(highs, np.array(means) + np.nan_to_num(stds))
+            ax.bar(x, np.nan_to_num(means), width, yerr=np.nan_to_num(stds), capsize=3,
+                   label=f"N = {n} frames")
+            for xi, mean in zip(x, means, strict=True):
+                if math.isnan(mean):
+                    # x in data units, y in axes units: stays inside the axes whatever the y-limits
+                    ax.text(xi, 0.02, "n/a", ha="center", va="bottom", fontsize=7, rotation=90,
+                            transform=ax.get_xaxis_transform())
+        ax.set_xticks(np.arange(len(methods)), methods, rotation=30, ha="right")
+        ax.set_ylabel(UNITS[metric])
+        ax.set_xlabel("method")
+        ax.set_title(METRIC_LABELS[metric])
+        ax.grid(axis="y", alpha=0.3)
+        if metric != "eq6" and np.isfinite(lows).any():
+            # dB and SSIM differences are small against their size: start the axis near the data.
+            lo, hi = np.nanmin(lows), np.nanmax(highs)
+            ax.set_ylim(lo - 0.5 * (hi - lo) - 1e-3, hi + 0.15 * (hi - lo) + 1e-3)
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="upper right", fontsize=8, title="error bars: std over seeds",
+               title_fontsize=7)
+    fig.suptitle(title)
+    fig.tight_layout(rect=(0, 0.06, 0.88, 0.95))
+    _footer(ctx, fig)
+    return fig
+
+
+def bar_charts(ctx: Context, out: Path, formats: set[str]) -> list[Path]:
+    written = []
+    video = [m for m, _ in VIDEO_METHODS] + list(CENTRE_FLOOR_NAMES)
+    fig = _grouped_bars(ctx, video, ["eq6", "ppsnr", "pwpsnr", "mid_psnr"],
+                        "Video extraction, mean over seeds")
+    if fig is not None:
+        written += save(fig, out / "bars_video", formats)
+    fig = _grouped_bars(ctx, ["blurred", "srn", "ours", "ours-static", "jin2018"],
+                        ["deblur_psnr", "deblur_ssim"], "Single-image deblurring, mean over seeds")
+    if fig is not None:
+        written += save(fig, out / "bars_deblur", formats)
+    return written
+
+
+def eq6_vs_blur(ctx: Context, out: Path, formats: set[str]) -> list[Path]:
+    """Eq. 6 error against blur size (the number N of frames averaged into the blur), per method."""
+    s = ctx.summary.dropna(subset=["eq6"])
+    if s.empty:
+        return []
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    for variant in [m for m, _ in VIDEO_METHODS] + sorted(set(s["variant"]) - {m for m, _ in VIDEO_METHODS}):
+        hit = s[s["variant"] == variant].sort_values("frames")
+        if hit.empty or (variant.startswith("ours-") and variant not in dict(VIDEO_METHODS)):
+            continue
+        ax.errorbar(hit["frames"], hit["eq6"], yerr=hit["eq6_std"].fillna(0), marker="o", capsize=3,
+                    label=variant)
+    for (method, n), value in paper.EQ6.items():
+        ax.scatter([n], [value], marker="D", facecolors="none", edgecolors="k", zorder=5)
+        ax.annotate(f"paper {method} (GoPro)", (n, value), textcoords="offset points", xytext=(5, 3),
+                    fontsize=7)
+    ax.set_xlabel("blur size: frames averaged per blurred image, N")
+    ax.set_ylabel(UNITS["eq6"])
+    ax.set_xticks(sorted(set(s["frames"]) | {n for _, n in paper.EQ6}))
+    ax.set_title("Eq. 6 error against blur size")
+    ax.legend(fontsize=8)
+    fig.tight_layout(rect=(0, 0.08, 1, 1))
+    _footer(ctx, fig)
+    return save(fig, out / "eq6_vs_blur_size", formats)
+
+
+def _first_runs(ctx: Context, n: int) -> dict[str, Path]:
+    """The lowest-seed finished run of each variant at N (the one whose samples are shown)."""
+    done = finished(ctx.runs)
+    done = done[done["frames"] == n].sort_values(["seed", "run_id"])
+    return {v: Path(g["path"].iloc[0]) for v, g in done.groupby("variant", sort=True)}
+
+
+def _order(variants: list[str]) -> list[str]:
+    main = [m for m, _ in VIDEO_METHODS if m in variants]
+    return main + sorted(v for v in variants if v not in main)
+
+
+def _img(path: Path | None) -> np.ndarray | None:
+    if path is None:
+        return None
+    with Image.open(path) as im:
+        return np.asarray(im.convert("RGB"))
+
+
+def strips(ctx: Context, out: Path, formats: set[str]) -> list[Path]:
+    """Per test sample and N: the blur and true frames on top, then per method its deblurred frame and
+    its N frames."""
+    written = []
+    for n in sorted(set(finished(ctx.runs)["frames"])):
+        runs = _first_runs(ctx, n)
+        samples = {v: load_sample_images(p) for v, p in runs.items()}
+        ids = sorted({sid for found in samples.values() for sid in found})
+        for sid in ids:
+            rows: list[tuple[str, list[np.ndarray | None]]] = []
+            truth = next((s[sid] for s in samples.values() if sid in s and s[sid]["gt"]), None)
+            blur = next((s[sid]["blur"] for s in samples.values() if sid in s and s[sid].get("blur")), None)
+            rows.append(("input / truth", [_img(blur)] + [_img(p) for p in (truth["gt"] if truth else [])]))
+            for variant in _order([v for v in samples if sid in samples[v]]):
+                entry = samples[variant][sid]
+                rows.append((variant, [_img(entry.get("deblurred"))] + [_img(p) for p in entry["pred"]]))
+            cols = max(len(r[1]) for r in rows)
+            if cols == 0:
+                continue
+            fig, axes = plt.subplots(len(rows), cols, figsize=(1.6 * cols, 1.5 * len(rows) + 0.6),
+                                     squeeze=False)
+            for i, (label, images) in enumerate(rows):
+                for j in range(cols):
+                    ax = axes[i][j]
+                    ax.set_xticks([])
+                    ax.set_yticks([])
+                    image = images[j] if j < len(images) else None
+                    if image is not None:
+                        ax.imshow(image)
+                    else:
+                        ax.axis("off")
+                    if i == 0:
+                        ax.set_title("blurred" if j == 0 else f"frame {j}", fontsize=8)
+                    elif j == 0:
+                        ax.set_title("deblurred", fontsize=7)
+                    if j == 0:
+                        ax.set_ylabel(label, fontsize=8)
+            fig.suptitle(f"Sample {sid}, N = {n}: each method's frames against the truth (top row)",
+                         fontsize=9)
+            fig.tight_layout(rect=(0, 0.08, 1, 1))
+            _footer(ctx, fig)
+            safe = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in sid)
+            written += save(fig, out / f"strip_{n}f_{safe}", formats)
+    return written
+
+
+def _label(image: np.ndarray, text: str) -> np.ndarray:
+    canvas = Image.fromarray(np.concatenate([np.full((14, image.shape[1], 3), 255, np.uint8), image]))
+    ImageDraw.Draw(canvas).text((2, 1), text, fill=(0, 0, 0))
+    return np.asarray(canvas)
+
+
+def gifs(ctx: Context, out: Path) -> list[Path]:
+    """One animated GIF per method and N: its extracted video (left) beside the true one (right), first
+    stored test sample; small images are enlarged (nearest neighbour) to stay visible."""
+    written = []
+    for n in sorted(set(finished(ctx.runs)["frames"])):
+        runs = _first_runs(ctx, n)
+        samples = {v: load_sample_images(p) for v, p in runs.items()}
+        for variant, found in samples.items():
+            sid = next((s for s in sorted(found) if found[s]["pred"] and found[s]["gt"]), None)
+            if sid is None:
+                continue
+            preds, gts = [_img(p) for p in found[sid]["pred"]], [_img(p) for p in found[sid]["gt"]]
+            scale = max(1, math.ceil(128 / preds[0].shape[0]))
+            frames = []
+            for t, (a, b) in enumerate(zip(preds, gts, strict=False), start=1):
+                a = np.kron(a, np.ones((scale, scale, 1), np.uint8))
+                b = np.kron(b, np.ones((scale, scale, 1), np.uint8))
+                gap = np.full((a.shape[0] + 14, 4, 3), 255, np.uint8)
+                pair = np.concatenate([_label(a, f"{variant} {t}/{len(preds)}"), gap, _label(b, "truth")],
+                                      axis=1)
+                frames.append(Image.fromarray(pair))
+            buf = io.BytesIO()
+            frames[0].save(buf, format="GIF", save_all=True, append_images=frames[1:], duration=200, loop=0)
+            safe = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in variant)
+            written.append(atomic_write_bytes(out / f"video_{safe}_{n}f.gif", buf.getvalue()))
+    return written
+
+
+def training_curves(ctx: Context, out: Path, formats: set[str]) -> list[Path]:
+    """Loss against iteration for each trained method (lowest seed), one line per training stage."""
+    panels = []
+    for n in sorted(set(finished(ctx.runs)["frames"])):
+        for variant, path in _first_runs(ctx, n).items():
+            curves = load_curves(path)
+            if curves:
+                panels.append((f"{variant}, N = {n}", curves))
+    if not panels:
+        return []
+    cols = min(3, len(panels))
+    rows = math.ceil(len(panels) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.2 * rows + 0.5), squeeze=False)
+    for ax in axes.flat[len(panels):]:
+        ax.axis("off")
+    for ax, (title, curves) in zip(axes.flat, panels, strict=False):
+        for stage, (its, loss) in curves.items():
+            ax.plot(its, loss, label=f"stage {stage}")
+        values = [v for _, loss in curves.values() for v in loss]
+        if min(values) > 0 and max(values) > 10 * min(values):  # log only where losses span a decade
+            ax.set_yscale("log")
+        ax.set_xlabel("iteration (within the stage)")
+        ax.set_ylabel("training loss (stage's own loss)")
+        ax.set_title(title, fontsize=9)
+        ax.legend(fontsize=7)
+    fig.suptitle("Training curves (lowest seed per method)")
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    _footer(ctx, fig)
+    return save(fig, out / "training_curves", formats)
+
+
+def all_figures(ctx: Context, out: Path, formats: set[str]) -> list[Path]:
+    written: list[Path] = []
+    if formats & {"png", "pdf"}:
+        written += bar_charts(ctx, out, formats)
+        written += eq6_vs_blur(ctx, out, formats)
+        written += strips(ctx, out, formats)
+        written += training_curves(ctx, out, formats)
+    if "gif" in formats:
+        written += gifs(ctx, out)
+    return written

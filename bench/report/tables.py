@@ -1,0 +1,413 @@
+"""The report's tables (SPEC 9): deblurring in the paper's Table 1 layout, video extraction, ablations,
+runtime and size, and the run index; each written as Markdown, CSV and LaTeX (booktabs).
+
+Every table carries notes at its top: the data it came from (and, for synthetic data, that its numbers are NOT
+comparable with the paper's GoPro numbers), the metric definitions used, and the decision rule where it
+decides claims. The CSV holds the same cells as plain numbers (mean and std over seeds in separate columns),
+with the notes as leading `#` lines (`pandas.read_csv(path, comment="#")` reads it).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+from bench.report import paper
+from bench.report.claims import METRIC_LABELS, decide, finished, fmt, stat, summarise
+
+# Methods of SPEC 5 by role in the video table; the first names are the paper's comparison.
+VIDEO_METHODS: tuple[tuple[str, str], ...] = (
+    ("ours", "the paper's method"), ("jin2018", "comparison (Jin et al. 2018)"),
+    ("ours-gt-center", "oracle: true central frame"), ("ours-static", "floor: DM output repeated"),
+    ("blurred", "floor: blurred input repeated"),
+)
+# A floor that repeats the true central frame (SPEC 6); used when a method of one of these names is stored.
+CENTRE_FLOOR_NAMES: tuple[str, ...] = ("gt-static", "center-static", "centre-static", "gt-center-static",
+                                       "repeat-center", "sharp-center", "true-center")
+DEBLUR_METHODS: tuple[str, ...] = ("srn", "ours", "blurred", "jin2018")
+# Ablation variant -> (what the paper argues, the metric the variant should hurt).
+ABLATIONS: dict[str, tuple[str, str]] = {
+    "ours-intensity": ("flows beat intensities in the RVD", "eq6"),
+    "ours-nonrecurrent": ("recurrence beats one-pass decoding", "eq6"),
+    "ours-joint": ("two-stage training beats joint training", "eq6"),
+    "ours-no-sharp": ("the sharp-frame input helps the BIE", "eq6"),
+    "ours-single-scale": ("the 4-scale Eq. 4 loss beats a single scale", "eq6"),
+    "ours-no-tv": ("the TV term helps", "eq6"),
+    "ours-dm-resblocks": ("RDBs beat plain residual blocks in the DM", "deblur_psnr"),
+    "ours-dm-growth32": ("growth-rate sweep: the default RDB growth rate beats half of it", "deblur_psnr"),
+    "ours-dm-growth96": ("growth-rate sweep: the default RDB growth rate beats 1.5 times it", "deblur_psnr"),
+}
+LOWER_IS_BETTER = {"eq6", "epe", "deblur_lpips", "runtime_deblur_s", "runtime_video_s", "size_mb", "params"}
+COMPARABILITY = ("**Synthetic data ({data}): these numbers are NOT comparable with the paper's GoPro "
+                 "numbers**; the paper's values are shown for reference only.")
+RULE = ("Seed spread: mean ± sample std (ddof=1) over seeds. A claim is *held* only when the difference goes "
+        "the claimed way and exceeds the sum of the two stds; with 1 seed there is no spread to beat.")
+EQ6_PAIRING = ("Eq. 6 pairs frame n with its mirror N+1-n (the paper writes x_{N-n}; the mirror is the "
+               "reading that makes it ordering-invariant). pPSNR as HyperCUT (CVPR 2023), PW-PSNR as "
+               "blur2vid (2025).")
+
+
+@dataclass
+class Context:
+    """The selection a report is built from: runs of one profile and data family."""
+
+    runs: pd.DataFrame  # the selected runs (all statuses, evals included)
+    all_runs: pd.DataFrame  # the whole store, for listing what was left out
+    profile: str
+    sources: list[str]  # data families, e.g. ["synthetic-quick"]
+    frames: dict[str, int]  # "deblur" and "ablation": the N those tables and claims use
+    definitions: dict[str, str]  # metric -> one-line definition
+    overrides: str = ""  # the `--set` overrides shared by the runs reported under their plain method names
+    summary: pd.DataFrame = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.summary = summarise(self.runs)
+
+    @property
+    def synthetic(self) -> bool:
+        return any(not s.startswith("gopro") for s in self.sources) or not self.sources
+
+    @property
+    def data_text(self) -> str:
+        return ", ".join(sorted(set(self.runs["dataset"]))) or "no data"
+
+    def header(self) -> list[str]:
+        """The lines every table starts with."""
+        lines = []
+        if self.synthetic:
+            lines.append(COMPARABILITY.format(data=self.data_text))
+        devices = sorted({d for d in finished(self.runs)["device"] if d})
+        commits = sorted({c for c in finished(self.runs)["commit"] if c})
+        lines.append(f"Data: {self.data_text}; profile: {self.profile or '—'}"
+                     f"{'; overrides: ' + self.overrides if self.overrides else ''}; device: "
+                     f"{'; '.join(devices) or '—'}; commit: {', '.join(commits) or '—'}.")
+        return lines
+
+
+def select(runs: pd.DataFrame, profile: str | None, dataset: str | None) -> Context:
+    """Pick the runs a report covers: one profile (the given one, else the one with most finished runs) and,
+    when `dataset` is given, the sets whose name or family (name without `-<N>f`) or source equals it."""
+    chosen = runs
+    if dataset:
+        chosen = chosen[(chosen["dataset"] == dataset) | (chosen["source"] == dataset)
+                        | chosen["source"].str.startswith(dataset + "-")]
+    if profile is None and not chosen.empty:
+        counts = chosen[chosen["status"] == "finished"]["profile"].value_counts()
+        profile = str(counts.index[0]) if len(counts) else str(chosen["profile"].iloc[0])
+    if profile:
+        chosen = chosen[chosen["profile"] == profile]
+    # The overrides most finished runs share are this report's baseline (a store made entirely with
+    # `--set train.iters_dm=200` still reports `ours`); runs with other overrides stay separate variants.
+    chosen = chosen.copy()
+    counts = finished(chosen)["overrides"].value_counts()
+    base = str(counts.index[0]) if len(counts) else ""
+    chosen["variant"] = [m if o == base else f"{m} [{o or 'no overrides'}]"
+                         for m, o in zip(chosen["method"], chosen["overrides"], strict=True)]
+    done = finished(chosen)
+    present = set(done["frames"])
+    abl = done[done["method"].isin(list(ABLATIONS))]["frames"]
+    frames = {"deblur": 9 if 9 in present or not present else max(present),
+              "ablation": int(abl.mode().iloc[0]) if len(abl) else (9 if 9 in present or not present
+                                                                     else max(present))}
+    return Context(chosen.reset_index(drop=True), runs, profile or "", sorted(set(chosen["source"])), frames,
+                   metric_definitions(), base)
+
+
+def metric_definitions() -> dict[str, str]:
+    """One-line definitions from `bench.metrics.DEFINITIONS` (the code that computed the stored numbers)."""
+    try:
+        from bench.metrics import DEFINITIONS
+    except ImportError:  # the report must still render from a store alone
+        return {}
+    return dict(DEFINITIONS)
+
+
+@dataclass
+class Table:
+    """One table: display cells (strings) for Markdown/LaTeX, numbers for CSV, notes for the top."""
+
+    name: str  # file stem under reports/tables/
+    title: str
+    notes: list[str]
+    display: pd.DataFrame
+    numeric: pd.DataFrame
+
+    def markdown(self) -> str:
+        out = [f"## {self.title}", ""] + [f"> {n}" for n in self.notes] + [""]
+        if self.display.empty:
+            return "\n".join(out + ["*(no finished runs for this table)*", ""])
+        cols = [str(c) for c in self.display.columns]
+        out.append("| " + " | ".join(_md(c) for c in cols) + " |")
+        out.append("|" + "|".join("---" for _ in cols) + "|")
+        for row in self.display.itertuples(index=False):
+            out.append("| " + " | ".join(_md(str(v)) for v in row) + " |")
+        return "\n".join(out) + "\n"
+
+    def csv(self) -> str:
+        notes = "".join(f"# {_plain(n).replace(chr(10), ' ')}\n" for n in [self.title, *self.notes])
+        # A '#' inside a cell (an error message) would be cut by readers that skip the '#' note lines.
+        body = self.numeric.apply(lambda col: col.str.replace("#", "no.", regex=False)
+                                  if col.dtype == object and col.map(lambda v: isinstance(v, str)).all()
+                                  else col)
+        return notes + body.to_csv(index=False)  # floats as repr: shortest text that reads back exactly
+
+    def latex(self) -> str:
+        cols = list(self.display.columns)
+        out = [f"% {_plain(n)}" for n in [self.title, *self.notes]] + [r"% needs \usepackage{booktabs}"]
+        out += [r"\begin{table}[t]", r"\centering", r"\small",
+                r"\begin{tabular}{" + "l" * min(1, len(cols)) + "r" * max(0, len(cols) - 1) + "}",
+                r"\toprule", " & ".join(_tex(str(c)) for c in cols) + r" \\", r"\midrule"]
+        for row in self.display.itertuples(index=False):
+            out.append(" & ".join(_tex(str(v)) for v in row) + r" \\")
+        caption = _tex(self.title + ". " + " ".join(_plain(n) for n in self.notes[:1]))
+        out += [r"\bottomrule", r"\end{tabular}", rf"\caption{{{caption}}}", r"\end{table}", ""]
+        return "\n".join(out)
+
+
+def _md(text: str) -> str:
+    return text.replace("|", r"\|").replace("\n", " ")
+
+
+def _plain(text: str) -> str:
+    return text.replace("**", "").replace("*", "").replace("`", "")
+
+
+_TEX = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{",
+        "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}", "±": r"$\pm$", "—": "---",
+        "↓": r"$\downarrow$", "↑": r"$\uparrow$", "≥": r"$\geq$", "−": "-", "×": r"$\times$"}
+
+
+def _tex(text: str) -> str:
+    return "".join(_TEX.get(ch, ch) for ch in _plain(text))
+
+
+def _defs(ctx: Context, keys: list[str]) -> str:
+    parts = [f"{METRIC_LABELS.get(k, k)}: {ctx.definitions[k]}" for k in keys if k in ctx.definitions]
+    return "Definitions. " + "; ".join(parts) + "." if parts else "Definitions: see bench/metrics.py."
+
+
+def _cell(ctx: Context, variant: str, frames: int) -> pd.Series | None:
+    hit = ctx.summary[(ctx.summary["variant"] == variant) & (ctx.summary["frames"] == frames)]
+    return None if hit.empty else hit.iloc[0]
+
+
+def _val(row: pd.Series | None, metric: str) -> tuple[float, float]:
+    if row is None:
+        return math.nan, math.nan
+    return float(row[metric]), float(row[f"{metric}_std"])
+
+
+def _show(row: pd.Series | None, metric: str) -> str:
+    mean, std = _val(row, metric)
+    return fmt(mean, metric, std)
+
+
+def deblur_table(ctx: Context) -> Table:
+    """Deblurring in the layout of the paper's Table 1 (methods as columns), each re-implemented method's
+    measured column beside the paper's. The DM's size comes from `ours-static`, whose only network is the
+    DM."""
+    metrics = ["deblur_psnr", "deblur_ssim", "deblur_lpips", "runtime_deblur_s", "size_mb", "params"]
+    labels = ["PSNR (dB) ↑", "SSIM ↑", "LPIPS ↓", "Time (s) ↓", "Size (MB)", "Parameters", "Hardware",
+              "Seeds"]
+    columns: dict[str, list[str]] = {}
+    numeric = []
+    for row in paper.TABLE1:
+        values = [fmt(row.psnr, "deblur_psnr"), fmt(row.ssim, "deblur_ssim"), "—", f"{row.time_s:g}",
+                  "—" if row.size_mb is None else f"{row.size_mb:g}", "—", row.hardware, "—"]
+        name = f"{row.name} (paper)" if row.ref == "Ours" else f"{row.name} {row.ref} (paper)"
+        numeric.append({"column": name, "source": "paper (GoPro)", "method": row.method or "", "frames": "",
+                        "n_seeds": "", "seeds": "", "deblur_psnr": row.psnr, "deblur_ssim": row.ssim,
+                        "runtime_deblur_s": row.time_s, "size_mb": row.size_mb, "hardware": row.hardware})
+        if row.method is None:
+            columns[name] = values
+            continue
+        columns[name] = values  # each re-implemented method: the paper's column, then ours beside it
+        for method in ([row.method] if row.method == "srn" else ["ours"]):
+            for n in sorted(set(ctx.summary[ctx.summary["variant"].isin(
+                    [method, "ours-static"] if method == "ours" else [method])]["frames"])):
+                _measured(ctx, method, n, metrics, columns, numeric)
+    for method in ("blurred", "jin2018"):
+        for n in sorted(set(ctx.summary[ctx.summary["variant"] == method]["frames"])):
+            _measured(ctx, method, n, metrics, columns, numeric)
+    display = pd.DataFrame({"Metric": labels, **columns})
+    notes = ctx.header() + [
+        "Measured columns: mean ± std over seeds at the test resolution of the prepared set, on the device "
+        "named in the Hardware row; the paper's columns are GoPro 1280x704 as published. 'DM (measured)' is "
+        "the deblurred output of `ours` (its size from `ours-static`, which holds only the DM); `blurred` "
+        "scores the blurred input itself; `jin2018` scores its centre-frame estimate.",
+        _defs(ctx, metrics)]
+    num = pd.DataFrame(numeric)
+    return Table("deblurring", "Single-image deblurring (the paper's Table 1 layout)", notes, display, num)
+
+
+def _measured(ctx: Context, method: str, n: int, metrics: list[str], columns: dict, numeric: list) -> None:
+    main = _cell(ctx, method, n)
+    if method == "ours" and main is None:
+        main = _cell(ctx, "ours-static", n)
+    size_row = _cell(ctx, "ours-static", n) if method == "ours" else main
+    if main is None and size_row is None:
+        return
+    src = {m: (size_row if m in ("size_mb", "params") else main) for m in metrics}
+    name = {"ours": "DM", "blurred": "blurred input", "jin2018": "jin2018 centre", "srn": "srn"}[method]
+    values = [_show(src[m], m) for m in metrics]
+    values += [(main if main is not None else size_row)["device"] or "—",
+               str((main if main is not None else size_row)["seeds"])]
+    columns[f"{name} (measured, N={n})"] = values
+    entry = {"column": f"{name} (measured, N={n})", "source": "measured", "method": method, "frames": n,
+             "n_seeds": int((main if main is not None else size_row)["n"]),
+             "seeds": str((main if main is not None else size_row)["seeds"])}
+    for m in metrics:
+        entry[m], entry[f"{m}_std"] = _val(src[m], m)
+    entry["hardware"] = (main if main is not None else size_row)["device"]
+    numeric.append(entry)
+
+
+def video_table(ctx: Context) -> Table:
+    """Video extraction at every N stored: Eq. 6, pPSNR, PW-PSNR, middle-frame PSNR, EPE, with the floors
+    (`blurred`, repeated centre) and the paper's Eq. 6 beside (SPEC 6: the floors put 44.12/48.24/49.06 in
+    perspective)."""
+    metrics = ["eq6", "ppsnr", "pwpsnr", "mid_psnr", "epe"]
+    roles = list(VIDEO_METHODS) + [(n, "floor: true central frame repeated") for n in CENTRE_FLOOR_NAMES]
+    display, numeric = [], []
+    for n in sorted(set(ctx.summary["frames"])):
+        floor = _cell(ctx, "blurred", n)
+        floor_eq6 = _val(floor, "eq6")[0]
+        for method, role in roles:
+            row = _cell(ctx, method, n)
+            if row is None or all(math.isnan(_val(row, m)[0]) for m in metrics):
+                continue
+            eq6 = _val(row, "eq6")[0]
+            margin = floor_eq6 - eq6 if method != "blurred" else math.nan
+            published = paper.EQ6.get((method, n))
+            display.append({"Method": method, "N": n, "Role": role,
+                            **{f"{METRIC_LABELS[m]}{' ↓' if m in LOWER_IS_BETTER else ' ↑'}": _show(row, m)
+                               for m in metrics},
+                            "Below `blurred` floor by": fmt(margin, "eq6"), "Seeds": row["seeds"],
+                            "Paper Eq. 6 (GoPro)": fmt(published, "eq6")})
+            entry = {"method": method, "frames": n, "role": role, "n_seeds": int(row["n"]),
+                     "seeds": row["seeds"]}
+            for m in metrics:
+                entry[m], entry[f"{m}_std"] = _val(row, m)
+            entry["eq6_below_blurred_floor"] = margin
+            entry["paper_eq6_gopro"] = published if published is not None else math.nan
+            numeric.append(entry)
+    notes = ctx.header() + [
+        "Eq. 6 error ↓ (sum over mirrored frame pairs, [0,255] scale); PSNRs in dB ↑; EPE in pixels ↓. "
+        "'Below `blurred` floor by' = floor's Eq. 6 − the method's (> 0 beats the trivial answer). "
+        "Eq. 6 rewards the mean: repeating the blurred input is a strong floor (SPEC 6).",
+        EQ6_PAIRING, _defs(ctx, metrics)]
+    return Table("video", "Video extraction (Eq. 6, pPSNR, PW-PSNR, middle-frame PSNR)", notes,
+                 pd.DataFrame(display), pd.DataFrame(numeric))
+
+
+def ablation_variants(ctx: Context) -> list[str]:
+    """Registered ablation variants plus any other `ours-*` variant stored (a DM growth sweep, overrides)."""
+    known = list(ABLATIONS)
+    main = {m for m, _ in VIDEO_METHODS}
+    extra = sorted(v for v in set(ctx.summary["variant"])
+                   if v not in known and v not in main and v.startswith("ours") and v != "ours")
+    return known + extra
+
+
+def ablation_table(ctx: Context) -> Table:
+    """Each ablation against `ours` on the metric it should hurt, with the seed spread and the verdict."""
+    n = ctx.frames["ablation"]
+    display, numeric = [], []
+    for variant in ablation_variants(ctx):
+        method = variant.split(" [")[0]
+        claim, metric = ABLATIONS.get(method, ("a design variant of ours", "deblur_psnr"
+                                               if method.startswith("ours-dm") else "eq6"))
+        if method not in ABLATIONS and "growth" in variant:
+            claim, metric = "the DM's growth rate (sweep)", "deblur_psnr"
+        ours, var = stat(ctx.summary, "ours", n, metric), stat(ctx.summary, variant, n, metric)
+        if var is None and method not in ABLATIONS:
+            continue
+        verdict, gain, spread = decide(ours, var, metric in LOWER_IS_BETTER)
+        display.append({"Variant": variant, "Paper's claim": claim, "Metric": METRIC_LABELS[metric],
+                        "ours": fmt(ours.mean, metric, ours.std) if ours else "—",
+                        "variant": fmt(var.mean, metric, var.std) if var else "—",
+                        "ours better by": fmt(gain, metric), "spread": fmt(spread, metric),
+                        "Seeds": f"{ours.n if ours else 0}/{var.n if var else 0}", "Verdict": verdict})
+        numeric.append({"variant": variant, "claim": claim, "metric": metric, "frames": n,
+                        "ours_mean": ours.mean if ours else math.nan,
+                        "ours_std": ours.std if ours else math.nan, "ours_n": ours.n if ours else 0,
+                        "variant_mean": var.mean if var else math.nan,
+                        "variant_std": var.std if var else math.nan, "variant_n": var.n if var else 0,
+                        "gain": gain, "spread": spread, "verdict": verdict})
+    notes = ctx.header() + [f"Ablations at N={n}, same data, budget and seeds as `ours`. "
+                            "'ours better by' is in the claimed direction (> 0: ours is better).",
+                            RULE, EQ6_PAIRING]
+    return Table("ablations", f"Ablations of the paper's design choices (N={n})", notes,
+                 pd.DataFrame(display), pd.DataFrame(numeric))
+
+
+_PAPER_SIZE = {"ours": paper.SIZE_MB["ours"], "ours-static": paper.SIZE_MB["dm"], "srn": paper.SIZE_MB["srn"],
+               "jin2018": paper.SIZE_MB["jin2018"]}
+_PAPER_DEBLUR = {"ours": paper.TIME_DEBLUR_S["dm"], "ours-static": paper.TIME_DEBLUR_S["dm"],
+                 "srn": paper.TIME_DEBLUR_S["srn"], "jin2018": paper.TIME_DEBLUR_S["jin2018"]}
+
+
+def runtime_table(ctx: Context) -> Table:
+    """Parameters, size and runtimes of every finished (variant, N), with the device that timed them."""
+    metrics = ["params", "size_mb", "runtime_deblur_s", "runtime_video_s", "train_time_s"]
+    display, numeric = [], []
+    for _, r in ctx.summary.iterrows():
+        row = r
+        base = row.variant
+        display.append({"Method": base, "N": row.frames, "Parameters": _show(r, "params"),
+                        "Size (MB)": _show(r, "size_mb"), "Deblur time (s)": _show(r, "runtime_deblur_s"),
+                        "Video time (s)": _show(r, "runtime_video_s"),
+                        "Train time (s)": _show(r, "train_time_s"),
+                        "Device": row.device or "—", "Paper size (MB)": fmt(_PAPER_SIZE.get(base), "size_mb"),
+                        "Paper deblur time (s, GPU)": fmt(_PAPER_DEBLUR.get(base), "runtime_deblur_s"),
+                        "Paper video time (s, GPU)": fmt(paper.TIME_VIDEO_S.get(base), "runtime_video_s")})
+        entry = {"method": base, "frames": row.frames, "n_seeds": row.n, "device": row.device}
+        for m in metrics:
+            entry[m], entry[f"{m}_std"] = _val(r, m)
+        entry["paper_size_mb"] = _PAPER_SIZE.get(base, math.nan)
+        entry["paper_runtime_deblur_s"] = _PAPER_DEBLUR.get(base, math.nan)
+        entry["paper_runtime_video_s"] = paper.TIME_VIDEO_S.get(base, math.nan)
+        numeric.append(entry)
+    notes = ctx.header() + [
+        "Runtimes are measured at the prepared set's test resolution on the device named in each row, not "
+        "the paper's 1280x704 on its GPU; the paper's timings are as published (synchronisation not stated).",
+        _defs(ctx, metrics[:4])]
+    return Table("runtime", "Runtime and size", notes, pd.DataFrame(display), pd.DataFrame(numeric))
+
+
+def runs_table(ctx: Context) -> Table:
+    """Every run in the store, selected or not, with status and error: nothing is silently dropped."""
+    cols = ["run_id", "method", "variant", "profile", "dataset", "frames", "seed", "eval_set", "status",
+            "error", "device", "commit", "date"]
+    frame = ctx.all_runs[cols].copy()
+    selected = set(zip(ctx.runs["run_id"], ctx.runs["eval_set"], strict=True))
+    frame["in_report"] = [(r, e) in selected for r, e in zip(frame["run_id"], frame["eval_set"], strict=True)]
+    display = frame.rename(columns={"run_id": "Run", "eval_set": "Eval set"}).astype(str)
+    notes = ctx.header()[1:] + ["All runs in the store; `in_report` says whether this report's tables use "
+                                "it (one profile and data family per report; cross-dataset evaluations "
+                                "are listed, not pooled)."]
+    return Table("runs", "Runs in the store", notes, display, frame)
+
+
+def evals_table(ctx: Context) -> Table:
+    """Cross-dataset evaluations (`bench run --eval-data SET`): each run scored on another set's test split,
+    one row per (run, set); never pooled with the runs' own test scores."""
+    metrics = ["deblur_psnr", "deblur_ssim", "eq6", "ppsnr", "pwpsnr", "mid_psnr"]
+    rows = ctx.runs[(ctx.runs["eval_set"] != "") & (ctx.runs["status"] == "finished")]
+    cols = ["run_id", "variant", "frames", "seed", "dataset", "eval_set", *metrics, "device"]
+    numeric = rows[cols].rename(columns={"dataset": "trained_on", "eval_set": "evaluated_on"})
+    display = numeric.copy()
+    for m in metrics:
+        display[m] = [fmt(v, m) for v in numeric[m]]
+    display = display.rename(columns={m: METRIC_LABELS[m] for m in metrics})
+    notes = ctx.header() + ["Each row: a run trained on one set, scored on another set's test split "
+                            "(stored under runs/<run-id>/evals/<set>/).", EQ6_PAIRING]
+    return Table("cross_dataset", "Cross-dataset evaluations", notes, display.astype(str), numeric)
+
+
+def all_tables(ctx: Context) -> list[Table]:
+    """Every table of the report except the claims (built with the claims, in `bench.report`)."""
+    return [deblur_table(ctx), video_table(ctx), ablation_table(ctx), runtime_table(ctx), evals_table(ctx),
+            runs_table(ctx)]
