@@ -7,8 +7,9 @@ hurt. The claims are data: `bench ablate` loops over them; adding an ablation is
 row here.
 
 A claim *holds* when the variant is worse than `ours` in the claimed direction by more than the seed spread
-(the sum of the two sample standard deviations across seeds). With a single seed the spread is unknown
-(0), so any difference in the right direction counts; the table says how many seeds stood behind each row.
+(the sum of the two sample standard deviations across seeds): the rule of `bench.report.claims.decide`,
+shared with the report so the two never disagree. With a single seed the spread is unknown (0), so any
+difference in the right direction counts; the table says how many seeds stood behind each row.
 """
 
 from __future__ import annotations
@@ -25,7 +26,6 @@ class Claim:
     claim: str  # the paper's claim, in words
     metric: str  # aggregate key of metrics.json that the variant should make worse
     lower_is_better: bool  # direction of `metric`
-    kind: str = "hurts"  # "hurts": removing the choice must hurt; "not_better": the variant must not beat ours
 
 
 VIDEO, DEBLUR = "eq6", "deblur_psnr"
@@ -39,7 +39,7 @@ CLAIMS: tuple[Claim, ...] = (
     Claim("ours-no-tv", "the TV smoothness term on flows helps (mu = 0.02)", VIDEO, True),
     Claim("ours-dm-resblocks", "residual dense blocks beat plain residual blocks in the DM", DEBLUR, False),
 )
-GROWTH_CLAIM = "the paper's DM growth rate is not beaten by another growth rate"
+GROWTH_CLAIM = "the DM's default RDB growth rate beats this one (growth-rate sweep)"
 
 
 def claim_for(name: str) -> Claim:
@@ -48,7 +48,7 @@ def claim_for(name: str) -> Claim:
         if claim.variant == name:
             return claim
     if "growth" in name:
-        return Claim(name, GROWTH_CLAIM, DEBLUR, False, kind="not_better")
+        return Claim(name, GROWTH_CLAIM, DEBLUR, False)
     raise KeyError(f"ablation {name!r} has no claim in bench.ablate.CLAIMS; add one")
 
 
@@ -59,39 +59,29 @@ def ablation_names() -> list[str]:
     return registry.names(family="ablation")
 
 
-def _stats(values: list[float]) -> tuple[float | None, float]:
+def _stat(name: str, metric: str, values: list[float | None]) -> Any:
+    from bench.report.claims import Stat
+
     values = [v for v in values if v is not None and math.isfinite(v)]
     if not values:
-        return None, 0.0
+        return None
     mean = sum(values) / len(values)
-    if len(values) < 2:
-        return mean, 0.0
-    var = sum((v - mean) ** 2 for v in values) / (len(values) - 1)
-    return mean, math.sqrt(var)
+    std = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1)) if len(values) > 1 else 0.0
+    return Stat(name, 0, metric, mean, std, len(values), ())
 
 
-def judge(claim: Claim, ours: list[float], variant: list[float]) -> dict[str, Any]:
+def judge(claim: Claim, ours: list[float | None], variant: list[float | None]) -> dict[str, Any]:
     """One table row: means, spreads and whether the claim held on these per-seed values."""
-    ours_mean, ours_std = _stats(ours)
-    var_mean, var_std = _stats(variant)
-    row: dict[str, Any] = {"variant": claim.variant, "claim": claim.claim, "metric": claim.metric,
-                           "lower_is_better": claim.lower_is_better, "ours_mean": ours_mean,
-                           "ours_std": ours_std, "variant_mean": var_mean, "variant_std": var_std,
-                           "seeds": min(len(ours), len(variant)), "held": None, "verdict": "not measured"}
-    if ours_mean is None or var_mean is None:
-        return row
-    # Positive `worse_by` means the variant is worse than ours in the claim's metric.
-    worse_by = (var_mean - ours_mean) if claim.lower_is_better else (ours_mean - var_mean)
-    spread = ours_std + var_std
-    row["difference"] = worse_by
-    row["spread"] = spread
-    if claim.kind == "hurts":
-        held = worse_by > spread
-    else:  # not_better: the variant may tie, but must not beat ours beyond the spread
-        held = -worse_by <= spread
-    row["held"] = held
-    row["verdict"] = "held" if held else "not held"
-    return row
+    from bench.report.claims import HELD, NOT_MEASURED, decide  # the report's rule, imported late: no cycle
+
+    a, b = _stat("ours", claim.metric, ours), _stat(claim.variant, claim.metric, variant)
+    verdict, gain, spread = decide(a, b, claim.lower_is_better)
+    return {"variant": claim.variant, "claim": claim.claim, "metric": claim.metric,
+            "lower_is_better": claim.lower_is_better,
+            "ours_mean": a.mean if a else None, "ours_std": a.std if a else 0.0,
+            "variant_mean": b.mean if b else None, "variant_std": b.std if b else 0.0,
+            "seeds": min(len(ours), len(variant)), "difference": gain, "spread": spread,
+            "held": None if verdict == NOT_MEASURED else verdict == HELD, "verdict": verdict}
 
 
 def table(runs: Iterable[dict], variants: list[str], frames: int, profile: str,
@@ -104,7 +94,9 @@ def table(runs: Iterable[dict], variants: list[str], frames: int, profile: str,
     by_method: dict[str, dict[int, dict]] = {}
     for record in runs:
         cfg, metrics = record.get("config") or {}, record.get("metrics") or {}
-        if metrics.get("status") != "finished" or cfg.get("frames") != frames or cfg.get("profile") != profile:
+        if metrics.get("status") != "finished":
+            continue
+        if cfg.get("frames") != frames or cfg.get("profile") != profile:
             continue
         if dataset is not None and cfg.get("dataset") != dataset:
             continue

@@ -27,18 +27,16 @@ VIDEO_METHODS: tuple[tuple[str, str], ...] = (
 CENTRE_FLOOR_NAMES: tuple[str, ...] = ("gt-static", "center-static", "centre-static", "gt-center-static",
                                        "repeat-center", "sharp-center", "true-center")
 DEBLUR_METHODS: tuple[str, ...] = ("srn", "ours", "blurred", "jin2018")
-# Ablation variant -> (what the paper argues, the metric the variant should hurt).
-ABLATIONS: dict[str, tuple[str, str]] = {
-    "ours-intensity": ("flows beat intensities in the RVD", "eq6"),
-    "ours-nonrecurrent": ("recurrence beats one-pass decoding", "eq6"),
-    "ours-joint": ("two-stage training beats joint training", "eq6"),
-    "ours-no-sharp": ("the sharp-frame input helps the BIE", "eq6"),
-    "ours-single-scale": ("the 4-scale Eq. 4 loss beats a single scale", "eq6"),
-    "ours-no-tv": ("the TV term helps", "eq6"),
-    "ours-dm-resblocks": ("RDBs beat plain residual blocks in the DM", "deblur_psnr"),
-    "ours-dm-growth32": ("growth-rate sweep: the default RDB growth rate beats half of it", "deblur_psnr"),
-    "ours-dm-growth96": ("growth-rate sweep: the default RDB growth rate beats 1.5 times it", "deblur_psnr"),
-}
+
+
+def ablation_claims() -> dict[str, tuple[str, str]]:
+    """Ablation variant -> (what the paper argues, the metric it should hurt), from `bench.ablate`."""
+    from bench.ablate import ablation_names, claim_for
+
+    return {name: (claim_for(name).claim, claim_for(name).metric) for name in ablation_names()}
+
+
+ABLATIONS: dict[str, tuple[str, str]] = ablation_claims()
 LOWER_IS_BETTER = {"eq6", "epe", "deblur_lpips", "runtime_deblur_s", "runtime_video_s", "size_mb", "params"}
 COMPARABILITY = ("**Synthetic data ({data}): these numbers are NOT comparable with the paper's GoPro "
                  "numbers**; the paper's values are shown for reference only.")
