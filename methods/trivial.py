@@ -4,6 +4,8 @@
   (a strong one under Eq. 6, which rewards the mean; see SPEC 6).
 - `ours-static`: the DM's estimate repeated N times: what the motion branch adds over a still image. Its only
   stage is `ours`'s `dm` stage (same identity), so the DM is trained once for both.
+- `gt-static`: an oracle floor, the true central frame repeated N times (SPEC 6: under Eq. 6 it scores worse
+  than `blurred`, because Eq. 6 rewards the mean).
 """
 
 from __future__ import annotations
@@ -46,3 +48,20 @@ register(Method(
 register(Method(
     name="ours-static", family="baseline", description="the DM's deblurred frame repeated N times",
     components={"dm": Component(DM, {}, DM_WIDTHS)}, stages=(DM_STAGE,), predictor="static"))
+
+
+@deblurrer("gt-static")
+def _no_deblur(nets: nn.ModuleDict, blur: Tensor) -> Tensor:
+    return blur  # timing only: the oracle's "deblurring" is reading the truth, which costs nothing
+
+
+@predictor("gt-static")
+def _gt_static(method: Method, nets: nn.ModuleDict, blur: Tensor, n: int,
+               center: Tensor | None) -> Prediction:
+    assert center is not None  # Method.predict refuses uses_true_center methods without it
+    return Prediction(deblurred=center, frames=repeat_frames(center, n), flows=None)
+
+
+register(Method(
+    name="gt-static", family="baseline", description="oracle floor: the true central frame repeated N times",
+    components={}, stages=(), predictor="gt-static", uses_true_center=True))
