@@ -20,6 +20,10 @@ IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".ppm")
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 _PNG_END = b"IEND\xaeB`\x82"  # the IEND chunk type and its CRC: every complete PNG ends with these bytes
 _PNG_SETTINGS = [cv2.IMWRITE_PNG_COMPRESSION, 1]  # fast and deterministic; sets are rewritten often in tests
+# Frames larger than this are refused from their header, before any pixel buffer exists: a forged or
+# zip-bomb header (a few KB claiming 30000x30000) must not make the decoder allocate gigabytes. 64 MP is
+# 8K video with room to spare; GoPro frames are 0.9 MP.
+MAX_PIXELS = 64_000_000
 
 
 def _truncated(data: bytes) -> bool:
@@ -32,13 +36,44 @@ def _truncated(data: bytes) -> bool:
     return False
 
 
+def check_header(data: bytes, path: Path | str, max_pixels: int = MAX_PIXELS) -> None:
+    """Refuse an image whose header claims no pixels or more than `max_pixels`, without decoding it.
+
+    Pillow parses only the header here (it is lazy); a format it does not recognise is left to OpenCV.
+    """
+    import io
+    import warnings
+
+    from PIL import Image
+
+    too_big = (f"{path}: the header claims more than {max_pixels // 10**6} megapixels; replace the file or "
+               "downscale the frames")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # Pillow's bomb warning: the limit applied is ours
+            with Image.open(io.BytesIO(data)) as im:
+                w, h = im.size
+    except Image.DecompressionBombError:  # past Pillow's own, higher limit
+        raise BenchError(too_big) from None
+    except Exception:  # noqa: BLE001 - an unrecognised or broken header: OpenCV judges the bytes
+        return
+    if w < 1 or h < 1:
+        raise BenchError(f"{path}: the header claims an empty {w}x{h} image; replace it")
+    if w * h > max_pixels:
+        raise BenchError(too_big.replace("claims more", f"claims {w}x{h}, more"))
+
+
 def decode_image(data: bytes, path: Path | str) -> tuple[np.ndarray, str | None]:
     """Decode image bytes to RGB uint8 `(h, w, 3)`; the second value names a conversion done, if any."""
     if not data:
         raise BenchError(f"{path}: empty file; replace it or remove it from the sequence")
     if _truncated(data):
         raise BenchError(f"{path}: truncated image; replace it or remove it from the sequence")
-    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    check_header(data, path)
+    try:
+        img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    except cv2.error:
+        img = None  # OpenCV asserts on some malformed headers instead of returning None
     if img is None or img.size == 0:
         raise BenchError(f"{path}: unreadable image; replace it or remove it from the sequence")
     notes = []

@@ -104,17 +104,47 @@ class _Writer:
 
     def put(self, rel: str, data: bytes) -> str:
         path = self.folder / rel
+        linked = self._unlink_links(rel)
         try:
-            same = path.stat().st_size == len(data) and path.read_bytes() == data
+            same = not linked and path.stat().st_size == len(data) and path.read_bytes() == data
         except OSError:
             same = False
         if same:
             self.kept += 1
         else:
-            atomic_write_bytes(path, data)
+            write_or_explain(path, data)
             self.written += 1
         self.sha256[rel] = hashlib.sha256(data).hexdigest()
         return rel
+
+    def _unlink_links(self, rel: str) -> bool:
+        """Remove any symlink on the way from the set folder to `rel` (the links themselves, never what they
+        point at). A set holds real files only: a link could lead outside it, where a rerun must neither
+        trust bytes (the manifest check refuses such links) nor write through it. True if one was removed."""
+        found = False
+        here = self.folder
+        for part in Path(rel).parts:
+            here = here / part
+            if here.is_symlink():
+                here.unlink()
+                found = True
+                break  # everything below a removed folder link is gone from the set's view
+        return found
+
+
+def write_or_explain(path: Path, data: bytes | dict) -> None:
+    """An atomic write (bytes, or a dict as JSON), with a failed write (a full disk, a read-only folder)
+    turned into a one-line BenchError: the atomic write has already left the previous file as it was and
+    removed its temporary, so the message can say so."""
+    try:
+        if isinstance(data, dict):
+            atomic_write_json(path, data)
+        else:
+            atomic_write_bytes(path, data)
+    except OSError as err:
+        reason = err.strerror or type(err).__name__
+        raise BenchError(f"{path}: cannot write ({reason}); the previous file is left intact; free disk "
+                         "space or fix access, then rerun the same command to continue") from None
 
 
 def _npy_bytes(array: np.ndarray) -> bytes:
@@ -340,7 +370,8 @@ def prepare(source: str | None = None, root: str | Path | None = None, frames: t
             "samples": samples,
             "sha256": dict(sorted(digests.items())),
         })
-        atomic_write_json(folders[n] / MANIFEST, manifest)  # last: its presence means the set is complete
+        # Last: its presence means the set is complete.
+        write_or_explain(folders[n] / MANIFEST, manifest)
     counts = {n: Counter(s["split"] for s in _samples_of(results, n)) for n in pending}
     done = ", ".join(f"{folders[n]} ({counts[n]['train']} train / {counts[n]['test']} test samples)"
                      for n in pending)
