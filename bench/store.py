@@ -66,3 +66,131 @@ def stable_hash(obj: Any, length: int = 10) -> str:
     """Short hex digest of a JSON-able object, independent of dict order."""
     text = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:length]
+
+
+# --- run and stage folders ---------------------------------------------------------------------------------
+
+WEIGHTS_FORMAT = "bmb-weights/1"
+
+
+def runs_dir(option: str | Path | None = None) -> Path:
+    """Where runs live: the option, else `$BENCH_RUNS`, else `./runs` (SPEC 8)."""
+    if option:
+        return Path(option)
+    env = os.environ.get("BENCH_RUNS")
+    return Path(env) if env else Path("runs")
+
+
+def read_json(path: Path | str) -> Any | None:
+    """The JSON in `path`, or None when it is missing or unreadable (a run folder being written)."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def iter_runs(runs_dir: Path | str) -> list[dict]:
+    """Every run folder under `runs_dir` as `{"path", "config", "metrics"}`; folders without config.json
+    (and the shared `stages/` cache) are skipped. `metrics` is None while a run has not finished once."""
+    root = Path(runs_dir)
+    if not root.is_dir():
+        return []
+    out = []
+    for folder in sorted(root.iterdir()):
+        if not folder.is_dir() or folder.name == "stages":
+            continue
+        config = read_json(folder / "config.json")
+        if not isinstance(config, dict):
+            continue
+        out.append({"path": folder, "config": config, "metrics": read_json(folder / "metrics.json")})
+    return out
+
+
+def latest_run(runs_dir: Path | str, method: str, frames: int | None = None) -> Path | None:
+    """The newest finished run of `method` (by metrics.json's mtime), optionally at `frames`; None if none."""
+    best: tuple[float, Path] | None = None
+    for run in iter_runs(runs_dir):
+        cfg, met = run["config"], run["metrics"]
+        if cfg.get("method") != method or not isinstance(met, dict) or met.get("status") != "finished":
+            continue
+        if frames is not None and cfg.get("frames") != frames:
+            continue
+        mtime = (run["path"] / "metrics.json").stat().st_mtime
+        if best is None or mtime > best[0]:
+            best = (mtime, run["path"])
+    return best[1] if best else None
+
+
+def run_id(method: str, resolved: dict) -> str:
+    """`<method>-<hash of the resolved config>`: the same command maps to the same folder (SPEC 8)."""
+    return f"{method}-{stable_hash(resolved)}"
+
+
+class FolderLock:
+    """An exclusive `fcntl.flock` on `<folder>/.lock`, so two processes on one run (or one cached stage)
+    take turns instead of interleaving writes. The kernel drops the lock when the holder dies (SIGKILL
+    included), so a killed run never leaves a stale lock behind."""
+
+    def __init__(self, folder: Path | str, wait: bool = True, on_wait: Any = None) -> None:
+        self.path = Path(folder) / ".lock"
+        self.wait = wait
+        self.on_wait = on_wait  # called once with the lock path when another process holds it
+        self._fh: Any = None
+
+    def __enter__(self) -> FolderLock:
+        import fcntl
+
+        from bench.errors import BenchError
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._fh = open(self.path, "a+")
+        try:
+            fcntl.flock(self._fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if not self.wait:
+                self._fh.close()
+                raise BenchError(f"{self.path.parent} is in use by another bench process; wait for it "
+                                 "to finish and rerun") from None
+            if self.on_wait is not None:
+                self.on_wait(self.path)
+            fcntl.flock(self._fh, fcntl.LOCK_EX)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        import fcntl
+
+        if self._fh is not None:
+            fcntl.flock(self._fh, fcntl.LOCK_UN)
+            self._fh.close()
+            self._fh = None
+
+
+def save_weights(path: Path | str, method: str, frames: int, model: dict, state_dicts: dict) -> Path:
+    """Write the portable `weights.pt` (docs/ARCHITECTURE.md): plain state dicts and the config needed to
+    rebuild the networks, nothing else, so `torch.load(weights_only=True)` accepts it anywhere."""
+    payload = {"format": WEIGHTS_FORMAT, "method": method, "frames": int(frames), "model": dict(model),
+               "state_dicts": {k: {n: t.detach().cpu().contiguous() for n, t in sd.items()}
+                               for k, sd in state_dicts.items()}}
+    return atomic_torch_save(path, payload)
+
+
+def load_weights(path: Path | str) -> dict:
+    """Read a `weights.pt`; a one-line BenchError if it is missing, unsafe or of another format."""
+    import pickle
+
+    import torch
+
+    from bench.errors import BenchError
+
+    path = Path(path)
+    if not path.is_file():
+        raise BenchError(f"{path}: no such weights file; pass the weights.pt of a finished run")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise BenchError(f"{path}: not a loadable weights file ({first}); re-export it with bench run") \
+            from None
+    if not isinstance(payload, dict) or payload.get("format") != WEIGHTS_FORMAT:
+        raise BenchError(f"{path}: not a {WEIGHTS_FORMAT} file; use the weights.pt written by bench run")
+    return payload

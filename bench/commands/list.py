@@ -1,0 +1,131 @@
+"""`bench list`: the registered methods, prepared datasets, stored runs and profiles (all four by default)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import click
+
+SECTIONS = ("methods", "datasets", "runs", "profiles")
+
+
+def methods_rows() -> list[dict]:
+    """`methods.registry.summary()`: the SPEC 8 rows (name, family, params, size_mb, components)."""
+    from methods import registry
+
+    return registry.summary()
+
+
+def dataset_rows(data_dir: Path) -> list[dict]:
+    from bench.data.manifest import describe_sets
+
+    return describe_sets(data_dir)
+
+
+def run_rows(runs_dir: Path) -> list[dict]:
+    """One row per stored run: its identity and headline metrics (status failed/incomplete shown as such)."""
+    from bench.store import iter_runs
+
+    rows = []
+    for run in iter_runs(runs_dir):
+        cfg, met = run["config"], run["metrics"] if isinstance(run["metrics"], dict) else {}
+        agg = met.get("aggregate") or {}
+        rows.append({"run": run["path"].name, "method": cfg.get("method"), "profile": cfg.get("profile"),
+                     "dataset": cfg.get("dataset"), "frames": cfg.get("frames"), "seed": cfg.get("seed"),
+                     "status": met.get("status", "incomplete"), "eq6": agg.get("eq6"),
+                     "ppsnr": agg.get("ppsnr"), "deblur_psnr": agg.get("deblur_psnr"),
+                     "training_time_s": met.get("training_time_s"), "path": str(run["path"])})
+    return rows
+
+
+def profile_rows() -> list[dict]:
+    from bench.config import PROFILES
+
+    rows = []
+    for p in PROFILES.values():
+        t, d = p.train, p.data
+        rows.append({"name": p.name, "source": d.source, "resolution": [d.height, d.width],
+                     "crop": t.crop, "batch_video": t.batch_video, "batch_deblur": t.batch_deblur,
+                     "iters_dm": t.iters_dm, "iters_autoencoder": t.iters_autoencoder,
+                     "iters_bie": t.iters_bie, "config": asdict(p)})
+    return rows
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, (list, tuple)):
+        return "x".join(str(v) for v in value) if all(isinstance(v, int) for v in value) else str(value)
+    if isinstance(value, dict):
+        return ", ".join(value) if len(value) < 6 else f"{len(value)} entries"
+    return str(value)
+
+
+def _table(title: str, rows: list[dict], skip: tuple[str, ...] = ()) -> Any:
+    from rich.table import Table
+
+    table = Table(title=title)
+    if not rows:
+        table.add_column("(none)")
+        return table
+    cols = [k for k in rows[0] if k not in skip]
+    for col in cols:
+        table.add_column(col, overflow="fold")  # wrap, never truncate: run ids must stay copyable
+    for row in rows:
+        table.add_row(*(_cell(row.get(col)) for col in cols))
+    return table
+
+
+@click.command("list")
+@click.option("--methods", "show_methods", is_flag=True, help="registered methods and their components")
+@click.option("--datasets", "show_datasets", is_flag=True, help="prepared datasets in the data dir")
+@click.option("--runs", "show_runs", is_flag=True, help="stored runs and their headline metrics")
+@click.option("--profiles", "show_profiles", is_flag=True, help="profiles: data, budgets, batches")
+@click.option("--json", "as_json", is_flag=True, help="JSON: one section as a list, several as an object")
+@click.option("--data-dir", type=click.Path(path_type=Path), default=None, help="data home ($BENCH_DATA)")
+@click.option("--runs-dir", type=click.Path(path_type=Path), default=None, help="results store")
+def command(show_methods: bool, show_datasets: bool, show_runs: bool, show_profiles: bool, as_json: bool,
+            data_dir: Path | None, runs_dir: Path | None) -> None:
+    """List methods, datasets, stored runs and profiles (all four when no section is named)."""
+    from bench.data.manifest import default_data_dir
+    from bench.store import runs_dir as resolve_runs
+
+    wanted = [s for s, on in zip(SECTIONS, (show_methods, show_datasets, show_runs, show_profiles),
+                                 strict=True) if on] or list(SECTIONS)
+    store = resolve_runs(runs_dir)
+    data_dir = default_data_dir(data_dir)
+    getters = {"methods": methods_rows, "datasets": lambda: dataset_rows(data_dir),
+               "runs": lambda: run_rows(store), "profiles": profile_rows}
+    data = {name: getters[name]() for name in wanted}
+    if as_json:
+        payload = data[wanted[0]] if len(wanted) == 1 else data
+        click.echo(json.dumps(payload, indent=2, default=str))
+        return
+    from rich.console import Console
+
+    console = Console()
+    titles = {"methods": "methods", "datasets": "datasets", "runs": "runs", "profiles": "profiles"}
+    captions = {"methods": "bench run --method NAME", "datasets": f"in {data_dir} (bench prepare)",
+                "runs": f"in {store}", "profiles": "bench run --profile NAME; --set section.field=value"}
+    skips = {"methods": ("components",), "runs": ("path", "dataset"), "profiles": (), "datasets": ("path",)}
+    shown = dict(data)
+    if "profiles" in shown:  # compact columns so the table fits a terminal; --json has every field
+        shown["profiles"] = [{"name": r["name"], "source": r["source"], "frame px": r["resolution"],
+                              "crop": r["crop"],
+                              "batch video/deblur": f"{r['batch_video']}/{r['batch_deblur']}",
+                              "iters dm/ae/bie": f"{r['iters_dm']}/{r['iters_autoencoder']}/{r['iters_bie']}"}
+                             for r in shown["profiles"]]
+    if "runs" in shown:
+        shown["runs"] = [{"run": r["run"], "profile": r["profile"], "N": r["frames"], "seed": r["seed"],
+                          "status": r["status"], "eq6": r["eq6"], "pPSNR": r["ppsnr"],
+                          "PSNR": r["deblur_psnr"]}
+                         for r in shown["runs"]]
+    for name in wanted:
+        table = _table(titles[name], shown[name], skips[name])
+        table.caption = captions[name]
+        console.print(table)

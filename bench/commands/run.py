@@ -1,0 +1,149 @@
+"""`bench run --method NAME`: train (or reuse, resume, load) a method, evaluate it, store and show results."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import click
+
+from bench.config import DEFAULT_PROFILE
+from bench.errors import BenchError
+
+TABLE_KEYS = ("deblur_psnr", "deblur_ssim", "deblur_lpips", "eq6", "ppsnr", "pwpsnr", "mid_psnr", "epe",
+              "runtime_deblur_s", "runtime_video_s", "params", "size_mb")
+LOWER_IS_BETTER = {"deblur_lpips", "eq6", "epe", "runtime_deblur_s", "runtime_video_s", "params", "size_mb"}
+
+
+def parse_int_list(text: str, option: str) -> list[int]:
+    """`7,9` -> [7, 9]; a one-line error for anything else."""
+    try:
+        values = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise BenchError(f"{option} {text!r}: expected integers separated by commas, e.g. {option} 7,9") \
+            from None
+    if not values:
+        raise BenchError(f"{option} {text!r}: give at least one value")
+    return values
+
+
+def _fmt(value: object) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.4g}" if abs(value) < 1e4 else f"{value:.3e}"
+    return str(value)
+
+
+def print_table(outcome: object, floor: object | None) -> None:
+    """The aggregate metrics of a run beside the `blurred` floor (SPEC 7: every method must beat it)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    agg = outcome.metrics.get("aggregate", {})
+    table = Table(title=f"{outcome.metrics.get('method')} on {outcome.metrics.get('eval_dataset')} "
+                        f"({outcome.metrics.get('profile')} profile, seed {outcome.metrics.get('seed')})")
+    table.add_column("metric")
+    table.add_column(str(outcome.metrics.get("method")), justify="right")
+    if floor is not None:
+        table.add_column("blurred (floor)", justify="right")
+    for key in TABLE_KEYS:
+        row = [f"{key} ({'lower' if key in LOWER_IS_BETTER else 'higher'} is better)", _fmt(agg.get(key))]
+        if floor is not None:
+            row.append(_fmt(floor.metrics.get("aggregate", {}).get(key)))
+        table.add_row(*row)
+    console = Console()
+    console.print(table)
+    if agg.get("deblur_lpips") is None and agg.get("deblur_lpips_note"):
+        console.print(f"LPIPS: {agg['deblur_lpips_note']}")
+    state = "reused the finished run" if outcome.cached else "wrote"
+    console.print(f"{state}: {outcome.metrics_path}")
+
+
+def _relaunch(nproc: int, argv: list[str]) -> None:
+    """Start `nproc` copies of this command under torchrun (PyTorch's own launcher) and wait for them."""
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
+           "-m", "bench.commands.run", *argv]
+    click.echo(f"launching {nproc} processes: {' '.join(cmd)}")
+    code = subprocess.call(cmd)
+    if code != 0:
+        raise BenchError(f"the distributed run exited with status {code}; rerun the same command to resume")
+
+
+@click.command("run")
+@click.option("--method", required=True, help="method name (bench list --methods)")
+@click.option("--profile", default=DEFAULT_PROFILE, show_default=True, help="smoke | quick | paper")
+@click.option("--frames", default="9", show_default=True, help="frames N per blur; a comma list runs each")
+@click.option("--seeds", default="0", show_default=True, help="seeds, comma list (0,1,2)")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="override a profile field")
+@click.option("--data-dir", type=click.Path(path_type=Path), default=None, help="prepared sets (datasets/)")
+@click.option("--runs-dir", type=click.Path(path_type=Path), default=None, help="results store")
+@click.option("--source", type=click.Choice(["synthetic", "gopro"]), default=None, help="data source")
+@click.option("--root", type=click.Path(path_type=Path), default=None, help="footage root (gopro)")
+@click.option("--device", default=None, help="auto | cpu | cuda | mps (default: the profile's, auto)")
+@click.option("--weights", type=click.Path(path_type=Path), default=None, help="evaluate this weights.pt")
+@click.option("--eval-data", default=None, help="score on this prepared set's test split (folder name)")
+@click.option("--nproc", type=int, default=1, show_default=True, help="processes (torchrun, DDP)")
+@click.option("--fresh", is_flag=True, help="retrain every stage and re-evaluate, ignoring caches")
+@click.option("--floor/--no-floor", default=True, show_default=True, help="also score `blurred`")
+def command(method: str, profile: str, frames: str, seeds: str, overrides: tuple[str, ...],
+            data_dir: Path | None, runs_dir: Path | None, source: str | None, root: Path | None,
+            device: str | None, weights: Path | None, eval_data: str | None, nproc: int, fresh: bool,
+            floor: bool) -> None:
+    """Train (or reuse) METHOD, evaluate it on the test split and store the results (SPEC 8)."""
+    from bench.config import apply_overrides, get_profile
+
+    frame_list, seed_list = parse_int_list(frames, "--frames"), parse_int_list(seeds, "--seeds")
+    apply_overrides(get_profile(profile), list(overrides))  # reject unknown keys before any work
+    if nproc < 1:
+        raise BenchError(f"--nproc {nproc}: give a positive number of processes")
+    if nproc > 1 and "WORLD_SIZE" not in os.environ:
+        argv = ["run", "--method", method, "--profile", profile, "--frames", frames, "--seeds", seeds]
+        for item in overrides:
+            argv += ["--set", item]
+        for flag, value in (("--data-dir", data_dir), ("--runs-dir", runs_dir), ("--source", source),
+                            ("--root", root), ("--device", device), ("--weights", weights),
+                            ("--eval-data", eval_data)):
+            if value is not None:
+                argv += [flag, str(value)]
+        argv += ["--fresh"] if fresh else []
+        argv += ["--floor"] if floor else ["--no-floor"]
+        _relaunch(nproc, argv)
+        return
+
+    from bench.run import RunSpec, execute
+    from bench.train import dist_from_env
+
+    dist = dist_from_env(device or "auto")
+    log = click.echo if dist.main else (lambda *_a, **_k: None)
+    try:
+        for n in frame_list:
+            for seed in seed_list:
+                spec = RunSpec(method=method, profile=profile, frames=n, seed=seed,
+                               overrides=tuple(overrides), data_dir=data_dir, runs_dir=runs_dir,
+                               source=source, root=root, device=device, weights=weights,
+                               eval_data=eval_data, fresh=fresh, progress=dist.main)
+                outcome = execute(spec, dist=dist, log=log)
+                if not dist.main:
+                    continue
+                floor_outcome = None
+                if floor and method != "blurred":
+                    floor_spec = RunSpec(method="blurred", profile=profile, frames=n, seed=seed,
+                                         overrides=tuple(overrides), data_dir=data_dir, runs_dir=runs_dir,
+                                         source=source, root=root, device=device, eval_data=eval_data,
+                                         progress=True)
+                    floor_outcome = execute(floor_spec, log=log)
+                print_table(outcome, floor_outcome)
+    finally:
+        if dist.active:
+            import torch.distributed as td
+
+            td.destroy_process_group()
+
+
+if __name__ == "__main__":  # the entry torchrun starts for --nproc (python -m bench.commands.run run ...)
+    from bench.cli import main
+
+    main()

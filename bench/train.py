@@ -1,0 +1,498 @@
+"""The one training loop: every stage of every method, driven by the registry's `Stage` data (Sec. 3.1).
+
+A method is a schedule of stages (`ours`: the DM alone; stage 1 RVE-RVD with Eq. 5 on sharp sequences;
+stage 2 BIE-RVD with Eq. 6, RVD initialised from stage 1). This module knows nothing about any particular
+method: a stage names the components it optimises, their learning rates, the earlier stages it starts from,
+which batch size it uses and which profile budgets add up to its iteration count. The method supplies the
+loss (`Method.stage_loss`).
+
+Caching and resumption. A stage's result lives in `runs/stages/<key>/` where the key hashes the method's
+stage identity (networks, loss, the identities of its `init_from` stages), the dataset, the training fields
+that change its weights, the seed and the keys of its `init_from` stages. Methods that share a stage (`ours`,
+`ours-static`, `ours-gt-center`, the ablations) share its folder. A finished stage is reused; an unfinished
+one resumes from its last checkpoint. Everything random is derived from (seed, stage key, iteration): the
+batch of iteration i is drawn by a generator seeded from those three, and the torch RNG is reseeded with them
+before each step. So a run killed at any point and resumed ends with exactly the weights of an uninterrupted
+run on CPU.
+
+Distribution (`bench run --nproc K`, launched by torchrun). Each rank takes a strided share of every
+iteration's batch and gradients are averaged with one all-reduce per step before Adam, the data-parallel
+algorithm of DistributedDataParallel. It is done by hand rather than by wrapping the components in
+`DistributedDataParallel`, because the recurrent networks run several forward passes per iteration and
+methods call component methods other than `forward`, both of which DDP's hooks do not follow. Rank 0 alone
+logs and writes checkpoints; all ranks read them on resume (one machine, or a shared file system).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from bench.config import Profile
+from bench.errors import BenchError
+from bench.store import FolderLock, atomic_torch_save, atomic_write_json, read_json, sha256_file, stable_hash
+
+CKPT = "ckpt.pt"
+STAGE_JSON = "stage.json"
+
+
+class TrainingDiverged(BenchError):
+    """The loss became NaN or infinite; the stage stopped and kept its last good checkpoint."""
+
+
+# --- devices and distribution ------------------------------------------------------------------------------
+
+
+def resolve_device(name: str, local_rank: int = 0) -> torch.device:
+    """`auto` picks CUDA, then MPS, then CPU; an explicit device that is absent is a one-line error."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda", local_rank)
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise BenchError(f"--device {name}: no CUDA device visible to torch; use --device cpu or auto")
+        return torch.device(name) if ":" in name else torch.device("cuda", local_rank)
+    if name == "mps":
+        if getattr(torch.backends, "mps", None) is None or not torch.backends.mps.is_available():
+            raise BenchError("--device mps: MPS is not available on this machine; use --device cpu or auto")
+        return torch.device("mps")
+    if name == "cpu":
+        return torch.device("cpu")
+    raise BenchError(f"--device {name!r}: choose auto, cpu, cuda or mps")
+
+
+@dataclass(frozen=True)
+class Dist:
+    """This process's place in a torchrun launch (rank 0 of 1 when not distributed)."""
+
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def active(self) -> bool:
+        return self.world > 1
+
+
+LOCAL = Dist()  # a single process
+
+
+def dist_from_env(device_name: str = "auto") -> Dist:
+    """Join the process group torchrun set up (gloo on CPU, NCCL on CUDA); a single process otherwise."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return Dist()
+    import torch.distributed as td
+
+    rank, local = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+    if not td.is_initialized():
+        use_cuda = device_name.startswith("cuda") or (device_name == "auto" and torch.cuda.is_available())
+        if use_cuda:
+            torch.cuda.set_device(local)
+        td.init_process_group(backend="nccl" if use_cuda else "gloo")
+    return Dist(rank=rank, world=world, local_rank=local)
+
+
+def barrier(dist: Dist) -> None:
+    if dist.active:
+        import torch.distributed as td
+
+        td.barrier()
+
+
+def _average_gradients(params: list[nn.Parameter], dist: Dist) -> None:
+    """Mean of the gradients over ranks with one flat all-reduce (what DDP's buckets do)."""
+    import torch.distributed as td
+
+    grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
+    flat = torch.cat([g.reshape(-1) for g in grads])
+    td.all_reduce(flat)
+    flat /= dist.world
+    offset = 0
+    for p, g in zip(params, grads, strict=True):
+        n = g.numel()
+        p.grad = flat[offset:offset + n].view_as(p).clone()
+        offset += n
+
+
+# --- budgets, keys and the data plan -----------------------------------------------------------------------
+
+
+def stage_iterations(stage: Any, profile: Profile) -> int:
+    """Iterations of a stage: the sum of the profile's `train` fields it names (fair by construction)."""
+    total = 0
+    for key in stage.iters_keys:
+        if not hasattr(profile.train, key):
+            raise BenchError(f"stage {stage.name!r} names unknown budget train.{key}")
+        total += int(getattr(profile.train, key))
+    return total
+
+
+def stage_batch(stage: Any, profile: Profile) -> int:
+    """Batch size of a stage: `batch_video` or `batch_deblur` of the profile."""
+    return int(getattr(profile.train, f"batch_{stage.batch}"))
+
+
+def dataset_fingerprint(set_folder: Path) -> str:
+    """Name plus the hash of the manifest, so re-prepared data with other content never reuses a stage."""
+    manifest = Path(set_folder) / "manifest.json"
+    digest = sha256_file(manifest)[:12] if manifest.is_file() else "none"
+    return f"{Path(set_folder).name}:{digest}"
+
+
+def code_fingerprint(method: Any, stage: Any) -> str:
+    """Hash of the source files that define a stage's networks, loss and layers.
+
+    The registry's stage identity names classes and their arguments, not their code; without this, a cached
+    checkpoint of an older DM would be loaded into a changed DM. Any edit of those files retrains the stage.
+    """
+    import hashlib
+    import inspect
+    import sys
+
+    modules = {"methods.layers", "methods.losses"}
+    components = getattr(method, "components", {})
+    for name in (*stage.trains, *getattr(stage, "uses", ())):
+        cls = getattr(components.get(name), "cls", None)
+        if cls is not None:
+            modules.add(cls.__module__)
+    objectives = getattr(sys.modules.get("methods.registry"), "OBJECTIVES", {})
+    objective = objectives.get(getattr(stage, "objective_name", stage.name))
+    if objective is not None:
+        modules.add(objective.fn.__module__)
+    digest = hashlib.sha256()
+    for mod in sorted(modules):
+        module = sys.modules.get(mod)
+        try:
+            digest.update(inspect.getsource(module).encode() if module else mod.encode())
+        except (OSError, TypeError):
+            digest.update(mod.encode())
+    return digest.hexdigest()[:16]
+
+
+def stage_key(method: Any, stage: Any, profile: Profile, dataset: str, seed: int,
+              prior_keys: dict[str, str]) -> tuple[str, dict]:
+    """(key, identity): the cache key of one stage and the JSON it hashes."""
+    t = profile.train
+    identity = {
+        "stage": method.stage_identity(stage.name, asdict(profile.model)),
+        "dataset": dataset,
+        "seed": int(seed),
+        "init_from": {name: prior_keys[name] for name in stage.init_from},
+        "code": code_fingerprint(method, stage),
+        # Only fields that change the weights; logging, checkpoint spacing, workers and device do not.
+        "train": {"crop": t.crop, "zoom": [t.zoom_min, t.zoom_max], "flip": t.flip,
+                  "batch": stage_batch(stage, profile), "iters": stage_iterations(stage, profile),
+                  "lr_scale": t.lr_scale, "grad_clip": t.grad_clip},
+    }
+    return f"{stage.name}-{stable_hash(identity, 12)}", identity
+
+
+def derive_seed(*parts: Any) -> int:
+    """A 63-bit seed from any JSON-able parts (stable across processes and machines)."""
+    return int(stable_hash(list(parts), 15), 16)
+
+
+def batch_plan(seed: int, key: str, iteration: int, batch: int, n_items: int) -> list[tuple[int, int]]:
+    """The (index, aug_seed) pairs of one iteration: a pure function of (seed, stage key, iteration)."""
+    g = torch.Generator().manual_seed(derive_seed(seed, key, iteration, "batch"))
+    idx = torch.randint(n_items, (batch,), generator=g)
+    aug = torch.randint(2**31 - 1, (batch,), generator=g)
+    return list(zip(idx.tolist(), aug.tolist(), strict=True))
+
+
+class PlannedBatches(torch.utils.data.Dataset):
+    """Item i is the stacked batch of iteration `start + i` (this rank's share), so a DataLoader with
+    workers prefetches batches while the order stays a function of the iteration alone."""
+
+    def __init__(self, trainset: Any, seed: int, key: str, start: int, total: int, batch: int,
+                 dist: Dist) -> None:
+        self.trainset, self.seed, self.key = trainset, seed, key
+        self.start, self.total, self.batch, self.dist = start, total, batch, dist
+
+    def __len__(self) -> int:
+        return self.total - self.start
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        plan = batch_plan(self.seed, self.key, self.start + i, self.batch, len(self.trainset))
+        mine = plan[self.dist.rank::self.dist.world]  # strided shard, as DistributedSampler
+        items = [self.trainset[pair] for pair in mine]
+        return {k: torch.stack([it[k] for it in items]) for k in items[0] if torch.is_tensor(items[0][k])}
+
+
+# --- checkpoints -------------------------------------------------------------------------------------------
+
+
+def load_checkpoint(path: Path) -> dict:
+    """A stage checkpoint, loaded with `weights_only=True` (never unpickles code)."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - any unreadable file gets the same one-line answer
+        raise BenchError(f"{path}: unreadable checkpoint ({type(err).__name__}); delete its folder "
+                         "or rerun with --fresh") from None
+
+
+def load_components(nets: nn.ModuleDict, state_dicts: dict[str, dict], names: Any = None) -> None:
+    """Copy the named components' weights (all in `state_dicts` by default) into `nets`."""
+    for name in names if names is not None else state_dicts:
+        if name in state_dicts and name in nets:
+            try:
+                nets[name].load_state_dict(state_dicts[name])
+            except RuntimeError as err:
+                first = str(err).strip().splitlines()[0]
+                raise BenchError(f"stored weights of {name!r} do not fit the current network ({first}); "
+                                 "rerun with --fresh") from None
+
+
+# --- the loop ----------------------------------------------------------------------------------------------
+
+
+@dataclass
+class StageResult:
+    """What one stage produced, for run.py and the stored metrics (training time per stage, issue 5)."""
+
+    name: str
+    key: str
+    folder: Path
+    trains: tuple[str, ...]
+    iterations: int
+    batch: int
+    status: str = "finished"
+    reused: bool = False
+    time_s: float = 0.0  # training wall time summed over all sessions of this stage
+    samples_per_s: float | None = None  # this session's throughput (None when reused)
+    data_wait_share: float | None = None  # share of step time spent waiting for batches
+    curve: list[list[float]] = field(default_factory=list)  # [iteration, mean loss over the log window]
+
+    def summary(self) -> dict:
+        return {"key": self.key, "trains": list(self.trains), "iterations": self.iterations,
+                "batch": self.batch, "status": self.status, "reused": self.reused, "time_s": self.time_s,
+                "samples_per_s": self.samples_per_s, "data_wait_share": self.data_wait_share}
+
+
+def _progress(enabled: bool) -> Any:
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TextColumn("{task.fields[rate]} it/s  loss {task.fields[loss]}"), TimeElapsedColumn(),
+                    TextColumn("ETA"), TimeRemainingColumn(), disable=not enabled, transient=False)
+
+
+def _autocast(device: torch.device, enabled: bool) -> Any:
+    if enabled and device.type == "cuda":
+        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.autocast("cuda", dtype=dtype)
+    return torch.autocast("cpu", enabled=False)
+
+
+def train_stage(method: Any, stage: Any, profile: Profile, set_folder: Path, seed: int, stages_dir: Path,
+                device: torch.device, prior: dict[str, StageResult], dist: Dist = LOCAL,
+                progress: bool = True, fresh: bool = False, log: Any = print,
+                trainset: Any = None) -> StageResult:
+    """Train one stage (or reuse / resume its cached folder) and return where its weights are.
+
+    `trainset` replaces the set folder's `TrainSet` (tests); anything indexable by (index, aug_seed).
+    """
+
+    dataset = dataset_fingerprint(set_folder)
+    key, identity = stage_key(method, stage, profile, dataset, seed, {k: v.key for k, v in prior.items()})
+    folder = Path(stages_dir) / key
+    total, batch = stage_iterations(stage, profile), stage_batch(stage, profile)
+    result = StageResult(stage.name, key, folder, tuple(stage.trains), total, batch)
+    if batch < dist.world:
+        raise BenchError(f"batch {batch} of stage {stage.name} is smaller than --nproc {dist.world}")
+
+    lock = FolderLock(folder, on_wait=lambda p: log(f"waiting for another process training {p.parent}"))
+    if dist.main:
+        lock.__enter__()
+    try:
+        barrier(dist)
+        info = read_json(folder / STAGE_JSON) or {}
+        if fresh and dist.main and info:
+            (folder / CKPT).unlink(missing_ok=True)
+            info = {}
+        barrier(dist)
+        if info.get("status") == "finished" and (folder / CKPT).is_file():
+            result.reused, result.time_s = True, float(info.get("time_s", 0.0))
+            result.curve = info.get("curve", [])
+            return result
+
+        torch.manual_seed(derive_seed(seed, key, "init"))
+        nets = method.build(asdict(profile.model)).to(device)
+        for name in stage.init_from:
+            init = load_checkpoint(prior[name].folder / CKPT)["state_dicts"]
+            load_components(nets, init, prior[name].trains)
+        for name, net in nets.items():
+            trained = name in stage.trains
+            net.train(trained)
+            net.requires_grad_(trained)
+        # One Adam parameter group per component: the paper's per-network rates (Sec. 3.1, RVD 2e-5).
+        groups = [{"params": list(nets[c].parameters()), "lr": stage.lr[c] * profile.train.lr_scale,
+                   "name": c} for c in stage.trains]
+        params = [p for g in groups for p in g["params"]]
+        optimizer = torch.optim.Adam(groups)
+
+        start, curve, window, elapsed = 0, [], [0.0, 0], 0.0
+        if (folder / CKPT).is_file():
+            ck = load_checkpoint(folder / CKPT)
+            load_components(nets, ck["state_dicts"], stage.trains)
+            optimizer.load_state_dict(ck["optimizer"])
+            start, curve, window, elapsed = ck["iteration"], ck["curve"], ck["window"], ck["time_s"]
+            if dist.main:
+                log(f"resuming stage {stage.name} at iteration {start}/{total} from {folder / CKPT}")
+        elif dist.active:
+            # Identical seeds give identical weights on every rank; the broadcast guards against drift.
+            import torch.distributed as td
+
+            for p in params:
+                td.broadcast(p.data, 0)
+        if dist.main:
+            atomic_write_json(folder / STAGE_JSON, {"status": "running", "identity": identity, "done": start,
+                                                    "iterations": total, "method": method.name})
+
+        def save(iteration: int) -> None:
+            if dist.main:
+                atomic_torch_save(folder / CKPT, {
+                    "iteration": iteration, "curve": curve, "window": window, "time_s": elapsed,
+                    "state_dicts": {c: {k: v.detach().cpu() for k, v in nets[c].state_dict().items()}
+                                    for c in stage.trains},
+                    "optimizer": optimizer.state_dict()})
+            barrier(dist)
+
+        t = profile.train
+        if trainset is None:
+            from bench.data.loaders import TrainSet
+
+            trainset = TrainSet(set_folder, t.crop, zoom=(t.zoom_min, t.zoom_max), flip=t.flip)
+        loader = torch.utils.data.DataLoader(
+            PlannedBatches(trainset, seed, key, start, total, batch, dist), batch_size=None, shuffle=False,
+            num_workers=profile.train.workers, persistent_workers=False)
+        use_amp = profile.train.amp and device.type == "cuda"
+        scaler = torch.amp.GradScaler("cuda") if use_amp and not torch.cuda.is_bf16_supported() else None
+        wait_s, step_s, session_start = 0.0, 0.0, time.perf_counter()
+        batches: Iterator = iter(loader)
+        with _progress(progress and dist.main) as bar:
+            task = bar.add_task(f"{method.name}: {stage.name}", total=total, completed=start, rate="-",
+                                loss="-")
+            for it in range(start, total):
+                t0 = time.perf_counter()
+                data = next(batches)
+                t1 = time.perf_counter()
+                data = {k: v.to(device, non_blocking=True) for k, v in data.items()}
+                torch.manual_seed(derive_seed(seed, key, it, "step"))
+                with _autocast(device, use_amp):
+                    loss, _parts = method.stage_loss(stage, nets, data)
+                value = loss.detach().float()
+                if dist.active:
+                    import torch.distributed as td
+
+                    td.all_reduce(value)
+                    value /= dist.world
+                value = float(value)
+                if not math.isfinite(value):
+                    # Weights are still those before this step; the last checkpoint is kept untouched.
+                    msg = (f"stage {stage.name} of {method.name} diverged at iteration {it} (loss {value}); "
+                           f"last good checkpoint kept in {folder}; lower --set train.lr_scale and rerun")
+                    if dist.main:
+                        atomic_write_json(folder / STAGE_JSON, {"status": "failed", "error": msg,
+                                                                "identity": identity, "iterations": total,
+                                                                "done": it, "method": method.name})
+                    raise TrainingDiverged(msg)
+                optimizer.zero_grad(set_to_none=True)
+                if scaler is not None:
+                    scaler.scale(loss).backward()
+                    scaler.unscale_(optimizer)
+                else:
+                    loss.backward()
+                if dist.active:
+                    _average_gradients(params, dist)
+                if profile.train.grad_clip > 0:
+                    torch.nn.utils.clip_grad_norm_(params, profile.train.grad_clip)
+                if scaler is not None:
+                    scaler.step(optimizer)
+                    scaler.update()
+                else:
+                    optimizer.step()
+                t2 = time.perf_counter()
+                wait_s, step_s = wait_s + (t1 - t0), step_s + (t2 - t0)
+                elapsed += t2 - t0
+                window = [window[0] + value, window[1] + 1]
+                done = it + 1
+                if done % profile.train.log_every == 0 or done == total:
+                    curve.append([done, window[0] / window[1]])
+                    window = [0.0, 0]
+                if done % profile.train.ckpt_every == 0 or done == total:
+                    save(done)
+                rate = (done - start) / max(time.perf_counter() - session_start, 1e-9)
+                bar.update(task, completed=done, rate=f"{rate:.2f}", loss=f"{value:.4g}")
+
+        if total == 0:
+            save(0)  # a zero-iteration stage still leaves weights (its init_from's) for later stages
+        ran = total - start
+        result.time_s, result.curve = elapsed, curve
+        if ran > 0 and step_s > 0:
+            result.samples_per_s = ran * batch / step_s
+            result.data_wait_share = wait_s / step_s
+            if dist.main:
+                log(f"{method.name}: {stage.name}: {ran} iterations, {result.samples_per_s:.1f} samples/s, "
+                    f"{100 * result.data_wait_share:.1f}% of step time waiting for data")
+        if dist.main:
+            atomic_write_json(folder / STAGE_JSON, {"status": "finished", "identity": identity,
+                                                    "iterations": total, "done": total, "time_s": elapsed,
+                                                    "curve": curve, "method": method.name})
+        barrier(dist)
+        return result
+    finally:
+        if dist.main:
+            lock.__exit__(None, None, None)
+
+
+def train_method(method: Any, profile: Profile, set_folder: Path, seed: int, stages_dir: Path,
+                 device: torch.device, dist: Dist = LOCAL, progress: bool = True, fresh: bool = False,
+                 log: Any = print, trainset: Any = None) -> tuple[nn.ModuleDict, list[StageResult]]:
+    """Run every stage of `method` in order and return its networks with the trained weights loaded."""
+    results: dict[str, StageResult] = {}
+    for stage in method.stages:
+        prior = {name: results[name] for name in stage.init_from}
+        results[stage.name] = train_stage(method, stage, profile, set_folder, seed, stages_dir, device, prior,
+                                          dist=dist, progress=progress, fresh=fresh, log=log,
+                                          trainset=trainset)
+    nets = assemble(method, profile, seed, list(results.values()))
+    return nets.to(device), list(results.values())
+
+
+def assemble(method: Any, profile: Profile, seed: int, results: list[StageResult]) -> nn.ModuleDict:
+    """The method's networks with each stage's trained components loaded, later stages winning."""
+    torch.manual_seed(derive_seed(seed, method.name, "assemble"))
+    nets = method.build(asdict(profile.model))
+    for res in results:
+        load_components(nets, load_checkpoint(res.folder / CKPT)["state_dicts"], res.trains)
+    return nets.eval()
+
+
+def trained_state_dicts(nets: nn.ModuleDict, results: list[StageResult]) -> dict[str, dict]:
+    """State dicts of every component some stage trained (what weights.pt carries)."""
+    names = sorted({c for r in results for c in r.trains})
+    return {c: nets[c].state_dict() for c in names}
