@@ -33,7 +33,7 @@ class LazyGroup(click.Group):
         if name not in VERBS:
             return None
         module = importlib.import_module(f"bench.commands.{name}")
-        return getattr(module, "command")
+        return module.command
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         # Short help from the table above, so `bench --help` imports no verb (and no torch).

@@ -173,8 +173,12 @@ def execute(spec: RunSpec, dist: Dist = LOCAL, log: Any = print) -> RunOutcome |
 
 def _record_failure(metrics_path: Path, rid: str, err: BaseException) -> None:
     """A failed run is stored as failed (never as a result) so the next command retries it."""
-    atomic_write_json(metrics_path, {"status": "failed", "run_id": rid,
-                                     "error": f"{type(err).__name__}: {err}".splitlines()[0]})
+    reason = f"{type(err).__name__}: {err}".splitlines()[0]
+    try:
+        atomic_write_json(metrics_path, {"status": "failed", "run_id": rid, "error": reason})
+    except OSError as write_err:  # a full disk can refuse the record too; say both, lose nothing more
+        raise BenchError(f"{rid} failed ({reason}); could not record it in {metrics_path} "
+                         f"({write_err.strerror or write_err}); previous files are intact") from None
 
 
 def _write_config(folder: Path, spec: RunSpec, method: Any, profile: Profile, resolved: dict,

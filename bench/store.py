@@ -15,25 +15,59 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from bench.errors import BenchError
+
+TMP_SUFFIX = ".tmp"  # suffix of in-flight atomic writes: `.<name>.<random>.tmp` beside the target
+
+
+class WriteFailed(BenchError, OSError):
+    """A write that the system refused (full disk, permissions); the previous file is intact."""
+
 
 def atomic_write_bytes(path: Path | str, data: bytes) -> Path:
-    """Write `data` to `path` atomically (temp file in the same folder, fsync, rename)."""
+    """Write `data` to `path` atomically (temp file in the same folder, fsync, rename).
+
+    A refused write raises `WriteFailed`, a one-line error naming the file, after removing the temporary.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TMP_SUFFIX, dir=path.parent)
+    except OSError as err:
+        raise _write_failed(path, err) from None
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         try:
             os.unlink(tmp)
         except FileNotFoundError:
             pass
+        if isinstance(err, OSError):
+            raise _write_failed(path, err) from None
         raise
     return path
+
+
+def _write_failed(path: Path, err: OSError) -> WriteFailed:
+    failure = WriteFailed(f"{path}: cannot write ({err.strerror or err}); the previous version is left "
+                          "intact; free disk space (or fix permissions) and rerun the same command")
+    failure.errno = err.errno
+    return failure
+
+
+def clean_temporaries(folder: Path | str) -> int:
+    """Remove the temporaries that writes killed mid-way left under `folder` (call it holding the folder's
+    lock, so no live writer owns them); returns how many were removed."""
+    removed = 0
+    for tmp in Path(folder).rglob(f".*{TMP_SUFFIX}"):
+        if tmp.is_file() and not tmp.is_symlink():
+            tmp.unlink(missing_ok=True)
+            removed += 1
+    return removed
 
 
 def atomic_write_text(path: Path | str, text: str) -> Path:
@@ -140,8 +174,6 @@ class FolderLock:
     def __enter__(self) -> FolderLock:
         import fcntl
 
-        from bench.errors import BenchError
-
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._fh = open(self.path, "a+")
         try:
@@ -154,6 +186,8 @@ class FolderLock:
             if self.on_wait is not None:
                 self.on_wait(self.path)
             fcntl.flock(self._fh, fcntl.LOCK_EX)
+        # Holding the lock, no live writer is in this folder: what a killed one left half-written goes.
+        clean_temporaries(self.path.parent)
         return self
 
     def __exit__(self, *exc: Any) -> None:

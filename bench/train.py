@@ -413,8 +413,10 @@ def train_stage(method: Any, stage: Any, profile: Profile, set_folder: Path, see
                 value = float(value)
                 if not math.isfinite(value):
                     # Weights are still those before this step; the last checkpoint is kept untouched.
+                    kept = (f"last good checkpoint kept in {folder}" if (folder / CKPT).is_file()
+                            else "no checkpoint yet, so the stage restarts from iteration 0")
                     msg = (f"stage {stage.name} of {method.name} diverged at iteration {it} (loss {value}); "
-                           f"last good checkpoint kept in {folder}; lower --set train.lr_scale and rerun")
+                           f"{kept}; lower --set train.lr_scale and rerun")
                     if dist.main:
                         atomic_write_json(folder / STAGE_JSON, {"status": "failed", "error": msg,
                                                                 "identity": identity, "iterations": total,

@@ -94,9 +94,6 @@ def test_failed_checkpoint_write_keeps_the_previous_checkpoint(tmp_path: Path,
     assert faults.stray_temporaries(tmp_path) == []
 
 
-@pytest.mark.xfail(strict=True, reason="bench/store.py atomic_write_bytes re-raises the bare OSError: it "
-                   "does not name the file nor say the previous version is intact (fix proposed in the "
-                   "issue-10 report)")
 def test_failed_write_error_names_the_file_and_says_the_previous_one_is_intact(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     target = tmp_path / "metrics.json"
@@ -136,9 +133,6 @@ RUN_SETS = ["--set", "train.iters_dm=2", "--set", "train.ckpt_every=1", "--set",
             "--set", "eval.runtime_warmup=0"]
 
 
-@pytest.mark.xfail(strict=True, reason="bench/run.py execute: when the disk is full, _record_failure's own "
-                   "write raises inside the except block and the OSError escapes bench.cli.main as a "
-                   "traceback (fix proposed in the issue-10 report)")
 def test_run_on_a_full_disk_says_so_in_one_line_and_keeps_the_previous_result(
         smoke_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     runs = tmp_path / "runs"

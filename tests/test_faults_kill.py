@@ -156,7 +156,6 @@ def test_run_killed_three_times_finishes_with_the_uninterrupted_metrics(
     assert faults.quality(got) == faults.quality(reference["ours"])
 
 
-@pytest.mark.xfail(strict=True, reason=STRAYS_BUG.format("bench/run.py, bench/train.py: run, stage folders"))
 def test_run_kills_leave_no_temporary_files(run_chain_result: tuple[Chain, Path]) -> None:
     chain, _ = run_chain_result
     assert chain.strays_after_kills[0], "the mid-write kill left no temporary: the fault was not injected"
@@ -195,7 +194,6 @@ def test_ablate_killed_twice_finishes_with_the_uninterrupted_verdict(ablate_chai
                                    if line.startswith("│ ours-no-tv")]
 
 
-@pytest.mark.xfail(strict=True, reason=STRAYS_BUG.format("bench/train.py: stage folders"))
 def test_ablate_kills_leave_no_temporary_files(ablate_chain: tuple[Chain, Path]) -> None:
     chain, _ = ablate_chain
     assert chain.strays_after_kills[1], "the mid-write kill left no temporary: the fault was not injected"
@@ -235,7 +233,6 @@ def test_report_killed_twice_ends_with_the_uninterrupted_tables(
             assert (out / rel).read_bytes() == (ref_out / rel).read_bytes(), rel
 
 
-@pytest.mark.xfail(strict=True, reason=STRAYS_BUG.format("bench/report: the --out folder"))
 def test_report_kills_leave_no_temporary_files(report_chain: tuple[Chain, Path, Path]) -> None:
     chain, _, _ = report_chain
     assert chain.strays_after_kills[0], "the mid-write kill left no temporary: the fault was not injected"

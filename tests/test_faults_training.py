@@ -108,8 +108,6 @@ def test_exploding_learning_rate_fails_cleanly_and_is_recorded(smoke_data: Path,
         assert not any(torch.isnan(t).any() for sd in ckpt["state_dicts"].values() for t in sd.values())
 
 
-@pytest.mark.xfail(strict=True, reason="bench/train.py train_stage says 'last good checkpoint kept' even "
-                   "when the stage diverged before its first checkpoint (fix: issue-10 report)")
 def test_divergence_message_claims_a_checkpoint_only_when_one_exists(smoke_data: Path, tmp_path: Path,
                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     """Diverging before the first checkpoint: the message must not point at a checkpoint that is not there."""

@@ -1,4 +1,4 @@
-"""`bench ablate`: every ablation variant of `ours`, on the same data, budget and seeds, then a verdict table."""
+"""`bench ablate`: each ablation variant of `ours` on the same data, budget and seeds; a verdict table."""
 
 from __future__ import annotations
 
@@ -26,13 +26,15 @@ def print_table(rows: list[dict], frames: int, profile: str, wall_s: float) -> N
         table.add_column(col, justify="right" if col in ("ours", "variant value", "seeds") else "left")
     for row in rows:
         arrow = "lower is better" if row["lower_is_better"] else "higher is better"
-        verdict = {"held": "[green]held[/]", "not held": "[red]not held[/]"}.get(row["verdict"], row["verdict"])
+        colour = {"held": "green", "not held": "red"}.get(row["verdict"], "yellow")
+        verdict = f"[{colour}]{row['verdict']}[/]"
         table.add_row(row["variant"], row["claim"], f"{row['metric']} ({arrow})",
                       _fmt(row["ours_mean"], row["ours_std"]), _fmt(row["variant_mean"], row["variant_std"]),
                       str(row["seeds"]), verdict)
     console = Console()
     console.print(table)
-    console.print(f"held = the variant is worse than ours by more than the seed spread; wall time {wall_s:.0f} s")
+    console.print("held = the variant is worse than ours by more than the seed spread; "
+                  f"wall time {wall_s:.0f} s")
 
 
 @click.command("ablate")

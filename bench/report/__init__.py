@@ -212,7 +212,10 @@ def build_report(runs_dir: Path, out: Path, formats: set[str], profile: str | No
 
 def _remove_stale(out: Path, written: set[Path], formats: set[str]) -> None:
     """Drop files a previous report wrote in the formats rebuilt now and this one did not (a run that is
-    gone must not leave its figure behind)."""
+    gone must not leave its figure behind), and the temporaries of a report killed mid-write."""
+    from bench.store import clean_temporaries
+
+    clean_temporaries(out)
     for sub in ("tables", "figures"):
         folder = out / sub
         if folder.is_dir():

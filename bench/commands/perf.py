@@ -1,0 +1,127 @@
+"""`bench perf`: runtime, size, MACs and memory of every method side by side (SPEC 6, issue 9)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import click
+
+ROW_KEYS = ("method", "frames", "resolution", "device", "params", "size_mb", "macs", "runtime_deblur_s",
+            "runtime_video_s", "peak_mem_mb", "mac_rate_fraction")
+
+
+def default_methods() -> list[str]:
+    from methods import registry
+
+    # Ablations are variants of `ours` at the same cost class; `bench perf` compares the paper's methods and
+    # the baselines unless asked for more.
+    return [n for n in registry.names() if registry.get(n).family != "ablation"]
+
+
+def run_perf(methods: list[str], resolution: str, device: str, repeats: int, warmup: int, frames: int,
+             profile_name: str, compile: bool, amp: bool, matmul_size: int) -> tuple[list[dict], float]:
+    """Measure each named method; returns the rows and the machine's matmul rate (MAC/s)."""
+    import torch
+
+    from bench.config import get_profile
+    from bench.errors import BenchError
+    from bench.perf import device_name, matmul_rate, measure_method, parse_resolution, resolve_device
+    from methods import registry
+
+    hw = parse_resolution(resolution)
+    dev = resolve_device(device)
+    model = dataclasses.asdict(get_profile(profile_name).model)
+    for name in methods:
+        if name not in registry.names():
+            raise BenchError(f"--methods: unknown method {name!r}; known: {', '.join(registry.names())}")
+    from rich.console import Console
+
+    status = Console(stderr=True)
+    rate = matmul_rate(dev, size=matmul_size)
+    status.print(f"matmul rate {rate / 1e9:.1f} GMAC/s on {device_name(dev)}")
+    rows = []
+    for name in methods:
+        method = registry.get(name)
+        status.print(f"measuring {name} (N={frames}, {resolution}, {repeats} timed passes after {warmup})")
+        try:
+            method.check_frames(frames)
+        except ValueError as err:
+            row = {k: None for k in ROW_KEYS}
+            row.update(method=name, frames=frames, resolution=resolution, device=device_name(dev),
+                       skipped=str(err))
+            rows.append(row)
+            continue
+        torch.manual_seed(0)  # untrained, seeded networks: timing does not depend on the weights' values
+        nets = method.build(model)
+        rows.append(measure_method(method, nets, frames, hw, dev, repeats, warmup, rate, compile, amp))
+    return rows, rate
+
+
+def _fmt(x: float | None, spec: str) -> str:
+    return "-" if x is None else format(x, spec)
+
+
+def print_rows(rows: list[dict], rate: float) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    measured = [r for r in rows if not r.get("skipped")]
+    device = rows[0]["device"] if rows else "?"
+    table = Table(title=f"bench perf: {rows[0]['resolution'] if rows else ''}, batch 1, {device}")
+    for col in ("method", "N", "params", "MB", "GMAC", "deblur s (IQR)", "video s (IQR)", "img/s",
+                "peak MB", "MAC rate deblur", "MAC rate video"):
+        table.add_column(col, justify="left" if col == "method" else "right")
+    for r in measured:
+        table.add_row(
+            r["method"], str(r["frames"]), f"{r['params'] / 1e6:.2f}M", f"{r['size_mb']:.1f}",
+            f"{r['macs'] / 1e9:.1f}", f"{r['runtime_deblur_s']:.4f} ({r['runtime_deblur_iqr_s']:.4f})",
+            f"{r['runtime_video_s']:.4f} ({r['runtime_video_iqr_s']:.4f})", f"{r['images_per_s']:.2f}",
+            _fmt(r["peak_mem_mb"], ".0f"), _fmt(100 * r["mac_rate_fraction_deblur"], ".1f") + "%",
+            _fmt(100 * r["mac_rate_fraction"], ".1f") + "%")
+    console.print(table)
+    console.print(f"dense float32 matmul rate: {rate / 1e9:.1f} GMAC/s on {device}; MB = 10^6 bytes; "
+                  f"peak memory: {measured[0]['peak_mem_how'] if measured else '-'}")
+    for r in rows:
+        if r.get("skipped"):
+            console.print(f"[yellow]skipped[/] {r['method']}: {r['skipped']}")
+    by = {r["method"]: r for r in measured}
+    if "ours" in by and "srn" in by:
+        ratio = by["srn"]["runtime_deblur_s"] / by["ours"]["runtime_deblur_s"]
+        console.print(f"srn / DM deblurring time: {ratio:.2f}x (paper: 20x on a GPU)")
+    if "ours" in by and "jin2018" in by:
+        ours, jin = by["ours"], by["jin2018"]
+        ratio = jin["runtime_video_s"] / ours["runtime_video_s"]
+        console.print(f"jin2018 / ours video time: {ratio:.2f}x (paper: 1.10/0.39 = 2.8x); "
+                      f"size {ours['size_mb']:.1f} vs {jin['size_mb']:.1f} MB")
+
+
+@click.command("perf")
+@click.option("--methods", "methods_opt", default=None, help="comma-separated method names (default: the "
+              "paper's methods and the baselines)")
+@click.option("--resolution", default="1280x704", show_default=True, help="WIDTHxHEIGHT of the blurred input")
+@click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda | mps")
+@click.option("--repeats", default=10, show_default=True, type=click.IntRange(1), help="timed passes")
+@click.option("--warmup", default=2, show_default=True, type=click.IntRange(0), help="untimed passes first")
+@click.option("--frames", default=7, show_default=True, type=click.IntRange(3), help="N, frames per video")
+@click.option("--profile", "profile_name", default="paper", show_default=True,
+              help="whose network widths to build (paper = the paper-sized networks)")
+@click.option("--json", "json_path", default=None, type=click.Path(dir_okay=False),
+              help="write the rows as JSON here")
+@click.option("--compile", "compile_", is_flag=True, help="torch.compile each network first")
+@click.option("--amp", is_flag=True, help="bfloat16 autocast (CUDA only)")
+@click.option("--matmul-size", default=2048, show_default=True, type=click.IntRange(64),
+              help="side of the square matrices of the matmul-rate measurement")
+def command(methods_opt: str | None, resolution: str, device: str, repeats: int, warmup: int, frames: int,
+            profile_name: str, json_path: str | None, compile_: bool, amp: bool, matmul_size: int) -> None:
+    """Measure runtime, size, MACs and peak memory of methods side by side, untrained (seeded) networks."""
+    methods = [m.strip() for m in methods_opt.split(",") if m.strip()] if methods_opt else default_methods()
+    rows, rate = run_perf(methods, resolution, device, repeats, warmup, frames, profile_name, compile_, amp,
+                          matmul_size)
+    print_rows(rows, rate)
+    if json_path:
+        from bench.store import atomic_write_text
+
+        atomic_write_text(json_path, json.dumps(rows, indent=2, allow_nan=False) + "\n")
+        click.echo(f"wrote {json_path}")

@@ -1,0 +1,187 @@
+"""Scoring a method on a prepared set's test split (SPEC 6 metrics, SPEC 8 `metrics.json` keys).
+
+For each test sample, in the set's order: pad the blur to a multiple of 16, run the method's eval-mode
+prediction under `torch.inference_mode`, crop back, round to uint8 (`bench.metrics.to_uint8`), and score the
+deblurred frame against the true central frame and the N frames against the true N frames. The aggregate is
+the mean over samples. Runtimes are measured once per evaluation, at the test resolution, batch 1.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from bench import metrics
+from bench.perf import deblur_entry, device_name, inference_params, params_of, size_mb, time_calls
+
+# The per-sample keys (SPEC 8), averaged into the aggregate.
+SAMPLE_KEYS = ("deblur_psnr", "deblur_ssim", "deblur_lpips", "eq6", "ppsnr", "pwpsnr", "mid_psnr", "epe")
+
+
+def _json_float(x: Any) -> float | None:
+    """A plain JSON float; None for missing or non-finite values (inf PSNR of a perfect frame, NaN)."""
+    if x is None:
+        return None
+    x = float(x)
+    return x if math.isfinite(x) else None
+
+
+def _mean(values: list[float | None]) -> float | None:
+    # A metric missing for one sample (no true flow, no LPIPS) is missing for the set, not averaged over less.
+    if not values or any(v is None for v in values):
+        return None
+    m = float(np.mean(values))
+    return _json_float(m)
+
+
+def _pad(x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
+    from methods.layers import pad_to_multiple
+
+    return pad_to_multiple(x, 16)
+
+
+def _crop(x: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
+    from methods.layers import crop_to
+
+    return crop_to(x, hw)
+
+
+def _progress(enabled: bool):
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    return Progress(TextColumn("[bold]evaluate[/] {task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TimeRemainingColumn(), disable=not enabled, transient=True)
+
+
+def score_sample(deblurred: np.ndarray, frames: np.ndarray, sharp: np.ndarray,
+                 flows: np.ndarray | None = None, true_flows: np.ndarray | None = None,
+                 lpips_model: nn.Module | None = None) -> dict[str, float | None]:
+    """Every per-sample metric of SPEC 6 from uint8 arrays: deblurred `(h, w, 3)`, frames and sharp
+    `(N, h, w, 3)`; flows `(N, h, w, 2)` in pixels or None. Values are raw floats (inf possible)."""
+    centre = sharp[sharp.shape[0] // 2]
+    return {
+        "deblur_psnr": metrics.psnr(deblurred, centre),
+        "deblur_ssim": metrics.ssim(deblurred, centre),
+        "deblur_lpips": None if lpips_model is None
+        else metrics.lpips_distance(lpips_model, deblurred, centre),
+        "eq6": metrics.eq6_error(frames, sharp),
+        "ppsnr": metrics.ppsnr(frames, sharp),
+        "pwpsnr": metrics.pwpsnr(frames, sharp),
+        "mid_psnr": metrics.mid_psnr(frames, sharp),
+        "epe": None if flows is None or true_flows is None else metrics.flow_epe(flows, true_flows),
+    }
+
+
+def _write_samples(out_dir: Path, sid: str, blur: np.ndarray, deblurred: np.ndarray, frames: np.ndarray,
+                   sharp: np.ndarray) -> None:
+    from bench.data.images import write_png
+
+    write_png(out_dir / f"{sid}_blur.png", blur)
+    write_png(out_dir / f"{sid}_deblurred.png", deblurred)
+    for t in range(frames.shape[0]):
+        write_png(out_dir / f"{sid}_frame{t + 1}.png", frames[t])
+        write_png(out_dir / f"{sid}_truth{t + 1}.png", sharp[t])
+
+
+def _safe_id(sid: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in str(sid))
+
+
+def evaluate(method: Any, nets: nn.Module, set_folder: Path | str, profile: Any, device: torch.device | str,
+             out_dir: Path | str | None = None, progress: bool = True) -> dict:
+    """Score `method` (a `methods.registry.Method`) with networks `nets` on the test split of `set_folder`.
+
+    `nets` are moved to `device` and put in eval mode. Returns `{"status": "finished", "aggregate": {...},
+    "samples": [{"id", ...}], "metric_definitions": {...}}` with the SPEC 8 keys (docs/ARCHITECTURE.md);
+    every value is a plain JSON float or None (never NaN). With `out_dir`, the first
+    `profile.eval.samples_saved` samples' blur, deblurred image, frames and truth are written there as PNGs.
+    """
+    from bench.data.loaders import TestSet
+
+    device = torch.device(device)
+    set_folder = Path(set_folder)
+    limit = profile.data.test_limit or None
+    data = TestSet(set_folder, split="test", limit=limit)
+    if len(data) == 0:
+        from bench.errors import BenchError
+
+        raise BenchError(f"{set_folder}: the test split is empty; prepare the set again (bench prepare)")
+    nets = nets.to(device).eval()
+
+    lpips_model, lpips_note = (None, "LPIPS disabled by the profile (eval.lpips=false)")
+    if profile.eval.lpips:
+        lpips_model, lpips_note = metrics.load_lpips()
+
+    samples: list[dict] = []
+    n_frames = None
+    first_inputs: tuple[torch.Tensor, torch.Tensor | None] | None = None
+    resolution: list[int] = []
+    with _progress(progress) as bar:
+        task = bar.add_task(f"{method.name} on {set_folder.name}", total=len(data))
+        for i in range(len(data)):
+            item = data[i]
+            sharp_t = item["sharp"]  # (N, 3, H, W)
+            n = sharp_t.shape[0]
+            if n_frames is None:
+                n_frames = n
+                method.check_frames(n)
+            blur, hw = _pad(item["blur"][None].to(device))  # (1, 3, H16, W16)
+            center = None
+            if getattr(method, "uses_true_center", False):
+                center, _ = _pad(sharp_t[n // 2][None].to(device))  # (1, 3, H16, W16)
+            if first_inputs is None:
+                first_inputs, resolution = (blur, center), [int(hw[0]), int(hw[1])]
+            with torch.inference_mode():
+                pred = method.predict(nets, blur, n, center=center)
+            deblurred = metrics.to_numpy_images(_crop(pred.deblurred, hw)[0])  # (H, W, 3) uint8
+            frames = metrics.to_numpy_images(_crop(pred.frames, hw)[0])  # (N, H, W, 3) uint8
+            sharp = metrics.to_numpy_images(sharp_t)  # (N, H, W, 3)
+            flows = true_flows = None
+            if pred.flows is not None and item.get("flow") is not None:
+                flows = metrics.to_numpy_flows(_crop(pred.flows, hw)[0])  # (N, H, W, 2)
+                true_flows = metrics.to_numpy_flows(item["flow"])  # (N, H, W, 2)
+            row = score_sample(deblurred, frames, sharp, flows, true_flows, lpips_model)
+            samples.append({"id": item["id"], **{k: _json_float(v) for k, v in row.items()}})
+            if out_dir is not None and i < profile.eval.samples_saved:
+                blur_img = metrics.to_numpy_images(item["blur"])
+                _write_samples(Path(out_dir), _safe_id(item["id"]), blur_img, deblurred, frames, sharp)
+            bar.advance(task)
+
+    runtime = _runtimes(method, nets, first_inputs, n_frames, device, profile)
+    params = inference_params(method, nets)
+    aggregate: dict[str, Any] = {k: _mean([s[k] for s in samples]) for k in SAMPLE_KEYS}
+    if aggregate["deblur_lpips"] is None:
+        aggregate["deblur_lpips_note"] = lpips_note or "LPIPS not computed for every sample"
+    aggregate.update({
+        "runtime_deblur_s": runtime["deblur"],
+        "runtime_video_s": runtime["video"],
+        "runtime_deblur_what": runtime["deblur_what"],
+        "params": params,
+        "size_mb": size_mb(params),
+        "train_params": params_of(nets),  # the training-only networks (RVE) included
+        "device": device_name(device),
+        "frames": n_frames,
+        "n_samples": len(samples),
+        "resolution": resolution,  # the test images' [h, w]
+        "runtime_resolution": [int(first_inputs[0].shape[-2]), int(first_inputs[0].shape[-1])],  # padded
+    })
+    return {"status": "finished", "aggregate": aggregate, "samples": samples,
+            "metric_definitions": dict(metrics.DEFINITIONS)}
+
+
+def _runtimes(method: Any, nets: nn.Module, inputs: tuple[torch.Tensor, torch.Tensor | None], n: int,
+              device: torch.device, profile: Any) -> dict[str, Any]:
+    """Median deblurring and whole-video times (SPEC 6) on the first test sample, padded, batch 1."""
+    blur, center = inputs
+    repeats, warmup = profile.eval.runtime_repeats, profile.eval.runtime_warmup
+    video = time_calls(lambda: method.predict(nets, blur, n, center=center), device, repeats, warmup)
+    fn, what = deblur_entry(method, nets)
+    deblur = video if fn is None else time_calls(lambda: fn(blur), device, repeats, warmup)
+    return {"video": _json_float(statistics.median(video)), "deblur": _json_float(statistics.median(deblur)),
+            "deblur_what": what}

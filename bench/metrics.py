@@ -1,0 +1,267 @@
+"""Every metric of SPEC 6, in one module.
+
+Image metrics take RGB uint8 numpy arrays in [0, 255] after the network output has been rounded
+(`to_uint8`): an image is `(h, w, 3)`, a video `(n, h, w, 3)`. They compute in float64 over the whole image
+(crop border 0). Flows are float numpy arrays `(n, h, w, 2)` in pixels (the on-disk layout of
+docs/ARCHITECTURE.md). Videos are compared frame n of the prediction with frame n of the truth, 1-based
+n = 1..N in the docs, 0-based in the code; "the reverse order" pairs predicted frame N+1-n with true frame n.
+
+`DEFINITIONS` holds a one-line definition of each reported metric; reports print it, because later papers
+disagree on pPSNR and PW-PSNR and a table must name the definition it uses.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:  # torch is imported lazily so `import bench.metrics` stays light for reports
+    import torch
+
+PEAK = 255.0  # the data range of uint8 images
+
+DEFINITIONS: dict[str, str] = {
+    "deblur_psnr": "PSNR of the deblurred image vs the true central frame: 10 log10(255^2 / MSE), MSE over "
+    "all pixels and channels, uint8 RGB, float64, no border crop",
+    "deblur_ssim": "SSIM of the deblurred image vs the true central frame: skimage structural_similarity, "
+    "data_range=255, channel_axis=-1, gaussian_weights=True, sigma=1.5, use_sample_covariance=False "
+    "(the MATLAB-matching setting)",
+    "deblur_lpips": "LPIPS (lpips 0.1, AlexNet trunk with torchvision's ImageNet weights from the local "
+    "cache, inputs in [0,1], normalize=True) of the deblurred image vs the true centre; lower is better",
+    "eq6": "paper's Eq. 6 error on [0,255] float64 frames: sum over n=1..floor(N/2), m=N+1-n, of "
+    "mean||x^_n+x^_m|-|x_n+x_m|| + mean||x^_n-x^_m|-|x_n-x_m||, means over pixels and channels; "
+    "invariant to reversing the order; lower is better",
+    "ppsnr": "pPSNR (HyperCUT, CVPR 2023): max over {predicted order, reversed order} of the mean over the N "
+    "frames of per-frame PSNR",
+    "pwpsnr": "PW-PSNR (blur2vid, 2025): 10 log10(255^2 / mean_p min_d (1/N) sum_t (x^d_t(p)-x_t(p))^2), "
+    "the order d (predicted or reversed) chosen per pixel p; squared errors averaged over the 3 channels",
+    "mid_psnr": "PSNR of the predicted middle frame (n=(N+1)/2) vs the true middle frame",
+    "epe": "flow end-point error: mean over frames and pixels of the Euclidean distance between predicted "
+    "and true backward flows (pixels), the better of the predicted and reversed frame orders; synthetic only",
+    "runtime_deblur_s": "median wall time of one deblurring forward pass (batch 1, the test resolution "
+    "padded to a multiple of 16) after warm-up, torch.inference_mode, CUDA synchronised",
+    "runtime_video_s": "median wall time of one whole-video prediction (deblurring included) under the same "
+    "conditions",
+    "params": "number of trainable and frozen parameters of all the method's networks",
+    "size_mb": "float32 size of the parameters in megabytes of 10^6 bytes (params * 4 / 1e6)",
+    "device": "the device the runtimes were measured on",
+}
+
+
+def _check_pair(a: np.ndarray, b: np.ndarray, ndim: int, what: str) -> None:
+    if a.shape != b.shape:
+        raise ValueError(f"{what}: shapes differ, {a.shape} vs {b.shape}")
+    if a.ndim != ndim or a.shape[-1] != 3:
+        want = "(h, w, 3)" if ndim == 3 else "(n, h, w, 3)"
+        raise ValueError(f"{what}: expected a {want} array, got {a.shape}")
+
+
+def _mse(a: np.ndarray, b: np.ndarray) -> float:
+    d = a.astype(np.float64) - b.astype(np.float64)
+    return float(np.mean(d * d))
+
+
+def _psnr_of_mse(mse: float) -> float:
+    # Identical images have no finite PSNR; inf is the honest value (evaluate stores it as null in JSON).
+    return math.inf if mse == 0.0 else 10.0 * math.log10(PEAK * PEAK / mse)
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    """PSNR in dB of two uint8 arrays of any equal shape (SPEC 6): 10 log10(255^2 / MSE) over every element.
+
+    Range [0, inf); inf when the arrays are equal. Float64 throughout.
+    """
+    if a.shape != b.shape:
+        raise ValueError(f"psnr: shapes differ, {a.shape} vs {b.shape}")
+    return _psnr_of_mse(_mse(a, b))
+
+
+def ssim(a: np.ndarray, b: np.ndarray) -> float:
+    """SSIM of two uint8 RGB images `(h, w, 3)` with the MATLAB-matching settings of SPEC 6.
+
+    Range [-1, 1], 1 for identical images. Needs h, w >= 11 (the 11x11 Gaussian window of sigma 1.5).
+    """
+    from skimage.metrics import structural_similarity
+
+    _check_pair(a, b, 3, "ssim")
+    return float(structural_similarity(a, b, data_range=255, channel_axis=-1, gaussian_weights=True,
+                                       sigma=1.5, use_sample_covariance=False))
+
+
+def eq6_error(pred: np.ndarray, true: np.ndarray) -> float:
+    """The paper's Eq. 6 ordering-invariant error of two uint8 videos `(N, h, w, 3)` (Sec. 2.4, Sec. 3.2).
+
+    On [0, 255] float64 frames: sum over n = 1..floor(N/2) with m = N+1-n of
+    mean| |x^_n + x^_m| - |x_n + x_m| | + mean| |x^_n - x^_m| - |x_n - x_m| |, means over pixels and channels.
+    The paper writes x_{N-n} (1-based); pairing n with its mirror N+1-n is the reading under which the error
+    is invariant to reversing the predicted order, which is the point of Eq. 6. The central frame of an odd N
+    has no partner and does not enter. Range [0, 2 * 255 * floor(N/2)]; 0 for a perfect (or reversed) video.
+    """
+    _check_pair(pred, true, 4, "eq6_error")
+    n = pred.shape[0]
+    p = pred.astype(np.float64)  # (N, h, w, 3)
+    t = true.astype(np.float64)
+    total = 0.0
+    for i in range(n // 2):
+        j = n - 1 - i  # 0-based mirror of i: 1-based n pairs with N+1-n
+        total += float(np.mean(np.abs(np.abs(p[i] + p[j]) - np.abs(t[i] + t[j]))))
+        total += float(np.mean(np.abs(np.abs(p[i] - p[j]) - np.abs(t[i] - t[j]))))
+    return total
+
+
+def _frame_psnrs(pred: np.ndarray, true: np.ndarray) -> list[float]:
+    return [psnr(p, t) for p, t in zip(pred, true, strict=True)]
+
+
+def ppsnr(pred: np.ndarray, true: np.ndarray) -> float:
+    """pPSNR (HyperCUT, CVPR 2023) of two uint8 videos `(N, h, w, 3)`, in dB.
+
+    max( mean_t PSNR(x^_t, x_t), mean_t PSNR(x^_{N+1-t}, x_t) ): per-frame PSNR averaged over the N frames,
+    the better of the predicted order and its reverse. Range [0, inf).
+    """
+    _check_pair(pred, true, 4, "ppsnr")
+    forward = float(np.mean(_frame_psnrs(pred, true)))
+    backward = float(np.mean(_frame_psnrs(pred[::-1], true)))
+    return max(forward, backward)
+
+
+def pwpsnr(pred: np.ndarray, true: np.ndarray) -> float:
+    """PW-PSNR (blur2vid, 2025) of two uint8 videos `(N, h, w, 3)`, in dB.
+
+    10 log10(255^2 / mean_p min_d (1/N) sum_t (x^d_t(p) - x_t(p))^2) with d in {predicted, reversed}: the
+    direction is chosen per pixel location p (a pixel's squared error is averaged over its 3 channels).
+    Since a mean of minima is at most the minimum of means, PW-PSNR is at least the whole-video PSNR of the
+    better order. Range [0, inf).
+    """
+    _check_pair(pred, true, 4, "pwpsnr")
+    p = pred.astype(np.float64)  # (N, h, w, 3)
+    t = true.astype(np.float64)
+    err_fwd = np.mean((p - t) ** 2, axis=(0, 3))  # (h, w)
+    err_bwd = np.mean((p[::-1] - t) ** 2, axis=(0, 3))  # (h, w)
+    return _psnr_of_mse(float(np.mean(np.minimum(err_fwd, err_bwd))))
+
+
+def mid_psnr(pred: np.ndarray, true: np.ndarray) -> float:
+    """PSNR in dB of the middle frame (1-based (N+1)/2) of two uint8 videos `(N, h, w, 3)`, N odd."""
+    _check_pair(pred, true, 4, "mid_psnr")
+    c = pred.shape[0] // 2
+    return psnr(pred[c], true[c])
+
+
+def flow_epe(pred: np.ndarray, true: np.ndarray) -> float:
+    """Mean end-point error in pixels of flows `(N, h, w, 2)`, the better of the two frame orders.
+
+    EPE = mean over frames and pixels of sqrt(du^2 + dv^2). The reversed order compares predicted flow N+1-n
+    with true flow n (the flows are relative to the central frame, so reversing the video reorders them).
+    Range [0, inf); 0 for a perfect prediction.
+    """
+    if pred.shape != true.shape or pred.ndim != 4 or pred.shape[-1] != 2:
+        raise ValueError(f"flow_epe: expected equal (n, h, w, 2) arrays, got {pred.shape} and {true.shape}")
+    p = pred.astype(np.float64)
+    t = true.astype(np.float64)
+    forward = float(np.mean(np.sqrt(np.sum((p - t) ** 2, axis=-1))))
+    backward = float(np.mean(np.sqrt(np.sum((p[::-1] - t) ** 2, axis=-1))))
+    return min(forward, backward)
+
+
+# ----------------------------------------------------------------------------------------------- tensors
+
+
+def to_uint8(x: torch.Tensor) -> torch.Tensor:
+    """Round a float image tensor in [0, 1] (any layout) to uint8: (x.clamp(0,1)*255).round().byte()."""
+    return (x.detach().float().clamp(0, 1) * 255).round().byte()
+
+
+def to_numpy_images(x: torch.Tensor) -> np.ndarray:
+    """A float tensor `(3, h, w)` or `(n, 3, h, w)` in [0, 1] -> uint8 numpy `(h, w, 3)` or `(n, h, w, 3)`."""
+    u = to_uint8(x).cpu().numpy()
+    return np.ascontiguousarray(np.moveaxis(u, -3, -1))
+
+
+def to_numpy_flows(x: torch.Tensor) -> np.ndarray:
+    """A flow tensor `(n, 2, h, w)` (pixels) -> float64 numpy `(n, h, w, 2)`, the layout `flow_epe` takes."""
+    return np.ascontiguousarray(np.moveaxis(x.detach().double().cpu().numpy(), -3, -1))
+
+
+# ------------------------------------------------------------------------------------------------ LPIPS
+
+ALEXNET_FILE = "alexnet-owt-7be5be79.pth"  # torchvision's ImageNet AlexNet weights
+# lpips' alexnet wrapper splits torchvision's `features` into five slices; feature index -> slice number.
+_ALEX_SLICES = {0: 1, 1: 1, 2: 2, 3: 2, 4: 2, 5: 3, 6: 3, 7: 3, 8: 4, 9: 4, 10: 5, 11: 5}
+
+
+def alexnet_cache_path() -> Path:
+    """Where torchvision caches AlexNet: `$TORCH_HOME/hub/checkpoints/` (default ~/.cache/torch)."""
+    home = os.environ.get("TORCH_HOME")
+    if not home:
+        xdg = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+        home = os.path.join(xdg, "torch")
+    return Path(home) / "hub" / "checkpoints" / ALEXNET_FILE
+
+
+def load_lpips() -> tuple[torch.nn.Module | None, str | None]:
+    """The LPIPS network (alex, v0.1) in eval mode, or (None, a one-line reason) when it cannot be built here.
+
+    The linear calibration layers ship inside the lpips wheel. The AlexNet trunk is read only from
+    torchvision's local cache: lpips.LPIPS is built with `pnet_rand=True` (so torchvision is never asked to
+    download) and the cached ImageNet weights are then copied into its trunk, every trunk tensor checked, so
+    a missing or partial file can never leave random weights in place.
+    """
+    path = alexnet_cache_path()
+    if not path.is_file():
+        return None, f"LPIPS not computed: AlexNet weights not cached at {path} (no download attempted)"
+    return _load_lpips_cached(str(path), path.stat().st_mtime_ns)
+
+
+@lru_cache(maxsize=2)
+def _load_lpips_cached(path: str, _mtime: int) -> tuple[torch.nn.Module | None, str | None]:
+    import contextlib
+    import io
+    import warnings
+
+    import lpips
+    import torch
+
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # a truncated or foreign file: report, do not fall back to random weights
+        return None, f"LPIPS not computed: cannot read {path} ({type(err).__name__})"
+    # torchvision warns about the deprecated `pretrained=False` that lpips passes; nothing is downloaded.
+    with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = lpips.LPIPS(net="alex", version="0.1", pnet_rand=True, verbose=False)
+    trunk = model.net.state_dict()
+    mapped = {}
+    for key, value in state.items():
+        parts = key.split(".")
+        if parts[0] == "features" and int(parts[1]) in _ALEX_SLICES:
+            mapped[f"slice{_ALEX_SLICES[int(parts[1])]}.{parts[1]}.{parts[2]}"] = value
+    if set(mapped) != set(trunk) or any(mapped[k].shape != trunk[k].shape for k in trunk):
+        return None, f"LPIPS not computed: {path} does not hold torchvision's AlexNet features"
+    model.net.load_state_dict(mapped, strict=True)
+    model.eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model, None
+
+
+def lpips_distance(model: torch.nn.Module, a: np.ndarray, b: np.ndarray) -> float:
+    """LPIPS distance of two uint8 RGB images `(h, w, 3)` with a model from `load_lpips` (SPEC 6).
+
+    Inputs go in as [0, 1] floats with `normalize=True`. Range [0, ~1], 0 for identical images.
+    """
+    import torch
+
+    _check_pair(a, b, 3, "lpips_distance")
+
+    def prep(x: np.ndarray) -> torch.Tensor:
+        t = torch.from_numpy(np.ascontiguousarray(x)).permute(2, 0, 1)[None]  # (1, 3, h, w)
+        return t.float() / 255.0
+
+    with torch.inference_mode():
+        return float(model(prep(a), prep(b), normalize=True).item())

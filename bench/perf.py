@@ -1,0 +1,348 @@
+"""Timing, multiply-accumulate counts, peak memory and the machine's matmul rate (SPEC 6, issue 9).
+
+Runtimes follow SPEC 6: batch 1, warm-up passes first, then the median of timed passes under
+`torch.inference_mode`, with the device synchronised before each clock read (asynchronous CUDA kernels would
+otherwise be timed at launch, which flatters published deblurring timings 10-20x). Every figure carries the
+device name.
+
+MACs are counted with forward hooks on every convolution, transposed convolution and linear layer (a
+ConvLSTM's gate convolution is an `nn.Conv2d`, so it is counted once per recurrent step it runs). Element-wise
+work (activations, warping, additions) is not counted: the MAC rate compares the dense arithmetic with the
+dense matmul rate of the same machine.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import statistics
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+
+def resolve_device(name: str) -> torch.device:
+    """`auto` -> cuda if present, else mps, else cpu; else as given (`cpu`, `cuda:1`, `mps`)."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    return torch.device(name)
+
+
+def device_name(device: torch.device | str) -> str:
+    """A human name of the device that goes with every timing: the GPU model, or the CPU model and threads."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    if device.type == "mps":
+        return "Apple MPS"
+    model = "CPU"
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:  # not Linux: the platform's processor string is the best we have
+        import platform
+
+        model = platform.processor() or "CPU"
+    return f"{model} ({torch.get_num_threads()} threads)"
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    elif device.type == "mps":
+        torch.mps.synchronize()
+
+
+def time_calls(fn: Callable[[], Any], device: torch.device, repeats: int, warmup: int) -> list[float]:
+    """Wall seconds of `repeats` calls of `fn` after `warmup` untimed ones, synchronised, inference mode."""
+    times = []
+    with torch.inference_mode():
+        for _ in range(warmup):
+            fn()
+        synchronize(device)
+        for _ in range(repeats):
+            start = time.perf_counter()
+            fn()
+            synchronize(device)
+            times.append(time.perf_counter() - start)
+    return times
+
+
+@dataclass(frozen=True)
+class Spread:
+    """Median and spread of timed passes, in seconds."""
+
+    median: float
+    low: float  # fastest pass
+    high: float  # slowest pass
+    iqr: float  # inter-quartile range (0 with fewer than 2 passes)
+
+    @classmethod
+    def of(cls, times: list[float]) -> Spread:
+        if len(times) >= 2:
+            q = statistics.quantiles(times, n=4, method="inclusive")
+            iqr = q[2] - q[0]
+        else:
+            iqr = 0.0
+        return cls(statistics.median(times), min(times), max(times), iqr)
+
+
+# --------------------------------------------------------------------------------------------------- MACs
+
+_COUNTED = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d,
+            nn.Linear)
+
+
+def _layer_macs(module: nn.Module, inp: torch.Tensor, out: torch.Tensor) -> int:
+    """Multiply-accumulates of one call of a conv / deconv / linear layer (bias adds not counted)."""
+    if isinstance(module, nn.Linear):
+        return out.numel() * module.in_features
+    kernel = 1
+    for k in module.kernel_size:
+        kernel *= k
+    if isinstance(module, (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)):
+        # every input value is scattered through a kernel into out_channels/groups outputs
+        return inp.numel() * (module.out_channels // module.groups) * kernel
+    return out.numel() * (module.in_channels // module.groups) * kernel
+
+
+@contextlib.contextmanager
+def mac_counter(modules: nn.Module | list[nn.Module]) -> Iterator[dict[str, int]]:
+    """Count MACs of every conv/deconv/linear call inside `modules` while the context is open.
+
+    Yields a dict: `total` and one entry per layer class name, filled in as the forward passes run.
+    """
+    roots = modules if isinstance(modules, list) else [modules]
+    counts: dict[str, int] = {"total": 0}
+    seen: set[int] = set()
+    handles = []
+
+    def hook(module: nn.Module, args: tuple, out: Any) -> None:
+        macs = _layer_macs(module, args[0], out)
+        counts["total"] += macs
+        name = type(module).__name__
+        counts[name] = counts.get(name, 0) + macs
+
+    for root in roots:
+        for module in root.modules():
+            if isinstance(module, _COUNTED) and id(module) not in seen:  # shared modules hooked once
+                seen.add(id(module))
+                handles.append(module.register_forward_hook(hook))
+    try:
+        yield counts
+    finally:
+        for h in handles:
+            h.remove()
+
+
+def count_macs(fn: Callable[[], Any], modules: nn.Module | list[nn.Module]) -> int:
+    """MACs of one call of `fn` (which runs `modules`), counted with forward hooks, in inference mode."""
+    with mac_counter(modules) as counts, torch.inference_mode():
+        fn()
+    return counts["total"]
+
+
+# ------------------------------------------------------------------------------------------------ memory
+
+
+def _rss_bytes() -> int:
+    with open("/proc/self/statm", encoding="ascii") as fh:
+        return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+class PeakMemory:
+    """Peak memory of the code run inside the context, in MB (10^6 bytes); `how` says what was measured.
+
+    CUDA: `torch.cuda.max_memory_allocated` after a reset (tensors only, the caching allocator's overhead
+    excluded). CPU: the peak resident set size above the RSS at entry, sampled every 2 ms from
+    /proc/self/statm by a thread (an estimate: allocations shorter than a sample can be missed, and memory
+    the allocator keeps from earlier work is not counted again). Elsewhere: not measured (None).
+    """
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self.mb: float | None = None
+        self.how = "not measured"
+        self._stop = threading.Event()
+        self._peak = 0
+        self._base = 0
+        self._thread: threading.Thread | None = None
+
+    def __enter__(self) -> PeakMemory:
+        if self.device.type == "cuda":
+            synchronize(self.device)
+            torch.cuda.reset_peak_memory_stats(self.device)
+            self._base = torch.cuda.memory_allocated(self.device)
+            self.how = "CUDA max_memory_allocated above the allocation at start"
+        elif self.device.type == "cpu" and os.path.exists("/proc/self/statm"):
+            self._base = self._peak = _rss_bytes()
+            self._thread = threading.Thread(target=self._sample, daemon=True)
+            self._thread.start()
+            self.how = "CPU peak RSS above the RSS at start, sampled every 2 ms"
+        return self
+
+    def _sample(self) -> None:
+        while not self._stop.is_set():
+            self._peak = max(self._peak, _rss_bytes())
+            self._stop.wait(0.002)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.device.type == "cuda":
+            synchronize(self.device)
+            self.mb = (torch.cuda.max_memory_allocated(self.device) - self._base) / 1e6
+        elif self._thread is not None:
+            self._stop.set()
+            self._thread.join()
+            self._peak = max(self._peak, _rss_bytes())
+            self.mb = (self._peak - self._base) / 1e6
+
+
+# ------------------------------------------------------------------------------------------ matmul rate
+
+
+def matmul_rate(device: torch.device, size: int = 2048, repeats: int = 5) -> float:
+    """The machine's dense float32 matrix-multiply rate in MACs per second (median of `repeats` torch.mm).
+
+    One `size` x `size` by `size` x `size` product is size^3 multiply-accumulates.
+    """
+    gen = torch.Generator().manual_seed(0)
+    a = torch.randn(size, size, generator=gen).to(device)
+    b = torch.randn(size, size, generator=gen).to(device)
+    times = time_calls(lambda: torch.mm(a, b), device, repeats=repeats, warmup=1)
+    return size**3 / statistics.median(times)
+
+
+# --------------------------------------------------------------------------------------- method entries
+
+
+def params_of(nets: nn.Module) -> int:
+    """Parameter count of all of a method's networks (shared tensors counted once)."""
+    seen: set[int] = set()
+    total = 0
+    for p in nets.parameters():
+        if id(p) not in seen:
+            seen.add(id(p))
+            total += p.numel()
+    return total
+
+
+def inference_params(method: Any, nets: nn.Module) -> int:
+    """Parameters of the networks a method runs at test time (SPEC 8 `params`, as `bench list`): components
+    marked `inference=False` (the RVE, used only in stage-1 training) are left out."""
+    comps = getattr(method, "components", {}) or {}
+    used = [nets[k] for k in nets.keys() if getattr(comps.get(k), "inference", True)]
+    return params_of(nn.ModuleList(used))
+
+
+def size_mb(params: int) -> float:
+    """float32 size in MB of 10^6 bytes."""
+    return params * 4 / 1e6
+
+
+# Components that produce the deblurred central frame on their own, in the order they are looked for.
+DEBLUR_COMPONENTS = ("dm", "srn", "center", "centre", "jin_center", "net_center")
+
+
+def deblur_entry(method: Any, nets: nn.Module) -> tuple[Callable[[torch.Tensor], Any] | None, str]:
+    """The deblurring part of a method as a callable of the blur `(b, 3, h, w)`, and a note saying what it is.
+
+    Preference: a `deblur(nets, blur)` method of the registry entry when the methods package offers one;
+    else the forward of its deblurring component (`dm` for ours, `srn`, jin2018's centre network); else None
+    (parameter-free methods such as `blurred`: deblurring costs nothing beyond the video prediction).
+    """
+    if callable(getattr(method, "deblur", None)):
+        return (lambda blur: method.deblur(nets, blur)), "method.deblur"
+    for key in DEBLUR_COMPONENTS:
+        if key in nets:
+            return nets[key], f"component {key!r} forward"
+    return None, "no deblurring network: the whole prediction was timed"
+
+
+# ------------------------------------------------------------------------------------------- bench perf
+
+
+def parse_resolution(text: str) -> tuple[int, int]:
+    """`WIDTHxHEIGHT` (e.g. 1280x704, the paper's GoPro test size) -> (height, width)."""
+    from bench.errors import BenchError
+
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise BenchError(f"--resolution {text!r}: expected WIDTHxHEIGHT, e.g. 1280x704") from None
+    if w < 16 or h < 16:
+        raise BenchError(f"--resolution {text!r}: width and height must be at least 16")
+    return h, w
+
+
+def measure_method(method: Any, nets: nn.Module, frames: int, hw: tuple[int, int], device: torch.device,
+                   repeats: int, warmup: int, rate: float, compile: bool = False,
+                   amp: bool = False) -> dict[str, Any]:
+    """One `bench perf` row: size, MACs, deblurring and video times (median and spread), peak memory.
+
+    Inputs are a seeded random blur `(1, 3, h, w)` (h, w padded to a multiple of 16) and, for the
+    true-centre oracle, a random centre frame. `rate` is the machine's matmul rate (MAC/s) for the fractions.
+    """
+    h, w = hw
+    hp, wp = h + (-h) % 16, w + (-w) % 16
+    gen = torch.Generator().manual_seed(0)
+    blur = torch.rand(1, 3, hp, wp, generator=gen).to(device)  # (1, 3, h, w)
+    center = torch.rand(1, 3, hp, wp, generator=gen).to(device) if method.uses_true_center else None
+    nets = nets.to(device).eval()
+    params = inference_params(method, nets)
+
+    deblur_fn, deblur_what = deblur_entry(method, nets)
+    # MACs are counted on the eager networks: compiled graphs bypass module hooks.
+    macs_video = count_macs(lambda: method.predict(nets, blur, frames, center=center), nets)
+    macs_deblur = count_macs(lambda: deblur_fn(blur), nets) if deblur_fn is not None else macs_video
+
+    if compile:
+        for key in list(nets.keys()):
+            nets[key] = torch.compile(nets[key])
+        deblur_fn, deblur_what = deblur_entry(method, nets)
+    autocast = (torch.autocast(device.type, dtype=torch.bfloat16) if amp and device.type == "cuda"
+                else contextlib.nullcontext())
+
+    def video() -> Any:
+        with autocast:
+            return method.predict(nets, blur, frames, center=center)
+
+    def deblur() -> Any:
+        with autocast:
+            return deblur_fn(blur) if deblur_fn is not None else video()
+
+    t_video = Spread.of(time_calls(video, device, repeats, warmup))
+    t_deblur = Spread.of(time_calls(deblur, device, repeats, warmup))
+    with PeakMemory(device) as mem, torch.inference_mode():
+        video()
+    frac_video = macs_video / t_video.median / rate if rate > 0 else None
+    frac_deblur = macs_deblur / t_deblur.median / rate if rate > 0 else None
+    return {
+        "method": method.name, "frames": frames, "resolution": f"{w}x{h}",
+        "runtime_resolution": f"{wp}x{hp}", "device": device_name(device),
+        "params": params, "size_mb": size_mb(params), "train_params": params_of(nets),
+        "macs": macs_video, "macs_deblur": macs_deblur,
+        "runtime_deblur_s": t_deblur.median, "runtime_deblur_min_s": t_deblur.low,
+        "runtime_deblur_max_s": t_deblur.high, "runtime_deblur_iqr_s": t_deblur.iqr,
+        "runtime_video_s": t_video.median, "runtime_video_min_s": t_video.low,
+        "runtime_video_max_s": t_video.high, "runtime_video_iqr_s": t_video.iqr,
+        "images_per_s": 1.0 / t_video.median, "deblur_images_per_s": 1.0 / t_deblur.median,
+        "peak_mem_mb": mem.mb, "peak_mem_how": mem.how,
+        "mac_rate_fraction": frac_video, "mac_rate_fraction_deblur": frac_deblur,
+        # from the fastest pass: on a shared machine the least disturbed pass is the closest to the hardware
+        "mac_rate_fraction_deblur_best": macs_deblur / t_deblur.low / rate if rate > 0 else None,
+        "matmul_macs_per_s": rate, "deblur_what": deblur_what, "repeats": repeats, "warmup": warmup,
+        "compile": compile, "amp": amp and device.type == "cuda", "torch_threads": torch.get_num_threads(),
+        "skipped": None,
+    }

@@ -1,0 +1,183 @@
+"""Tests of bench/metrics.py against hand-computed values and the properties SPEC 6 states."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from bench import metrics
+
+
+def _rng_video(n: int = 5, h: int = 16, w: int = 16, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, size=(n, h, w, 3), dtype=np.uint8)
+
+
+def test_psnr_of_known_mse() -> None:
+    a = np.full((4, 4, 3), 100, np.uint8)
+    b = a.copy()
+    b[0, 0, 0] = 110  # one error of 10 over 48 values: MSE = 100 / 48
+    assert metrics.psnr(a, b) == pytest.approx(10 * math.log10(255**2 * 48 / 100), abs=1e-12)
+    c = np.full((4, 4, 3), 90, np.uint8)  # every value off by 10: MSE = 100, PSNR = 28.1308 dB
+    assert metrics.psnr(a, c) == pytest.approx(28.130803608679106, abs=1e-12)
+    assert metrics.psnr(a, a) == math.inf
+
+
+def test_psnr_does_not_wrap_uint8() -> None:
+    # 0 - 255 in uint8 arithmetic wraps to 1; the metric must compute in float (MSE = 255^2 -> 0 dB).
+    a = np.zeros((2, 2, 3), np.uint8)
+    b = np.full((2, 2, 3), 255, np.uint8)
+    assert metrics.psnr(a, b) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_ssim_identical_is_one_and_noise_lowers_it() -> None:
+    a = _rng_video(1, 24, 24)[0]
+    assert metrics.ssim(a, a) == pytest.approx(1.0, abs=1e-12)
+    # Constant images have no variance, so SSIM is the luminance term
+    # (2 mu_a mu_b + C1) / (mu_a^2 + mu_b^2 + C1) with C1 = (0.01 * 255)^2 (skimage's K1, data_range=255).
+    c1 = (0.01 * 255) ** 2
+    flat_a, flat_b = np.full((16, 16, 3), 100, np.uint8), np.full((16, 16, 3), 110, np.uint8)
+    want = (2 * 100 * 110 + c1) / (100**2 + 110**2 + c1)
+    assert metrics.ssim(flat_a, flat_b) == pytest.approx(want, abs=1e-9)
+    smooth = np.repeat(np.linspace(0, 255, 24).astype(np.uint8)[None, :, None], 24, axis=0).repeat(3, axis=2)
+    noise = np.random.default_rng(1).integers(-40, 41, smooth.shape)
+    noisy = np.clip(smooth.astype(int) + noise, 0, 255).astype(np.uint8)
+    assert metrics.ssim(smooth, noisy) < 0.8
+
+
+def test_eq6_zero_for_perfect_and_reversed_positive_otherwise() -> None:
+    true = _rng_video(7)
+    assert metrics.eq6_error(true, true) == 0.0
+    assert metrics.eq6_error(true[::-1].copy(), true) == 0.0  # ordering invariance: Eq. 6's purpose
+    wrong = true.copy()
+    wrong[0] = 255 - wrong[0]
+    err = metrics.eq6_error(wrong, true)
+    assert err > 0
+    assert metrics.eq6_error(wrong[::-1].copy(), true) == pytest.approx(err, abs=1e-12)
+
+
+def test_eq6_hand_computed_and_ignores_centre() -> None:
+    # N = 3: only the pair (1, 3) counts. Truth frames 0, c, 100; prediction 10, c', 80 (constant images).
+    true = np.stack([np.full((2, 2, 3), v, np.uint8) for v in (0, 50, 100)])
+    pred = np.stack([np.full((2, 2, 3), v, np.uint8) for v in (10, 200, 80)])
+    # sum term: |(10+80) - (0+100)| = 10; difference term: ||10-80| - |0-100|| = 30
+    assert metrics.eq6_error(pred, true) == pytest.approx(40.0, abs=1e-12)
+
+
+def test_blurred_mean_beats_repeated_true_centre_in_eq6() -> None:
+    # SPEC 6: Eq. 6 rewards the mean. A smooth texture translating 2 px per frame over 9 frames.
+    rng = np.random.default_rng(3)
+    base = rng.random((48, 96, 3))
+    k = np.ones(5) / 5  # smooth the noise so a shift changes the image gradually, like real footage
+    base = np.apply_along_axis(lambda r: np.convolve(r, k, mode="same"), 0, base)
+    base = np.apply_along_axis(lambda r: np.convolve(r, k, mode="same"), 1, base)
+    base = (base - base.min()) / (base.max() - base.min())
+    frames = np.stack([base[8:40, 8 + 2 * t: 8 + 2 * t + 64] for t in range(9)])  # (9, 32, 64, 3)
+    true = np.round(frames * 255).astype(np.uint8)
+    blurred = np.round(frames.mean(axis=0) * 255).astype(np.uint8)
+    err_blurred = metrics.eq6_error(np.repeat(blurred[None], 9, axis=0), true)
+    err_centre = metrics.eq6_error(np.repeat(true[4][None], 9, axis=0), true)
+    assert 0 < err_blurred < err_centre
+
+
+def test_ppsnr_picks_the_better_order() -> None:
+    true = _rng_video(5)
+    rev = true[::-1].copy()
+    assert metrics.ppsnr(rev, true) == math.inf  # the reversed truth is perfect under pPSNR
+    noisy = np.clip(true.astype(int) + 3, 0, 255).astype(np.uint8)
+    forward = np.mean([metrics.psnr(p, t) for p, t in zip(noisy, true, strict=True)])
+    assert metrics.ppsnr(noisy, true) == pytest.approx(forward, abs=1e-12)
+    assert metrics.ppsnr(noisy[::-1].copy(), true) == pytest.approx(forward, abs=1e-12)
+
+
+def test_pwpsnr_bounds() -> None:
+    true = _rng_video(5, seed=4)
+    # Equal error in every frame (a constant offset of 6 where it does not clip): per-frame PSNRs are equal,
+    # so pPSNR equals the whole-video PSNR, and PW-PSNR, choosing per pixel, can only be higher.
+    true = np.clip(true, 10, 240)
+    pred = (true.astype(int) + 6).astype(np.uint8)
+    assert metrics.ppsnr(pred, true) == pytest.approx(10 * math.log10(255**2 / 36), abs=1e-9)
+    assert metrics.pwpsnr(pred, true) >= metrics.ppsnr(pred, true) - 1e-12
+    # In general PW-PSNR is at least the whole-video PSNR of the better order.
+    other = _rng_video(5, seed=5)
+    video_psnr = max(metrics.psnr(other, true), metrics.psnr(other[::-1].copy(), true))
+    assert metrics.pwpsnr(other, true) >= video_psnr - 1e-12
+    # A prediction whose left half is in order and right half reversed: perfect only for PW-PSNR.
+    mixed = true.copy()
+    mixed[:, :, 8:] = true[::-1, :, 8:]
+    assert metrics.pwpsnr(mixed, true) == math.inf
+    mixed[2, 0, 0, 0] ^= 1  # keep every per-frame PSNR finite so pPSNR's mean is informative
+    assert metrics.ppsnr(mixed, true) < 30
+
+
+def test_mid_psnr_uses_the_middle_frame() -> None:
+    true = _rng_video(7)
+    pred = 255 - true
+    pred[3] = true[3]
+    assert metrics.mid_psnr(pred, true) == math.inf
+    pred[3, 0, 0, 0] ^= 1  # one value off by one: MSE = 1 / 768
+    assert metrics.mid_psnr(pred, true) == pytest.approx(10 * math.log10(255**2 * 768), abs=1e-9)
+    assert metrics.ppsnr(pred, true) < 20
+
+
+def test_flow_epe_hand_value_and_better_order() -> None:
+    true = np.zeros((3, 4, 4, 2))
+    true[0, ..., 0] = -2.0
+    true[2, ..., 0] = 2.0
+    pred = true.copy()
+    pred[..., 1] += 3.0
+    pred[..., 0] += 4.0  # every vector off by (4, 3): EPE 5 in the given order
+    assert metrics.flow_epe(pred, true) == pytest.approx(5.0)
+    assert metrics.flow_epe(true[::-1].copy(), true) == 0.0
+    # off by (4, 3) in the reversed order, worse in the given one: the reversed order is taken
+    assert metrics.flow_epe(pred[::-1].copy(), true) == pytest.approx(5.0)
+
+
+def test_to_uint8_rounds_and_clamps() -> None:
+    x = torch.tensor([-0.5, 0.0, 0.5 / 255, 0.6 / 255, 0.5, 1.0, 2.0])
+    assert metrics.to_uint8(x).tolist() == [0, 0, 0, 1, 128, 255, 255]  # round half to even at 0.5
+    img = torch.rand(2, 3, 5, 6)
+    arr = metrics.to_numpy_images(img)
+    assert arr.shape == (2, 5, 6, 3) and arr.dtype == np.uint8
+    assert arr[1, 2, 3, 0] == metrics.to_uint8(img[1, 0, 2, 3]).item()
+    flows = metrics.to_numpy_flows(torch.randn(3, 2, 4, 5))
+    assert flows.shape == (3, 4, 5, 2)
+
+
+def test_definitions_cover_every_aggregate_metric() -> None:
+    for key in ("deblur_psnr", "deblur_ssim", "deblur_lpips", "eq6", "ppsnr", "pwpsnr", "mid_psnr", "epe",
+                "runtime_deblur_s", "runtime_video_s", "params", "size_mb"):
+        assert metrics.DEFINITIONS[key]
+
+
+def test_lpips_missing_backbone_is_reported_not_downloaded(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    model, reason = metrics.load_lpips()
+    assert model is None
+    assert "alexnet-owt-7be5be79.pth" in reason and "\n" not in reason
+    assert not any(tmp_path.rglob("*"))  # nothing fetched into the cache
+
+
+def test_lpips_loads_the_cached_backbone(tmp_path, monkeypatch) -> None:
+    # A stand-in AlexNet file (seeded weights) checks the wiring: every trunk tensor must come from the file.
+    import torchvision
+
+    torch.manual_seed(0)
+    state = torchvision.models.alexnet().state_dict()
+    path = tmp_path / "hub" / "checkpoints" / metrics.ALEXNET_FILE
+    path.parent.mkdir(parents=True)
+    torch.save(state, path)
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    model, reason = metrics.load_lpips()
+    assert reason is None
+    assert torch.equal(getattr(model.net.slice1, "0").weight, state["features.0.weight"])
+    assert torch.equal(getattr(model.net.slice5, "10").bias, state["features.10.bias"])
+    a = _rng_video(1, 32, 32)[0]
+    assert metrics.lpips_distance(model, a, a) == pytest.approx(0.0, abs=1e-6)
+    assert metrics.lpips_distance(model, a, 255 - a) > 0
+    # A file that is not AlexNet is refused, never half-loaded.
+    path.write_bytes(b"not a checkpoint")
+    bad, why = metrics.load_lpips()
+    assert bad is None and "cannot read" in why

@@ -1,0 +1,117 @@
+"""Tests of bench/perf.py and `bench perf`: MAC counts by hand, row keys, skipped methods; no timings."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pytest
+import torch
+from click.testing import CliRunner
+from torch import nn
+
+from bench import perf
+from bench.config import get_profile
+from bench.errors import BenchError
+
+
+class Tiny(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, padding=1)
+        self.up = nn.ConvTranspose2d(8, 4, 4, stride=2, padding=1)
+        self.grouped = nn.Conv2d(4, 4, 3, padding=1, groups=2)
+        self.fc = nn.Linear(24, 5)
+
+    def forward(self, x: torch.Tensor, steps: int = 1) -> torch.Tensor:
+        x = self.up(self.conv(x))  # (1, 4, 20, 24)
+        for _ in range(steps):  # a recurrent layer is counted every time it runs
+            x = self.grouped(x)
+        return self.fc(x)  # (1, 4, 20, 5)
+
+
+def test_macs_match_a_hand_count() -> None:
+    net = Tiny()
+    x = torch.rand(1, 3, 10, 12)
+    conv = (8 * 10 * 12) * (3 * 3 * 3)  # outputs x (in_channels * kernel)      = 25,920
+    deconv = (8 * 10 * 12) * 4 * (4 * 4)  # inputs x out_channels x kernel       = 61,440
+    grouped = (4 * 20 * 24) * (2 * 3 * 3)  # outputs x (in_channels/groups * k)   = 34,560
+    linear = (4 * 20 * 5) * 24  # outputs x in_features                          = 9,600
+    assert perf.count_macs(lambda: net(x), net) == conv + deconv + grouped + linear
+    assert perf.count_macs(lambda: net(x, steps=3), net) == conv + deconv + 3 * grouped + linear
+    # hooks are removed afterwards: a later forward pass is not counted anywhere
+    assert all(not m._forward_hooks for m in net.modules())
+
+
+def test_spread_and_params() -> None:
+    s = perf.Spread.of([3.0, 1.0, 2.0, 10.0])
+    assert (s.median, s.low, s.high) == (2.5, 1.0, 10.0)
+    assert s.iqr > 0
+    net = Tiny()
+    assert perf.params_of(net) == sum(p.numel() for p in net.parameters())
+    assert perf.size_mb(1_000_000) == 4.0
+
+
+def test_parse_resolution() -> None:
+    assert perf.parse_resolution("1280x704") == (704, 1280)
+    with pytest.raises(BenchError):
+        perf.parse_resolution("1280")
+    with pytest.raises(BenchError):
+        perf.parse_resolution("8x8")
+
+
+def test_matmul_rate_is_positive() -> None:
+    assert perf.matmul_rate(torch.device("cpu"), size=64, repeats=2) > 0
+
+
+def test_bench_perf_json_rows(tmp_path) -> None:
+    pytest.importorskip("methods.registry")
+    from bench.commands.perf import ROW_KEYS, command
+    from methods import registry
+
+    out = tmp_path / "perf.json"
+    names = [n for n in ("ours", "jin2018", "blurred") if n in registry.names()]
+    args = ["--methods", ",".join(names), "--resolution", "40x24", "--device", "cpu", "--repeats", "1",
+            "--warmup", "0", "--frames", "5", "--profile", "smoke", "--matmul-size", "64", "--json", str(out)]
+    result = CliRunner().invoke(command, args, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    rows = json.loads(out.read_text())
+    assert [r["method"] for r in rows] == names
+    for row in rows:
+        assert set(ROW_KEYS) <= set(row)
+        if row["method"] == "jin2018":  # fixed to N = 7: listed with the reason, not crashed
+            assert row["skipped"] and row["runtime_video_s"] is None
+            continue
+        assert row["skipped"] is None
+        assert row["resolution"] == "40x24" and row["frames"] == 5
+        assert row["runtime_video_s"] > 0 and row["runtime_deblur_s"] > 0
+        assert row["mac_rate_fraction"] is not None and row["mac_rate_fraction"] >= 0
+    by = {r["method"]: r for r in rows}
+    if "ours" in by:
+        model = dataclasses.asdict(get_profile("smoke").model)
+        listed = {r["name"]: r for r in registry.summary(model)}
+        # test-time networks only, as `bench list` counts them; the training-only RVE in train_params
+        assert by["ours"]["params"] == listed["ours"]["params"]
+        assert by["ours"]["train_params"] == perf.params_of(registry.get("ours").build(model))
+        assert by["ours"]["macs"] > by["ours"]["macs_deblur"] > 0  # the video pipeline includes the DM
+    if "blurred" in by:
+        assert by["blurred"]["params"] == 0 and by["blurred"]["macs"] == 0
+
+
+def test_track_appends_rows_under_a_fixed_header(tmp_path) -> None:
+    import importlib.util
+    from pathlib import Path
+
+    script = Path(__file__).parents[1] / "benchmarks" / "track.py"
+    spec = importlib.util.spec_from_file_location("track", script)
+    track = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(track)
+    csv_path = tmp_path / "results.csv"
+    track.append_rows(csv_path, [{"kind": "perf", "method": "ours", "runtime_video_s": 0.5}])
+    track.append_rows(csv_path, [{"kind": "prepare", "prepare_s": 2.0, "unknown_key": 1}])
+    lines = csv_path.read_text().splitlines()
+    assert lines[0].split(",") == list(track.COLUMNS) and len(lines) == 3
+    assert lines[1].split(",")[track.COLUMNS.index("method")] == "ours"
+    csv_path.write_text("other,header\n")
+    with pytest.raises(BenchError):
+        track.append_rows(csv_path, [{"kind": "perf"}])
