@@ -52,14 +52,14 @@ register(Method(
 
 @deblurrer("gt-static")
 def _no_deblur(nets: nn.ModuleDict, blur: Tensor) -> Tensor:
-    return blur  # timing only: the oracle's "deblurring" is reading the truth, which costs nothing
+    return blur  # a video floor only: its deblurred image is the input, so it claims no deblurring
 
 
 @predictor("gt-static")
 def _gt_static(method: Method, nets: nn.ModuleDict, blur: Tensor, n: int,
                center: Tensor | None) -> Prediction:
     assert center is not None  # Method.predict refuses uses_true_center methods without it
-    return Prediction(deblurred=center, frames=repeat_frames(center, n), flows=None)
+    return Prediction(deblurred=blur, frames=repeat_frames(center, n), flows=None)
 
 
 register(Method(
