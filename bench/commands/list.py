@@ -54,6 +54,27 @@ def profile_rows() -> list[dict]:
     return rows
 
 
+def _method_view(row: dict) -> dict:
+    """One terminal row of the methods table: sizes at the default (paper) widths beside the paper's."""
+    from bench.report.paper import SIZE_MB
+
+    component = row["family"] == "component"
+    paper_key = "dm" if component and row["name"] == "dm" else None
+    if not component:
+        paper_key = {"ours": "ours", "jin2018": "jin2018", "srn": "srn"}.get(row["name"])
+    frames = row.get("frames")
+    return {"name": row["name"], "family": row["family"], "params (M)": f"{row['params'] / 1e6:.2f}",
+            "MB (fp32, 10^6 B)": f"{row['size_mb']:.1f}",
+            "paper MB": f"{SIZE_MB[paper_key]:g}" if paper_key else "",
+            "N": "" if component else ("odd >= 3" if not frames else ",".join(str(n) for n in frames)),
+            "networks / used by": _short(row.get("used_by", [])) if component
+            else ", ".join(row.get("components", {})) or "none"}
+
+
+def _short(names: list[str]) -> str:
+    return ", ".join(names) if len(names) <= 3 else f"{', '.join(names[:2])} and {len(names) - 2} more"
+
+
 def _cell(value: Any) -> str:
     if value is None:
         return "-"
@@ -110,7 +131,8 @@ def command(show_methods: bool, show_datasets: bool, show_runs: bool, show_profi
 
     console = Console()
     titles = {"methods": "methods", "datasets": "datasets", "runs": "runs", "profiles": "profiles"}
-    captions = {"methods": "bench run --method NAME", "datasets": f"in {data_dir} (bench prepare)",
+    captions = {"methods": "sizes at the paper's widths (profiles may narrow them); bench run --method NAME",
+                "datasets": f"in {data_dir} (bench prepare)",
                 "runs": f"in {store}", "profiles": "bench run --profile NAME; --set section.field=value"}
     skips = {"methods": ("components",), "runs": ("path", "dataset"), "profiles": (), "datasets": ("path",)}
     shown = dict(data)
@@ -120,6 +142,8 @@ def command(show_methods: bool, show_datasets: bool, show_runs: bool, show_profi
                               "batch video/deblur": f"{r['batch_video']}/{r['batch_deblur']}",
                               "iters dm/ae/bie": f"{r['iters_dm']}/{r['iters_autoencoder']}/{r['iters_bie']}"}
                              for r in shown["profiles"]]
+    if "methods" in shown:  # compact, with the paper's sizes beside ours (Table 1, Sec. 3.3)
+        shown["methods"] = [_method_view(r) for r in shown["methods"]]
     if "runs" in shown:
         shown["runs"] = [{"run": r["run"], "profile": r["profile"], "N": r["frames"], "seed": r["seed"],
                           "status": r["status"], "eq6": r["eq6"], "pPSNR": r["ppsnr"],
