@@ -151,27 +151,6 @@ class LoadedMethod:
     _per_pixel: int | None = field(default=None, repr=False)  # bytes per pixel of one forward (cached)
 
 
-def pick_device(name: str = "auto") -> Any:
-    """`auto` prefers CUDA, then Apple's MPS, then the CPU; a named device that is absent is an error."""
-    import torch
-
-    name = (name or "auto").lower()
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise BenchError(f"--device {name}: no CUDA device here; use --device cpu or auto")
-    if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise BenchError("--device mps: MPS is not available here; use --device cpu or auto")
-    try:
-        return torch.device(name)
-    except RuntimeError:
-        raise BenchError(f"--device {name}: unknown device; use auto, cpu, cuda or mps") from None
-
-
 def _get_method(name: str) -> Any:
     from methods import registry
 
@@ -294,7 +273,9 @@ def load_method(method: str | None = None, frames: int | None = None, run: str |
                 raise BenchError(f"{source}: the {comp} weights do not fit {name} ({first[:160]})") from None
     elif not source:
         source = "no weights (parameter-free)"
-    dev = pick_device(device)
+    from bench.devices import resolve_device
+
+    dev = resolve_device((device or "auto").lower())
     nets = nets.to(dev).eval()
     return LoadedMethod(method=entry, nets=nets, frames=n, device=dev, source=source)
 

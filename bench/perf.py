@@ -26,17 +26,6 @@ import torch
 from torch import nn
 
 
-def resolve_device(name: str) -> torch.device:
-    """`auto` -> cuda if present, else mps, else cpu; else as given (`cpu`, `cuda:1`, `mps`)."""
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    return torch.device(name)
-
-
 def device_name(device: torch.device | str) -> str:
     """A human name of the device that goes with every timing: the GPU model, or the CPU model and threads."""
     device = torch.device(device)

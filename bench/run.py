@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.config import Profile, apply_overrides, get_profile, to_dict
+from bench.devices import resolve_device
 from bench.errors import BenchError
 from bench.store import (
     FolderLock,
@@ -28,7 +29,7 @@ from bench.store import (
     save_weights,
     sha256_file,
 )
-from bench.train import LOCAL, Dist, StageResult, barrier, resolve_device, train_method, trained_state_dicts
+from bench.train import LOCAL, Dist, StageResult, barrier, train_method, trained_state_dicts
 
 DATA_SEED = 0  # prepared data is fixed across run seeds: seeds vary initialisation and batch order only
 

@@ -25,8 +25,9 @@ def run_perf(methods: list[str], resolution: str, device: str, repeats: int, war
     import torch
 
     from bench.config import get_profile
+    from bench.devices import resolve_device
     from bench.errors import BenchError
-    from bench.perf import device_name, matmul_rate, measure_method, parse_resolution, resolve_device
+    from bench.perf import device_name, matmul_rate, measure_method, parse_resolution
     from methods import registry
 
     hw = parse_resolution(resolution)
