@@ -151,22 +151,6 @@ class LoadedMethod:
     _per_pixel: int | None = field(default=None, repr=False)  # bytes per pixel of one forward (cached)
 
 
-def _get_method(name: str) -> Any:
-    from methods import registry
-
-    try:
-        return registry.get(name)
-    except KeyError as err:
-        raise BenchError(str(err.args[0]) if err.args else f"unknown method {name!r}") from None
-
-
-def _check_frames(method: Any, n: int) -> None:
-    try:
-        method.check_frames(n)
-    except ValueError as err:
-        raise BenchError(f"--frames {n}: {err}") from None
-
-
 def _train_command(method: str, frames: int, runs_option: str | None) -> str:
     extra = f" --runs-dir {runs_option}" if runs_option else ""
     return f"bench run --method {method} --frames {frames}{extra}"
@@ -229,8 +213,9 @@ def load_method(method: str | None = None, frames: int | None = None, run: str |
     else:
         name, n = method or "ours", frames or 9
         payload, source, model = None, "", {}
-    entry = _get_method(name)
-    _check_frames(entry, n)
+    from bench.run import get_method
+
+    entry = get_method(name, n)
     if getattr(entry, "uses_true_center", False):
         raise BenchError(f"{name} is an oracle fed the true central frame; a photo has none, so pick another "
                          "--method (e.g. ours)")

@@ -62,15 +62,22 @@ class RunOutcome:
     metrics_path: Path = field(default=Path())
 
 
-def get_method(name: str) -> Any:
-    """The registered method, or a one-line error listing the names."""
+def get_method(name: str, frames: int | None = None) -> Any:
+    """The registered method, or a one-line error listing the names; with `frames`, one that can take N."""
     from methods import registry
 
     try:
-        return registry.get(name)
+        method = registry.get(name)
     except KeyError:
         raise BenchError(f"unknown method {name!r}; choose one of {', '.join(registry.names())} "
                          "(see bench list --methods)") from None
+    if frames is not None:
+        try:
+            method.check_frames(frames)
+        except ValueError as err:
+            first = (str(err).splitlines() or [f"{name} cannot run N={frames}"])[0]
+            raise BenchError(f"--frames {frames}: {first}") from None
+    return method
 
 
 def resolve_profile(spec: RunSpec) -> Profile:
@@ -95,12 +102,7 @@ def execute(spec: RunSpec, dist: Dist = LOCAL, log: Any = print) -> RunOutcome |
     from bench.data.manifest import default_data_dir
     from bench.data.prepare import ensure_prepared
 
-    method = get_method(spec.method)
-    try:
-        method.check_frames(spec.frames)
-    except ValueError as err:
-        first = (str(err).splitlines() or [f"{spec.method} cannot run N={spec.frames}"])[0]
-        raise BenchError(first) from None
+    method = get_method(spec.method, spec.frames)
     profile = resolve_profile(spec)
     if profile.train.threads > 0:
         import torch
