@@ -30,7 +30,9 @@ def smoke(session: nox.Session) -> None:
     common = ["--profile", "smoke", "--data-dir", data]
     session.run("bench", "prepare", *common)
     session.run("bench", "run", "--method", "ours", *common, "--runs-dir", runs)
-    session.run("bench", "ablate", "--only", "ours-no-tv", *common, "--runs-dir", runs)
+    session.run("bench", "ablate", "--only", "ours-no-tv", "--seeds", "0", *common, "--runs-dir", runs)
     session.run("bench", "report", "--runs-dir", runs, "--out", f"{tmp}/reports")
+    session.run("bench", "infer", f"{data}/synthetic-smoke-9f/blur/*/w000.png", "--runs-dir", runs,
+                "--out", f"{tmp}/infer")
     session.run("bench", "perf", "--profile", "smoke", "--resolution", "64x64", "--repeats", "2")
     session.run("bench", "list", "--data-dir", data, "--runs-dir", runs)
