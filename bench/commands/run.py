@@ -73,7 +73,7 @@ def _relaunch(nproc: int, argv: list[str]) -> None:
 
 
 @click.command("run")
-@click.option("--method", required=True, help="method name (bench list --methods)")
+@click.option("--method", default="ours", show_default=True, help="method name (bench list --methods)")
 @click.option("--profile", default=DEFAULT_PROFILE, show_default=True, help="smoke | quick | paper")
 @click.option("--frames", default="9", show_default=True, help="frames N per blur; a comma list runs each")
 @click.option("--seeds", default="0", show_default=True, help="seeds, comma list (0,1,2)")
