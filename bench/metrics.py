@@ -25,6 +25,10 @@ if TYPE_CHECKING:  # torch is imported lazily so `import bench.metrics` stays li
 
 PEAK = 255.0  # the data range of uint8 images
 
+# Aggregate keys of metrics.json where a smaller value is better (tables, arrows and verdicts read this).
+LOWER_IS_BETTER = frozenset({"deblur_lpips", "eq6", "epe", "runtime_deblur_s", "runtime_video_s", "params",
+                             "size_mb"})
+
 DEFINITIONS: dict[str, str] = {
     "deblur_psnr": "PSNR of the deblurred image vs the true central frame: 10 log10(255^2 / MSE), MSE over "
     "all pixels and channels, uint8 RGB, float64, no border crop",

@@ -11,10 +11,10 @@ import click
 
 from bench.config import DEFAULT_PROFILE
 from bench.errors import BenchError
+from bench.metrics import LOWER_IS_BETTER
 
 TABLE_KEYS = ("deblur_psnr", "deblur_ssim", "deblur_lpips", "eq6", "ppsnr", "pwpsnr", "mid_psnr", "epe",
               "runtime_deblur_s", "runtime_video_s", "params", "size_mb")
-LOWER_IS_BETTER = {"deblur_lpips", "eq6", "epe", "runtime_deblur_s", "runtime_video_s", "params", "size_mb"}
 
 
 def parse_int_list(text: str, option: str) -> list[int]:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
+from bench.metrics import LOWER_IS_BETTER
 from bench.report import paper
 from bench.report.claims import METRIC_LABELS, decide, finished, fmt, stat, summarise
 
@@ -37,7 +38,7 @@ def ablation_claims() -> dict[str, tuple[str, str]]:
 
 
 ABLATIONS: dict[str, tuple[str, str]] = ablation_claims()
-LOWER_IS_BETTER = {"eq6", "epe", "deblur_lpips", "runtime_deblur_s", "runtime_video_s", "size_mb", "params"}
+
 COMPARABILITY = ("**Synthetic data ({data}): these numbers are NOT comparable with the paper's GoPro "
                  "numbers**; the paper's values are shown for reference only.")
 RULE = ("Seed spread: mean ± sample std (ddof=1) over seeds. A claim is *held* only when the difference goes "
