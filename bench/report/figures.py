@@ -169,8 +169,8 @@ def strips(ctx: Context, out: Path, formats: set[str]) -> list[Path]:
             cols = max(len(r[1]) for r in rows)
             if cols == 0:
                 continue
-            fig, axes = plt.subplots(len(rows), cols, figsize=(1.6 * cols, 1.5 * len(rows) + 0.6),
-                                     squeeze=False)
+            height = 1.5 * len(rows) + 0.9  # inches: the rows, a title band and the footer
+            fig, axes = plt.subplots(len(rows), cols, figsize=(1.6 * cols, height), squeeze=False)
             for i, (label, images) in enumerate(rows):
                 for j in range(cols):
                     ax = axes[i][j]
@@ -189,7 +189,8 @@ def strips(ctx: Context, out: Path, formats: set[str]) -> list[Path]:
                         ax.set_ylabel(label, fontsize=8)
             fig.suptitle(f"Sample {sid}, N = {n}: each method's frames against the truth (top row)",
                          fontsize=9)
-            fig.tight_layout(rect=(0, 0.08, 1, 1))
+            # Margins in inches, not fractions, so tall strips keep the title clear of the column headings.
+            fig.tight_layout(rect=(0, 0.45 / height, 1, 1 - 0.35 / height))
             _footer(ctx, fig)
             safe = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in sid)
             written += save(fig, out / f"strip_{n}f_{safe}", formats)
