@@ -25,6 +25,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from methods.layers import count_params
+
 
 def device_name(device: torch.device | str) -> str:
     """A human name of the device that goes with every timing: the GPU model, or the CPU model and threads."""
@@ -33,18 +35,9 @@ def device_name(device: torch.device | str) -> str:
         return torch.cuda.get_device_name(device)
     if device.type == "mps":
         return "Apple MPS"
-    model = "CPU"
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    model = line.split(":", 1)[1].strip()
-                    break
-    except OSError:  # not Linux: the platform's processor string is the best we have
-        import platform
+    from bench.env import cpu_name
 
-        model = platform.processor() or "CPU"
-    return f"{model} ({torch.get_num_threads()} threads)"
+    return f"{cpu_name() or 'CPU'} ({torch.get_num_threads()} threads)"
 
 
 def synchronize(device: torch.device) -> None:
@@ -217,14 +210,8 @@ def matmul_rate(device: torch.device, size: int = 2048, repeats: int = 5) -> flo
 
 
 def params_of(nets: nn.Module) -> int:
-    """Parameter count of all of a method's networks (shared tensors counted once)."""
-    seen: set[int] = set()
-    total = 0
-    for p in nets.parameters():
-        if id(p) not in seen:
-            seen.add(id(p))
-            total += p.numel()
-    return total
+    """Parameter count of all of a method's networks (`Module.parameters()` yields a shared tensor once)."""
+    return count_params(nets)
 
 
 def inference_params(method: Any, nets: nn.Module) -> int:
