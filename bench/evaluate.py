@@ -112,7 +112,7 @@ def evaluate(method: Any, nets: nn.Module, set_folder: Path | str, profile: Any,
         from bench.errors import BenchError
 
         raise BenchError(f"{set_folder}: the test split is empty; prepare the set again (bench prepare)")
-    nets = nets.to(device).eval()
+    nets = method.for_inference(nets, device)
 
     lpips_model, lpips_note = (None, "LPIPS disabled by the profile (eval.lpips=false)")
     if profile.eval.lpips:

@@ -261,7 +261,7 @@ def load_method(method: str | None = None, frames: int | None = None, run: str |
     from bench.devices import resolve_device
 
     dev = resolve_device((device or "auto").lower())
-    nets = nets.to(dev).eval()
+    nets = entry.for_inference(nets, dev)
     return LoadedMethod(method=entry, nets=nets, frames=n, device=dev, source=source)
 
 

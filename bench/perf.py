@@ -264,18 +264,20 @@ def parse_resolution(text: str) -> tuple[int, int]:
 
 def measure_method(method: Any, nets: nn.Module, frames: int, hw: tuple[int, int], device: torch.device,
                    repeats: int, warmup: int, rate: float, compile: bool = False,
-                   amp: bool = False) -> dict[str, Any]:
+                   amp: bool = False, channels_last: bool = True) -> dict[str, Any]:
     """One `bench perf` row: size, MACs, deblurring and video times (median and spread), peak memory.
 
     Inputs are a seeded random blur `(1, 3, h, w)` (h, w padded to a multiple of 16) and, for the
     true-centre oracle, a random centre frame. `rate` is the machine's matmul rate (MAC/s) for the fractions.
+    `channels_last` uses the inference layout of `Method.for_inference` (the registry's channels-last
+    components); False keeps every network contiguous, to measure what the layout buys.
     """
     h, w = hw
     hp, wp = h + (-h) % 16, w + (-w) % 16
     gen = torch.Generator().manual_seed(0)
     blur = torch.rand(1, 3, hp, wp, generator=gen).to(device)  # (1, 3, h, w)
     center = torch.rand(1, 3, hp, wp, generator=gen).to(device) if method.uses_true_center else None
-    nets = nets.to(device).eval()
+    nets = method.for_inference(nets, device) if channels_last else nets.to(device).eval()
     params = inference_params(method, nets)
 
     deblur_fn, deblur_what = deblur_entry(method, nets)
@@ -319,6 +321,9 @@ def measure_method(method: Any, nets: nn.Module, frames: int, hw: tuple[int, int
         # from the fastest pass: on a shared machine the least disturbed pass is the closest to the hardware
         "mac_rate_fraction_deblur_best": macs_deblur / t_deblur.low / rate if rate > 0 else None,
         "matmul_macs_per_s": rate, "deblur_what": deblur_what, "repeats": repeats, "warmup": warmup,
-        "compile": compile, "amp": amp and device.type == "cuda", "torch_threads": torch.get_num_threads(),
+        "compile": compile, "amp": amp and device.type == "cuda",
+        "channels_last": sorted(k for k, c in getattr(method, "components", {}).items()
+                                if channels_last and c.channels_last),
+        "torch_threads": torch.get_num_threads(),
         "skipped": None,
     }

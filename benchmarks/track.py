@@ -27,7 +27,7 @@ sys.path.insert(0, str(ROOT))  # run as a script from a checkout
 COLUMNS = ("date", "commit", "kind", "device", "method", "frames", "resolution", "params", "size_mb", "macs",
            "runtime_deblur_s", "runtime_video_s", "images_per_s", "peak_mem_mb", "mac_rate_fraction",
            "mac_rate_fraction_deblur", "matmul_gmacs_per_s", "skipped", "prepare_profile", "prepare_s",
-           "prepare_samples_per_s", "prepare_frames_per_s")
+           "prepare_samples_per_s", "prepare_frames_per_s", "channels_last")
 
 
 def commit_id(root: Path = ROOT) -> str:
@@ -66,6 +66,15 @@ def prepare_throughput(profile: str, frames: int) -> dict:
             "prepare_samples_per_s": len(samples) / seconds, "prepare_frames_per_s": len(sharp) / seconds}
 
 
+def _cell(value: object) -> object:
+    """A CSV cell: None as empty, a list (the channels-last components) joined with '+'."""
+    if value is None:
+        return ""
+    if isinstance(value, list | tuple):
+        return "+".join(str(v) for v in value)
+    return value
+
+
 def append_rows(path: Path, rows: list[dict]) -> None:
     """Append rows under the fixed header; refuse a file whose header differs (a silent column shift)."""
     from bench.errors import BenchError
@@ -79,7 +88,7 @@ def append_rows(path: Path, rows: list[dict]) -> None:
     if not old:
         writer.writeheader()
     for row in rows:
-        writer.writerow({k: ("" if row.get(k) is None else row.get(k)) for k in COLUMNS})
+        writer.writerow({k: _cell(row.get(k)) for k in COLUMNS})
     atomic_write_text(path, old + buf.getvalue())
 
 

@@ -50,10 +50,10 @@ SCHEDULES: dict[str, tuple[Stage, ...]] = {
 
 
 def _components(dm: dict, rve: dict, rvd: dict, bie: dict, schedule: str) -> dict[str, Component]:
-    comps = {"dm": Component(DM, dm, DM_WIDTHS)}
+    comps = {"dm": Component(DM, dm, DM_WIDTHS, channels_last=True)}
     if schedule == "two-stage":  # the joint schedule never trains (so never builds) an RVE
         comps["rve"] = Component(RVE, rve, VIDEO_WIDTHS, inference=False)
-    comps["rvd"] = Component(RVD, rvd, VIDEO_WIDTHS)
+    comps["rvd"] = Component(RVD, rvd, VIDEO_WIDTHS, channels_last=True)
     comps["bie"] = Component(BIE, bie, VIDEO_WIDTHS)
     return comps
 

@@ -47,7 +47,8 @@ register(Method(
 
 register(Method(
     name="ours-static", family="baseline", description="the DM's deblurred frame repeated N times",
-    components={"dm": Component(DM, {}, DM_WIDTHS)}, stages=(DM_STAGE,), predictor="static"))
+    components={"dm": Component(DM, {}, DM_WIDTHS, channels_last=True)}, stages=(DM_STAGE,),
+    predictor="static"))
 
 
 @deblurrer("gt-static")

@@ -49,3 +49,12 @@ def test_profiles_state_budgets_and_the_paper_hyper_parameters():
         assert t.crop % 16 == 0 and to_dict(p)["name"] == p.name
     with pytest.raises(BenchError, match="unknown profile"):
         get_profile("fast")
+
+
+def test_parse_int_list_names_the_option():
+    from bench.config import parse_int_list
+
+    assert parse_int_list("0, 1,2", "--seeds") == [0, 1, 2]
+    for bad in ("", "a,b", "1.5"):
+        with pytest.raises(BenchError, match="--seeds"):
+            parse_int_list(bad, "--seeds")

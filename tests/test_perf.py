@@ -94,8 +94,21 @@ def test_bench_perf_json_rows(tmp_path) -> None:
         assert by["ours"]["params"] == listed["ours"]["params"]
         assert by["ours"]["train_params"] == perf.params_of(registry.get("ours").build(model))
         assert by["ours"]["macs"] > by["ours"]["macs_deblur"] > 0  # the video pipeline includes the DM
+        assert by["ours"]["channels_last"] == ["dm", "rvd"]  # the registry's inference layout was timed
     if "blurred" in by:
         assert by["blurred"]["params"] == 0 and by["blurred"]["macs"] == 0
+
+
+def test_bench_perf_contiguous_times_every_network_contiguous(tmp_path) -> None:
+    from bench.commands.perf import command
+
+    out = tmp_path / "perf.json"
+    args = ["--methods", "ours-static", "--resolution", "32x32", "--device", "cpu", "--repeats", "1",
+            "--warmup", "0", "--frames", "3", "--profile", "smoke", "--matmul-size", "64", "--contiguous",
+            "--json", str(out)]
+    result = CliRunner().invoke(command, args, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert json.loads(out.read_text())[0]["channels_last"] == []
 
 
 def test_track_appends_rows_under_a_fixed_header(tmp_path) -> None:
@@ -107,11 +120,13 @@ def test_track_appends_rows_under_a_fixed_header(tmp_path) -> None:
     track = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(track)
     csv_path = tmp_path / "results.csv"
-    track.append_rows(csv_path, [{"kind": "perf", "method": "ours", "runtime_video_s": 0.5}])
+    track.append_rows(csv_path, [{"kind": "perf", "method": "ours", "runtime_video_s": 0.5,
+                                  "channels_last": ["dm", "rvd"]}])
     track.append_rows(csv_path, [{"kind": "prepare", "prepare_s": 2.0, "unknown_key": 1}])
     lines = csv_path.read_text().splitlines()
     assert lines[0].split(",") == list(track.COLUMNS) and len(lines) == 3
     assert lines[1].split(",")[track.COLUMNS.index("method")] == "ours"
+    assert lines[1].split(",")[track.COLUMNS.index("channels_last")] == "dm+rvd"
     csv_path.write_text("other,header\n")
     with pytest.raises(BenchError):
         track.append_rows(csv_path, [{"kind": "perf"}])

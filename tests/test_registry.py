@@ -194,3 +194,25 @@ def test_methods_is_self_contained():
 def test_register_rejects_duplicates():
     with pytest.raises(ValueError, match="twice"):
         registry.register(get("ours"))
+
+
+@pytest.mark.parametrize("name", ["ours", "ours-static", "srn", "jin2018"])
+def test_for_inference_changes_the_layout_not_the_output(name):
+    torch.manual_seed(0)
+    method = get(name)
+    nets = method.build(SMOKE)
+    n = _frames(method)
+    blur = torch.rand(1, 3, 32, 48)
+    before = method.predict(nets, blur, n)
+    nets = method.for_inference(nets, "cpu")
+    assert not any(m.training for m in nets.modules())
+    for key, comp in method.components.items():
+        weights = [p for p in nets[key].parameters() if p.dim() == 4]
+        # channels-last and no longer contiguous (a 1x1 or single-channel kernel is both, so it says nothing)
+        layout = [p.is_contiguous(memory_format=torch.channels_last) and not p.is_contiguous()
+                  for p in weights if p.shape[-1] > 1 and p.shape[1] > 1]
+        assert layout and all(v == comp.channels_last for v in layout), key
+    after = method.predict(nets, blur, n)
+    assert torch.allclose(before.frames, after.frames, atol=1e-5)
+    assert torch.allclose(before.deblurred, after.deblurred, atol=1e-5)
+    assert any(c.channels_last for c in get("ours").components.values())  # the fast path is in use

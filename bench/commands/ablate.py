@@ -52,7 +52,7 @@ def command(only: str | None, profile: str, frames: int, seeds: str, data_dir: P
     Interrupted, the same command continues: finished runs and stages are cached in the store.
     """
     from bench.ablate import ablation_names, claim_for, table
-    from bench.commands.run import parse_int_list
+    from bench.config import parse_int_list
     from bench.run import RunSpec, execute
     from bench.store import iter_runs
     from bench.store import runs_dir as resolve_runs_dir

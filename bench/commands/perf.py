@@ -20,7 +20,8 @@ def default_methods() -> list[str]:
 
 
 def run_perf(methods: list[str], resolution: str, device: str, repeats: int, warmup: int, frames: int,
-             profile_name: str, compile: bool, amp: bool, matmul_size: int) -> tuple[list[dict], float]:
+             profile_name: str, compile: bool, amp: bool, matmul_size: int,
+             channels_last: bool = True) -> tuple[list[dict], float]:
     """Measure each named method; returns the rows and the machine's matmul rate (MAC/s)."""
     import torch
 
@@ -55,7 +56,8 @@ def run_perf(methods: list[str], resolution: str, device: str, repeats: int, war
             continue
         torch.manual_seed(0)  # untrained, seeded networks: timing does not depend on the weights' values
         nets = method.build(model)
-        rows.append(measure_method(method, nets, frames, hw, dev, repeats, warmup, rate, compile, amp))
+        rows.append(measure_method(method, nets, frames, hw, dev, repeats, warmup, rate, compile, amp,
+                                   channels_last))
     return rows, rate
 
 
@@ -112,14 +114,18 @@ def print_rows(rows: list[dict], rate: float) -> None:
               help="write the rows as JSON here")
 @click.option("--compile", "compile_", is_flag=True, help="torch.compile each network first")
 @click.option("--amp", is_flag=True, help="bfloat16 autocast (CUDA only)")
+@click.option("--channels-last/--contiguous", "channels_last", default=True, show_default=True,
+              help="the registry's inference layout (channels-last where it measured faster), or all "
+                   "networks contiguous")
 @click.option("--matmul-size", default=2048, show_default=True, type=click.IntRange(64),
               help="side of the square matrices of the matmul-rate measurement")
 def command(methods_opt: str | None, resolution: str, device: str, repeats: int, warmup: int, frames: int,
-            profile_name: str, json_path: str | None, compile_: bool, amp: bool, matmul_size: int) -> None:
+            profile_name: str, json_path: str | None, compile_: bool, amp: bool, channels_last: bool,
+            matmul_size: int) -> None:
     """Measure runtime, size, MACs and peak memory of methods side by side, untrained (seeded) networks."""
     methods = [m.strip() for m in methods_opt.split(",") if m.strip()] if methods_opt else default_methods()
     rows, rate = run_perf(methods, resolution, device, repeats, warmup, frames, profile_name, compile_, amp,
-                          matmul_size)
+                          matmul_size, channels_last)
     print_rows(rows, rate)
     if json_path:
         from bench.store import atomic_write_text

@@ -9,24 +9,12 @@ from pathlib import Path
 
 import click
 
-from bench.config import DEFAULT_PROFILE
+from bench.config import DEFAULT_PROFILE, parse_int_list
 from bench.errors import BenchError
 from bench.metrics import LOWER_IS_BETTER
 
 TABLE_KEYS = ("deblur_psnr", "deblur_ssim", "deblur_lpips", "eq6", "ppsnr", "pwpsnr", "mid_psnr", "epe",
               "runtime_deblur_s", "runtime_video_s", "params", "size_mb")
-
-
-def parse_int_list(text: str, option: str) -> list[int]:
-    """`7,9` -> [7, 9]; a one-line error for anything else."""
-    try:
-        values = [int(part) for part in text.split(",") if part.strip()]
-    except ValueError:
-        raise BenchError(f"{option} {text!r}: expected integers separated by commas, e.g. {option} 7,9") \
-            from None
-    if not values:
-        raise BenchError(f"{option} {text!r}: give at least one value")
-    return values
 
 
 def _fmt(value: object) -> str:

@@ -26,18 +26,9 @@ def check_frames(n: int) -> int:
 
 def parse_frames(text: str) -> tuple[int, ...]:
     """Parse `--frames 7,9` into sorted unique odd window lengths."""
-    values = []
-    for part in str(text).split(","):
-        part = part.strip()
-        if not part:
-            continue
-        try:
-            values.append(int(part))
-        except ValueError:
-            raise BenchError(f"--frames {text!r}: expected odd whole numbers >= 3, e.g. 7,9") from None
-    if not values:
-        raise BenchError("--frames is empty: give one or more odd numbers >= 3, e.g. --frames 7,9")
-    return tuple(sorted({check_frames(v) for v in values}))
+    from bench.config import parse_int_list
+
+    return tuple(sorted({check_frames(v) for v in parse_int_list(str(text), "--frames")}))
 
 
 def check_gamma(gamma: float | None) -> float | None:
