@@ -206,6 +206,31 @@ def matmul_rate(device: torch.device, size: int = 2048, repeats: int = 5) -> flo
     return size**3 / statistics.median(times)
 
 
+def op_breakdown(fn: Callable[[], Any], top: int = 8) -> list[dict[str, Any]]:
+    """Where one call of `fn` spends its time: the `top` operators by self time (torch.profiler, CPU side).
+
+    Rows `{"op", "calls", "self_s", "share"}`, largest first, `share` of the profiled total; the rest are
+    summed into one `other` row. On CUDA the CPU self time is launch overhead, so this is a CPU tool.
+    """
+    from torch.profiler import ProfilerActivity, profile
+
+    with torch.inference_mode():
+        fn()  # warm-up outside the profile: first calls pick algorithms and allocate
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            fn()
+    events = [e for e in prof.key_averages() if e.self_cpu_time_total > 0]
+    total = sum(e.self_cpu_time_total for e in events) or 1.0
+    events.sort(key=lambda e: e.self_cpu_time_total, reverse=True)
+    rows = [{"op": e.key, "calls": int(e.count), "self_s": e.self_cpu_time_total / 1e6,
+             "share": e.self_cpu_time_total / total} for e in events[:top]]
+    rest = events[top:]
+    if rest:
+        other = sum(e.self_cpu_time_total for e in rest)
+        rows.append({"op": "other", "calls": int(sum(e.count for e in rest)), "self_s": other / 1e6,
+                     "share": other / total})
+    return rows
+
+
 # --------------------------------------------------------------------------------------- method entries
 
 
@@ -264,13 +289,14 @@ def parse_resolution(text: str) -> tuple[int, int]:
 
 def measure_method(method: Any, nets: nn.Module, frames: int, hw: tuple[int, int], device: torch.device,
                    repeats: int, warmup: int, rate: float, compile: bool = False,
-                   amp: bool = False, channels_last: bool = True) -> dict[str, Any]:
+                   amp: bool = False, channels_last: bool = True, breakdown: bool = False) -> dict[str, Any]:
     """One `bench perf` row: size, MACs, deblurring and video times (median and spread), peak memory.
 
     Inputs are a seeded random blur `(1, 3, h, w)` (h, w padded to a multiple of 16) and, for the
     true-centre oracle, a random centre frame. `rate` is the machine's matmul rate (MAC/s) for the fractions.
     `channels_last` uses the inference layout of `Method.for_inference` (the registry's channels-last
-    components); False keeps every network contiguous, to measure what the layout buys.
+    components); False keeps every network contiguous, to measure what the layout buys. `breakdown` adds
+    `breakdown_deblur`, the operator profile of one deblurring pass (`op_breakdown`).
     """
     h, w = hw
     hp, wp = h + (-h) % 16, w + (-w) % 16
@@ -304,6 +330,7 @@ def measure_method(method: Any, nets: nn.Module, frames: int, hw: tuple[int, int
     t_deblur = Spread.of(time_calls(deblur, device, repeats, warmup))
     with PeakMemory(device) as mem, torch.inference_mode():
         video()
+    ops = op_breakdown(deblur) if breakdown else None
     frac_video = macs_video / t_video.median / rate if rate > 0 else None
     frac_deblur = macs_deblur / t_deblur.median / rate if rate > 0 else None
     return {
@@ -325,5 +352,5 @@ def measure_method(method: Any, nets: nn.Module, frames: int, hw: tuple[int, int
         "channels_last": sorted(k for k, c in getattr(method, "components", {}).items()
                                 if channels_last and c.channels_last),
         "torch_threads": torch.get_num_threads(),
-        "skipped": None,
+        "breakdown_deblur": ops, "skipped": None,
     }

@@ -105,10 +105,14 @@ def test_bench_perf_contiguous_times_every_network_contiguous(tmp_path) -> None:
     out = tmp_path / "perf.json"
     args = ["--methods", "ours-static", "--resolution", "32x32", "--device", "cpu", "--repeats", "1",
             "--warmup", "0", "--frames", "3", "--profile", "smoke", "--matmul-size", "64", "--contiguous",
-            "--json", str(out)]
+            "--breakdown", "--json", str(out)]
     result = CliRunner().invoke(command, args, catch_exceptions=False)
     assert result.exit_code == 0, result.output
-    assert json.loads(out.read_text())[0]["channels_last"] == []
+    row = json.loads(out.read_text())[0]
+    assert row["channels_last"] == []
+    ops = row["breakdown_deblur"]
+    assert any("conv" in o["op"] for o in ops) and abs(sum(o["share"] for o in ops) - 1.0) < 1e-6
+    assert "deblurring time by operator" in result.output
 
 
 def test_track_appends_rows_under_a_fixed_header(tmp_path) -> None:

@@ -21,7 +21,7 @@ def default_methods() -> list[str]:
 
 def run_perf(methods: list[str], resolution: str, device: str, repeats: int, warmup: int, frames: int,
              profile_name: str, compile: bool, amp: bool, matmul_size: int,
-             channels_last: bool = True) -> tuple[list[dict], float]:
+             channels_last: bool = True, breakdown: bool = False) -> tuple[list[dict], float]:
     """Measure each named method; returns the rows and the machine's matmul rate (MAC/s)."""
     import torch
 
@@ -57,7 +57,7 @@ def run_perf(methods: list[str], resolution: str, device: str, repeats: int, war
         torch.manual_seed(0)  # untrained, seeded networks: timing does not depend on the weights' values
         nets = method.build(model)
         rows.append(measure_method(method, nets, frames, hw, dev, repeats, warmup, rate, compile, amp,
-                                   channels_last))
+                                   channels_last, breakdown))
     return rows, rate
 
 
@@ -89,6 +89,11 @@ def print_rows(rows: list[dict], rate: float) -> None:
     for r in rows:
         if r.get("skipped"):
             console.print(f"[yellow]skipped[/] {r['method']}: {r['skipped']}")
+    for r in measured:
+        if r.get("breakdown_deblur"):
+            parts = ", ".join(f"{o['op'].removeprefix('aten::')} {100 * o['share']:.0f}%"
+                              for o in r["breakdown_deblur"])
+            console.print(f"{r['method']} deblurring time by operator: {parts}")
     by = {r["method"]: r for r in measured}
     if "ours" in by and "srn" in by:
         ratio = by["srn"]["runtime_deblur_s"] / by["ours"]["runtime_deblur_s"]
@@ -117,15 +122,17 @@ def print_rows(rows: list[dict], rate: float) -> None:
 @click.option("--channels-last/--contiguous", "channels_last", default=True, show_default=True,
               help="the registry's inference layout (channels-last where it measured faster), or all "
                    "networks contiguous")
+@click.option("--breakdown", is_flag=True, help="also profile one deblurring pass per method: its time by "
+              "operator (convolution, concatenation, copies, ...)")
 @click.option("--matmul-size", default=2048, show_default=True, type=click.IntRange(64),
               help="side of the square matrices of the matmul-rate measurement")
 def command(methods_opt: str | None, resolution: str, device: str, repeats: int, warmup: int, frames: int,
             profile_name: str, json_path: str | None, compile_: bool, amp: bool, channels_last: bool,
-            matmul_size: int) -> None:
+            breakdown: bool, matmul_size: int) -> None:
     """Measure runtime, size, MACs and peak memory of methods side by side, untrained (seeded) networks."""
     methods = [m.strip() for m in methods_opt.split(",") if m.strip()] if methods_opt else default_methods()
     rows, rate = run_perf(methods, resolution, device, repeats, warmup, frames, profile_name, compile_, amp,
-                          matmul_size, channels_last)
+                          matmul_size, channels_last, breakdown)
     print_rows(rows, rate)
     if json_path:
         from bench.store import atomic_write_text
