@@ -1,0 +1,207 @@
+"""Prediction of one photo: padding, the memory estimate, and overlapping tiles when it is too big."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+
+from bench.errors import BenchError
+from bench.infer.loading import LoadedMethod
+
+OVERLAP = 32  # pixels shared by neighbouring tiles, blended with linear ramps
+MIN_TILE = 96  # smaller tiles see too little context to be worth running
+PROBE = 32  # side of the probe image; per-pixel memory measured at 32, 64 and 128 agrees exactly
+SMALL_PHOTO = 128 * 128  # pixels up to which a photo runs in one pass without measuring
+ACTIVATION_FACTOR = 6  # live tensors at the peak, in units of the largest (inputs + output) of one layer
+
+
+# --- memory -------------------------------------------------------------------------------------------------
+
+def available_memory(device: Any) -> int:
+    """Bytes free for one photo's forward pass on `device` (CUDA: free device memory; else free RAM)."""
+    import torch
+
+    if getattr(device, "type", str(device)) == "cuda":
+        free, _total = torch.cuda.mem_get_info(device)
+        return int(free)
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError, AttributeError):
+        return 8 << 30  # unknown platform: assume a modest 8 GiB
+
+
+def forward_bytes_per_pixel(loaded: LoadedMethod) -> int:
+    """Bytes of activation memory per input pixel at the peak of one forward pass (measured, then cached).
+
+    A 32x32 probe runs with hooks on every leaf layer; the largest `inputs + output` of one layer (dense
+    blocks concatenate, so a layer's input can be far wider than its output) times ACTIVATION_FACTOR stands
+    for the tensors alive at once (skip connections, recurrent state), plus the N output frames and flows.
+    Conservative on purpose: an overestimate only tiles earlier, an underestimate can kill the process.
+    """
+    if loaded._per_pixel is not None:
+        return loaded._per_pixel
+    import torch
+
+    peak = 0
+
+    def hook(_module: Any, inputs: tuple, output: Any) -> None:
+        nonlocal peak
+        total = sum(t.numel() * t.element_size() for t in inputs if torch.is_tensor(t))
+        outs = output if isinstance(output, (tuple, list)) else (output,)
+        total += sum(t.numel() * t.element_size() for t in outs if torch.is_tensor(t))
+        peak = max(peak, total)
+
+    handles = [m.register_forward_hook(hook) for m in loaded.nets.modules() if not list(m.children())]
+    try:
+        probe = torch.rand(1, 3, PROBE, PROBE, device=loaded.device)
+        with torch.inference_mode():
+            loaded.method.predict(loaded.nets, probe, loaded.frames)
+    finally:
+        for h in handles:
+            h.remove()
+    pixels = PROBE * PROBE
+    # frames (n,3) + flows (n,2) + deblurred + input, float32, twice: the uint8 conversion makes temporaries.
+    outputs = (loaded.frames * 5 + 3 + 3) * 4 * 2
+    loaded._per_pixel = int(np.ceil(peak * ACTIVATION_FACTOR / pixels)) + outputs
+    return loaded._per_pixel
+
+
+def plan_tile(loaded: LoadedMethod, height: int, width: int, tile: int | None = None,
+              budget: int | None = None, name: str = "photo") -> int | None:
+    """The tile side for a `height` x `width` photo: None (one pass), `tile` when forced, else the largest
+    multiple of 16 whose forward fits `budget` (default: half the free memory) next to the full-size
+    output buffers. A photo whose outputs alone do not fit raises a one-line error."""
+    if tile:
+        if tile < 32 or tile % 16:
+            raise BenchError(f"--tile {tile}: use a multiple of 16 of at least 32")
+        return tile if tile < max(height, width) else None
+    if height * width <= SMALL_PHOTO:
+        return None  # measuring would cost about as much as just running it
+    per_pixel = forward_bytes_per_pixel(loaded)
+    if budget is None:
+        budget = available_memory(loaded.device) // 2
+    buffers = (loaded.frames * 3 + 3 + 1) * 4 * height * width  # accumulators of a tiled pass, float32
+    if per_pixel * height * width <= budget:
+        return None
+    side = int(np.sqrt(max(budget - buffers, 0) / per_pixel)) // 16 * 16
+    if side < MIN_TILE:
+        need = (per_pixel * MIN_TILE * MIN_TILE + buffers) / 2**30
+        raise BenchError(f"{name}: {width}x{height} needs about {need:.1f} GiB, more than the "
+                         f"{budget / 2**30:.1f} GiB at hand; downscale the photo or free memory")
+    return side
+
+
+# --- prediction ---------------------------------------------------------------------------------------------
+
+def _forward(loaded: LoadedMethod, x: Any) -> tuple[Any, Any]:
+    """One padded forward pass: `x (1,3,h,w)` -> deblurred `(3,h,w)`, frames `(n,3,h,w)`, on the CPU."""
+    import torch
+
+    from methods.layers import crop_to, pad_to_multiple
+
+    xp, size = pad_to_multiple(x.to(loaded.device), 16)  # (1, 3, H16, W16)
+    with torch.inference_mode():
+        pred = loaded.method.predict(loaded.nets, xp, loaded.frames)
+    deblurred = crop_to(pred.deblurred, size)[0].float().cpu()  # (3, h, w)
+    frames = crop_to(pred.frames.flatten(0, 1), size).float().cpu()  # (n, 3, h, w)
+    return deblurred, frames
+
+
+def _ramp(length: int, start: int, end: int, total: int, overlap: int) -> np.ndarray:
+    """1-D blending weights of a tile spanning [start, end) of `total`: linear ramps on inner edges only."""
+    w = np.ones(length, dtype=np.float32)
+    ramp = (np.arange(overlap, dtype=np.float32) + 1) / (overlap + 1)
+    k = min(overlap, length)
+    if start > 0:
+        w[:k] = np.minimum(w[:k], ramp[:k])
+    if end < total:
+        w[length - k:] = np.minimum(w[length - k:], ramp[:k][::-1])
+    return w
+
+
+def _starts(total: int, size: int, stride: int) -> list[int]:
+    if size >= total:
+        return [0]
+    starts = list(range(0, total - size, stride))
+    return starts + [total - size]
+
+
+def _tiled(loaded: LoadedMethod, x: Any, tile: int, overlap: int = OVERLAP) -> tuple[Any, Any]:
+    """Overlapping tiles of side `tile`, blended; each tile's frame order is made to agree with its
+    already placed neighbours (time reversal is equally valid for the model, Eq. 6)."""
+    import torch
+
+    from methods.layers import crop_to, pad_to_multiple
+
+    xp, size = pad_to_multiple(x, 16)  # (1, 3, H, W), H and W multiples of 16
+    _, _, H, W = xp.shape
+    n = loaded.frames
+    overlap = min(overlap, tile // 4) // 16 * 16 or 16
+    th, tw = min(tile, H), min(tile, W)
+    acc_frames = torch.zeros(n, 3, H, W)
+    acc_deb = torch.zeros(3, H, W)
+    acc_w = torch.zeros(1, H, W)
+    for top in _starts(H, th, th - overlap):
+        for left in _starts(W, tw, tw - overlap):
+            deb, frames = _forward(loaded, xp[:, :, top:top + th, left:left + tw])
+            region = (slice(None), slice(top, top + th), slice(left, left + tw))
+            placed = acc_w[region] > 0  # (1, th, tw)
+            if placed.any():
+                current = acc_frames[(slice(None), *region)] / acc_w[region].clamp_min(1e-8)  # (n,3,th,tw)
+                mask = placed.expand(3, -1, -1)
+                forward_err = (frames - current).abs()[:, mask].mean()
+                reverse_err = (frames.flip(0) - current).abs()[:, mask].mean()
+                if reverse_err < forward_err:
+                    frames = frames.flip(0)
+            wy = _ramp(th, top, top + th, H, overlap)
+            wx = _ramp(tw, left, left + tw, W, overlap)
+            weight = torch.from_numpy(np.outer(wy, wx))[None]  # (1, th, tw)
+            acc_frames[(slice(None), *region)] += frames * weight
+            acc_deb[region] += deb * weight
+            acc_w[region] += weight
+    deblurred = crop_to((acc_deb / acc_w)[None], size)[0]  # (3, h, w)
+    frames = crop_to(acc_frames / acc_w, size)  # (n, 3, h, w)
+    return deblurred, frames
+
+
+def _to_uint8(x: Any) -> np.ndarray:
+    """`(..., 3, h, w)` float in [0, 1] -> `(..., h, w, 3)` uint8, rounded (the metrics' convention)."""
+    return (x.clamp(0, 1) * 255).round().byte().movedim(-3, -1).contiguous().numpy()
+
+
+def predict_photo(loaded: LoadedMethod, rgb: np.ndarray, tile: int | None = None,
+                  name: str = "photo") -> tuple[np.ndarray, np.ndarray]:
+    """RGB uint8 `(h, w, 3)` -> deblurred `(h, w, 3)` and frames `(n, h, w, 3)`, uint8, same size.
+
+    Runs in one pass when it fits in memory, in tiles otherwise (or when `tile` forces it); when memory
+    still runs out (CUDA, or a failed CPU allocation) the tile side is halved until it fits or falls
+    below MIN_TILE.
+    """
+    import torch
+
+    h, w = rgb.shape[:2]
+    x = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).float().div(255)[None]  # (1, 3, h, w)
+    side = plan_tile(loaded, h, w, tile, name=name)
+    while True:
+        try:
+            deb, frames = _forward(loaded, x) if side is None else _tiled(loaded, x, side)
+            return _to_uint8(deb), _to_uint8(frames)
+        except RuntimeError as err:
+            # CUDA raises OutOfMemoryError (a RuntimeError); the CPU allocator a plain RuntimeError.
+            if not isinstance(err, torch.OutOfMemoryError) and "allocate" not in str(err):
+                raise
+            if loaded.device.type == "cuda":
+                torch.cuda.empty_cache()
+            side = (max(h, w) if side is None else side) // 2 // 16 * 16
+            if side < MIN_TILE:
+                raise BenchError(f"{name}: out of memory on {loaded.device} even in {MIN_TILE}-pixel tiles; "
+                                 "free memory or downscale the photo") from None
