@@ -85,12 +85,14 @@ def judge(claim: Claim, ours: list[float | None], variant: list[float | None]) -
 
 
 def table(runs: Iterable[dict], variants: list[str], frames: int, profile: str,
-          dataset: str | None = None) -> list[dict]:
+          dataset: str | None = None, seeds: Iterable[int] | None = None) -> list[dict]:
     """Judge each variant against `ours` from stored runs (`bench.store.iter_runs` records).
 
-    Only finished runs without `--set` overrides on the same profile, N and (when given) dataset count,
-    so every row compares runs made on the same data and budget.
+    Only finished runs without `--set` overrides on the same profile, N and (when given) dataset and seeds
+    count, so every row compares runs made on the same data and budget, and `--seeds 0` means seed 0 only
+    even when other seeds are stored.
     """
+    wanted = None if seeds is None else {int(s) for s in seeds}
     by_method: dict[str, dict[int, dict]] = {}
     for record in runs:
         cfg, metrics = record.get("config") or {}, record.get("metrics") or {}
@@ -99,6 +101,8 @@ def table(runs: Iterable[dict], variants: list[str], frames: int, profile: str,
         if cfg.get("frames") != frames or cfg.get("profile") != profile:
             continue
         if dataset is not None and cfg.get("dataset") != dataset:
+            continue
+        if wanted is not None and cfg.get("seed") not in wanted:
             continue
         if cfg.get("overrides"):
             continue  # a run with overrides is not on the shared budget

@@ -112,7 +112,9 @@ def evaluate(method: Any, nets: nn.Module, set_folder: Path | str, profile: Any,
         from bench.errors import BenchError
 
         raise BenchError(f"{set_folder}: the test split is empty; prepare the set again (bench prepare)")
-    nets = method.for_inference(nets, device)
+    # The registry's inference layout; a duck-typed method without one (tests, plug-ins) runs as built.
+    to_inference = getattr(method, "for_inference", None)
+    nets = to_inference(nets, device) if to_inference else nets.to(device).eval()
 
     lpips_model, lpips_note = (None, "LPIPS disabled by the profile (eval.lpips=false)")
     if profile.eval.lpips:

@@ -59,6 +59,10 @@ def test_table_marks_held_and_not_held_from_stored_runs(tmp_path: Path) -> None:
     assert rows["ours-no-tv"]["variant_mean"] == pytest.approx(60.0)
     assert rows["ours-intensity"]["verdict"] == "not held"
     assert rows["ours-joint"]["verdict"] == "not measured"
+    # `--seeds 0,1` judges those seeds only, though seed 2 is stored too.
+    two = {r["variant"]: r for r in table(iter_runs(tmp_path), variants, frames=9, profile="smoke",
+                                          dataset="d", seeds=[0, 1])}
+    assert two["ours-no-tv"]["seeds"] == 2 and two["ours-no-tv"]["variant_mean"] == pytest.approx(60.5)
 
 
 @pytest.mark.slow

@@ -73,6 +73,6 @@ def command(only: str | None, profile: str, frames: int, seeds: str, data_dir: P
                                       data_dir=data_dir, runs_dir=runs_dir, device=device), log=click.echo)
             dataset = outcome.metrics.get("dataset", dataset)
     store = resolve_runs_dir(runs_dir)
-    rows = table(iter_runs(store), variants, frames, profile, dataset)
+    rows = table(iter_runs(store), variants, frames, profile, dataset, seeds=seed_list)
     print_table(rows, frames, profile, time.perf_counter() - started)
     click.echo(f"runs stored under {store}")
