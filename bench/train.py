@@ -214,6 +214,29 @@ class PlannedBatches(torch.utils.data.Dataset):
         return {k: torch.stack([it[k] for it in items]) for k in items[0] if torch.is_tensor(items[0][k])}
 
 
+PROBE_SAMPLES = 16  # at least this many samples in the probe batch, so one odd crop cannot decide
+
+
+def probe_batch(trainset: Any, seed: int, key: str, batch: int) -> dict[str, torch.Tensor]:
+    """One fixed batch per stage, drawn apart from the training plan, to score the loss before and after.
+
+    Window means of the training curve mix the model's progress with which crops each window drew (with
+    batches of 2 that noise hides the trend); the same batch scored twice isolates the progress.
+    """
+    size = max(batch, PROBE_SAMPLES)
+    return PlannedBatches(trainset, seed, f"{key}:probe", 0, 1, size, LOCAL)[0]
+
+
+def probe_loss(method: Any, stage: Any, nets: nn.ModuleDict, data: dict[str, torch.Tensor],
+               device: torch.device, seed: int, key: str) -> float:
+    """The stage's loss on the probe batch, without gradients and without touching the training RNG."""
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(derive_seed(seed, key, "probe"))
+        with torch.no_grad():
+            loss, _parts = method.stage_loss(stage, nets, {k: v.to(device) for k, v in data.items()})
+    return float(loss)
+
+
 # --- checkpoints -------------------------------------------------------------------------------------------
 
 
@@ -257,11 +280,13 @@ class StageResult:
     samples_per_s: float | None = None  # this session's throughput (None when reused)
     data_wait_share: float | None = None  # share of step time spent waiting for batches
     curve: list[list[float]] = field(default_factory=list)  # [iteration, mean loss over the log window]
+    probe_loss: list[float] | None = None  # [before, after] training, on one fixed batch (`probe_batch`)
 
     def summary(self) -> dict:
         return {"key": self.key, "trains": list(self.trains), "iterations": self.iterations,
                 "batch": self.batch, "status": self.status, "reused": self.reused, "time_s": self.time_s,
-                "samples_per_s": self.samples_per_s, "data_wait_share": self.data_wait_share}
+                "samples_per_s": self.samples_per_s, "data_wait_share": self.data_wait_share,
+                "probe_loss": self.probe_loss}
 
 
 def _progress(enabled: bool) -> Any:
@@ -315,7 +340,7 @@ def train_stage(method: Any, stage: Any, profile: Profile, set_folder: Path, see
         barrier(dist)
         if info.get("status") == "finished" and (folder / CKPT).is_file():
             result.reused, result.time_s = True, float(info.get("time_s", 0.0))
-            result.curve = info.get("curve", [])
+            result.curve, result.probe_loss = info.get("curve", []), info.get("probe_loss")
             return result
 
         torch.manual_seed(derive_seed(seed, key, "init"))
@@ -333,12 +358,20 @@ def train_stage(method: Any, stage: Any, profile: Profile, set_folder: Path, see
         params = [p for g in groups for p in g["params"]]
         optimizer = torch.optim.Adam(groups)
 
-        start, curve, window, elapsed = 0, [], [0.0, 0], 0.0
+        t = profile.train
+        if trainset is None:
+            from bench.data.loaders import TrainSet
+
+            trainset = TrainSet(set_folder, t.crop, zoom=(t.zoom_min, t.zoom_max), flip=t.flip)
+        probe = probe_batch(trainset, seed, key, batch)
+
+        start, curve, window, elapsed, probe_start = 0, [], [0.0, 0], 0.0, None
         if (folder / CKPT).is_file():
             ck = load_checkpoint(folder / CKPT)
             load_components(nets, ck["state_dicts"], stage.trains)
             optimizer.load_state_dict(ck["optimizer"])
             start, curve, window, elapsed = ck["iteration"], ck["curve"], ck["window"], ck["time_s"]
+            probe_start = ck.get("probe_start")  # None in checkpoints written before the probe existed
             if dist.main:
                 log(f"resuming stage {stage.name} at iteration {start}/{total} from {folder / CKPT}")
         elif dist.active:
@@ -347,6 +380,8 @@ def train_stage(method: Any, stage: Any, profile: Profile, set_folder: Path, see
 
             for p in params:
                 td.broadcast(p.data, 0)
+        if start == 0:
+            probe_start = probe_loss(method, stage, nets, probe, device, seed, key)
         if dist.main:
             atomic_write_json(folder / STAGE_JSON, {"status": "running", "identity": identity, "done": start,
                                                     "iterations": total, "method": method.name})
@@ -355,16 +390,12 @@ def train_stage(method: Any, stage: Any, profile: Profile, set_folder: Path, see
             if dist.main:
                 atomic_torch_save(folder / CKPT, {
                     "iteration": iteration, "curve": curve, "window": window, "time_s": elapsed,
+                    "probe_start": probe_start,
                     "state_dicts": {c: {k: v.detach().cpu() for k, v in nets[c].state_dict().items()}
                                     for c in stage.trains},
                     "optimizer": optimizer.state_dict()})
             barrier(dist)
 
-        t = profile.train
-        if trainset is None:
-            from bench.data.loaders import TrainSet
-
-            trainset = TrainSet(set_folder, t.crop, zoom=(t.zoom_min, t.zoom_max), flip=t.flip)
         loader = torch.utils.data.DataLoader(
             PlannedBatches(trainset, seed, key, start, total, batch, dist), batch_size=None, shuffle=False,
             num_workers=profile.train.workers, persistent_workers=False)
@@ -433,16 +464,21 @@ def train_stage(method: Any, stage: Any, profile: Profile, set_folder: Path, see
             save(0)  # a zero-iteration stage still leaves weights (its init_from's) for later stages
         ran = total - start
         result.time_s, result.curve = elapsed, curve
+        if probe_start is not None:
+            result.probe_loss = [probe_start, probe_loss(method, stage, nets, probe, device, seed, key)]
         if ran > 0 and step_s > 0:
             result.samples_per_s = ran * batch / step_s
             result.data_wait_share = wait_s / step_s
             if dist.main:
+                learnt = (f"; loss on a fixed batch {result.probe_loss[0]:.4g} -> {result.probe_loss[1]:.4g}"
+                          if result.probe_loss else "")
                 log(f"{method.name}: {stage.name}: {ran} iterations, {result.samples_per_s:.1f} samples/s, "
-                    f"{100 * result.data_wait_share:.1f}% of step time waiting for data")
+                    f"{100 * result.data_wait_share:.1f}% of step time waiting for data{learnt}")
         if dist.main:
             atomic_write_json(folder / STAGE_JSON, {"status": "finished", "identity": identity,
                                                     "iterations": total, "done": total, "time_s": elapsed,
-                                                    "curve": curve, "method": method.name})
+                                                    "curve": curve, "probe_loss": result.probe_loss,
+                                                    "method": method.name})
         barrier(dist)
         return result
     finally:

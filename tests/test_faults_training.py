@@ -33,12 +33,15 @@ def run_args(data: Path, runs: Path, *sets: str) -> list[str]:
 
 
 def poison_loss(monkeypatch: pytest.MonkeyPatch, at: int, value: float) -> list[int]:
-    """From call `at` on, the loss is multiplied by `value` (nan or inf); returns the call counter."""
+    """From training call `at` on, the loss is multiplied by `value` (nan or inf); returns the call counter.
+    The probe scores before and after a stage run without gradients and are neither counted nor poisoned."""
     original = Method.stage_loss
     calls = [0]
 
     def stage_loss(self: Method, stage: object, nets: object, batch: dict) -> tuple:
         loss, parts = original(self, stage, nets, batch)
+        if not torch.is_grad_enabled():
+            return loss, parts
         calls[0] += 1
         if calls[0] > at:
             loss = loss * value  # still a tensor in the graph: only its value is poisoned

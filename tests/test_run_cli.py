@@ -92,14 +92,16 @@ def test_ours_trains_and_stores_every_spec_result(ours):
             continue
         assert isinstance(agg[key], (int, float)) and math.isfinite(agg[key]), key
     assert metrics["samples"] and all("eq6" in s and "id" in s for s in metrics["samples"])
-    # The loss falls (mean of the first log window against the last one) in the stages trained from scratch;
-    # stage 2 starts from stage 1's RVD at the paper's small RVD rate, too noisy to judge in 18 smoke steps.
+    # The loss falls: every stage's loss on its fixed probe batch, before against after training (window
+    # means of 2-sample batches are too noisy to judge 18 steps by). The curve is stored for the report.
     curves = json.loads((folder / "curves.json").read_text())
     assert set(curves) == {s["name"] for s in json.loads((folder / "config.json").read_text())["stages"]}
     for stage, curve in curves.items():
         assert len(curve) == 3 and all(math.isfinite(v) for _, v in curve), (stage, curve)
-        if stage in ("dm", "autoencoder"):
-            assert curve[-1][1] < curve[0][1], (stage, curve)
+    for stage, info in metrics["training"].items():
+        before, after = info["probe_loss"]
+        assert math.isfinite(before) and after < before, (stage, info["probe_loss"])
+    assert "loss on a fixed batch" in output
     # Training time per stage is recorded (issue 5: the report shows time per method).
     assert all(t["time_s"] > 0 and t["iterations"] == 18 for t in metrics["training"].values())
     config = json.loads((folder / "config.json").read_text())

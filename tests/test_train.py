@@ -55,7 +55,8 @@ class ToyMethod:
         return {"stage": stage_name, "toy": 1}
 
     def stage_loss(self, stage, nets, batch):
-        self.calls.append(stage.name)
+        if torch.is_grad_enabled():  # training steps only; the probe scores run without gradients
+            self.calls.append(stage.name)
         out = nets["f"](batch["blur"])  # (b, 3, c, c)
         if "g" in stage.trains:
             out = nets["g"](out)
@@ -120,6 +121,8 @@ def test_training_lowers_the_loss_and_a_finished_stage_is_reused(tmp_path):
     nets, results = _train(tmp_path, method, profile=profile)
     curve = results[0].curve
     assert len(curve) == 40 and curve[-1][1] < curve[0][1]
+    before, after = results[0].probe_loss  # the same fixed batch, scored before and after training
+    assert after < before and results[0].summary()["probe_loss"] == [before, after]
     assert [r.reused for r in results] == [False, False]
     calls = len(method.calls)
     _nets2, again = _train(tmp_path, method, profile=profile)
@@ -154,6 +157,8 @@ def test_interrupted_training_resumes_to_identical_weights(tmp_path):
     assert load_checkpoint(b_folder / CKPT)["iteration"] == 2
     resumed, results = _train(tmp_path, ToyMethod(), sub="cut")
     assert [r.reused for r in results] == [True, False]
+    _, uncut = _train(tmp_path, ToyMethod(), sub="ref")  # reused: its stored results
+    assert results[1].probe_loss == uncut[1].probe_loss  # the start score survived the interruption
     for name in ("f", "g"):
         for k, v in reference[name].state_dict().items():
             assert torch.equal(v, resumed[name].state_dict()[k]), (name, k)
