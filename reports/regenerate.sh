@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Regenerates this snapshot: the quick-profile runs behind it (cached runs are reused), then the report.
-# Run from the repository root: bash reports/regenerate.sh   (about 75 minutes on 2 CPU cores when nothing is cached)
+# Run from the repository root: bash reports/regenerate.sh   (about 3.5 hours of one-process time on 2 CPU cores
+# when nothing is cached; the 2026-11-30 snapshot ran it as two parallel streams in 76 minutes)
 set -euo pipefail
 bench=${BENCH:-.venv/bin/bench}
 for m in ours ours-static ours-gt-center gt-static srn; do "$bench" run --method "$m" --frames 9 --no-floor; done
 for m in ours jin2018 ours-static ours-gt-center gt-static; do "$bench" run --method "$m" --frames 7 --no-floor; done
 "$bench" run --method blurred --frames 7,9
-# Ablations with three seeds, for the seed spread (about 100 minutes on 2 cores):
+# Ablations with three seeds, for the seed spread (about 2 hours of one-process time):
 "$bench" ablate --seeds 0,1,2
 "$bench" report --format md,csv,tex,png,gif
