@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Regenerates this snapshot: the quick-profile runs behind it (cached runs are reused), then the report.
-# Run from the repository root: bash reports/regenerate.sh   (about 3.5 hours of one-process time on 2 CPU cores
+# Run from the repository root: bash reports/regenerate.sh   (about 3 hours of one-process time on 2 CPU cores
 # when nothing is cached; the 2026-11-30 snapshot ran it as two parallel streams in 76 minutes)
 set -euo pipefail
 bench=${BENCH:-.venv/bin/bench}
