@@ -349,8 +349,7 @@ def measure_method(method: Any, nets: nn.Module, frames: int, hw: tuple[int, int
         "mac_rate_fraction_deblur_best": macs_deblur / t_deblur.low / rate if rate > 0 else None,
         "matmul_macs_per_s": rate, "deblur_what": deblur_what, "repeats": repeats, "warmup": warmup,
         "compile": compile, "amp": amp and device.type == "cuda",
-        "channels_last": sorted(k for k, c in getattr(method, "components", {}).items()
-                                if channels_last and c.channels_last),
+        "channels_last": method.channels_last_keys() if channels_last else [],
         "torch_threads": torch.get_num_threads(),
         "breakdown_deblur": ops, "skipped": None,
     }

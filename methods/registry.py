@@ -41,8 +41,8 @@ class Component:
     `widths` maps a constructor argument to a key of the profile's model dict (`dm_width`, ...); a value of 0
     there keeps the class default. `inference` is False for networks used only in training (the RVE).
     `channels_last` stores the weights channels-last at inference (`Method.for_inference`), set only where
-    `bench perf` measured it faster on the CPU (DM 1.3x at 1280x704, RVD 1.3x at 640x352; the BIE gained
-    under 10%; SRN and jin2018's networks ran slower with it).
+    `bench perf` measured it faster on the CPU (DM 1.58x and the whole video 1.50x at 1280x704, against
+    `--contiguous`; the BIE gained under 10%; SRN and jin2018's networks ran slower with it).
     """
 
     cls: type[nn.Module]
@@ -198,10 +198,14 @@ class Method:
         the contiguous layout to float rounding.
         """
         nets = nets.to(device).eval()
-        for key, comp in self.components.items():
-            if comp.channels_last and key in nets:
+        for key in self.channels_last_keys():
+            if key in nets:
                 nets[key].to(memory_format=torch.channels_last)
         return nets
+
+    def channels_last_keys(self) -> list[str]:
+        """The components `for_inference` stores channels-last, sorted."""
+        return sorted(key for key, comp in self.components.items() if comp.channels_last)
 
     def deblur(self, nets: nn.ModuleDict, blur: Tensor) -> Tensor:
         """Eval-mode deblurring alone (the DM, SRN or Jin's centre network): blur (b,3,h,w) -> (b,3,h,w)."""
