@@ -363,7 +363,7 @@ def train_stage(method: Any, stage: Any, profile: Profile, set_folder: Path, see
             from bench.data.loaders import TrainSet
 
             trainset = TrainSet(set_folder, t.crop, zoom=(t.zoom_min, t.zoom_max), flip=t.flip)
-        probe = probe_batch(trainset, seed, key, batch)
+        probe = probe_batch(trainset, seed, key, batch) if dist.main else None
 
         start, curve, window, elapsed, probe_start = 0, [], [0.0, 0], 0.0, None
         if (folder / CKPT).is_file():
@@ -380,7 +380,7 @@ def train_stage(method: Any, stage: Any, profile: Profile, set_folder: Path, see
 
             for p in params:
                 td.broadcast(p.data, 0)
-        if start == 0:
+        if start == 0 and dist.main:  # ranks hold identical weights: one score is enough
             probe_start = probe_loss(method, stage, nets, probe, device, seed, key)
         if dist.main:
             atomic_write_json(folder / STAGE_JSON, {"status": "running", "identity": identity, "done": start,
@@ -464,7 +464,7 @@ def train_stage(method: Any, stage: Any, profile: Profile, set_folder: Path, see
             save(0)  # a zero-iteration stage still leaves weights (its init_from's) for later stages
         ran = total - start
         result.time_s, result.curve = elapsed, curve
-        if probe_start is not None:
+        if probe is not None and probe_start is not None:
             result.probe_loss = [probe_start, probe_loss(method, stage, nets, probe, device, seed, key)]
         if ran > 0 and step_s > 0:
             result.samples_per_s = ran * batch / step_s
