@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from bench.config import parse_int_list
 from bench.errors import BenchError
 
 
@@ -26,8 +27,6 @@ def check_frames(n: int) -> int:
 
 def parse_frames(text: str) -> tuple[int, ...]:
     """Parse `--frames 7,9` into sorted unique odd window lengths."""
-    from bench.config import parse_int_list
-
     return tuple(sorted({check_frames(v) for v in parse_int_list(str(text), "--frames")}))
 
 
