@@ -14,6 +14,7 @@ Three PSNRs of the central sharp frame on the test split:
   takes far more training than the `quick` profile gives.
 
 The filter is shared by the three colour channels and fitted on every `stride`-th pixel; images in [0, 1].
+PSNRs are `bench.metrics.psnr` of the uint8-rounded images, the definition every `bench run` table uses.
 """
 
 from __future__ import annotations
@@ -54,8 +55,15 @@ def apply_filter(image: np.ndarray, weights: np.ndarray, kernel: int) -> np.ndar
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    """PSNR in dB of two images in [0, 1]."""
-    return float(10 * np.log10(1.0 / max(float(np.mean((a - b) ** 2)), 1e-12)))
+    """PSNR in dB of two float images in [0, 1], rounded to uint8 first as the suite's metrics are."""
+    import torch
+
+    from bench import metrics
+
+    def rounded(x: np.ndarray) -> np.ndarray:
+        return metrics.to_uint8(torch.from_numpy(x)).numpy()
+
+    return metrics.psnr(rounded(a), rounded(b))
 
 
 def headroom(folder: Path, kernel: int = 15, stride: int = 3, train_limit: int = 60,
