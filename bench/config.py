@@ -142,13 +142,13 @@ def _coerce(text: str, current: Any, path: str) -> Any:
         raise BenchError(f"--set {path}={text}: expected a {kind.__name__}") from None
 
 
-def parse_int_list(text: str, option: str) -> list[int]:
+def parse_int_list(text: str, option: str, example: str = "7,9") -> list[int]:
     """`7,9` -> [7, 9] (`--frames`, `--seeds`); a one-line error naming `option` for anything else."""
     try:
         values = [int(part) for part in text.split(",") if part.strip()]
     except ValueError:
-        raise BenchError(f"{option} {text!r}: expected integers separated by commas, e.g. {option} 7,9") \
-            from None
+        raise BenchError(f"{option} {text!r}: expected integers separated by commas, e.g. {option} "
+                         f"{example}") from None
     if not values:
         raise BenchError(f"{option} {text!r}: give at least one value")
     return values

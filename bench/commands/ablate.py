@@ -63,7 +63,7 @@ def command(only: str | None, profile: str, frames: int, seeds: str, data_dir: P
         if name not in known:
             raise BenchError(f"--only {name}: not an ablation; choose from {', '.join(known)}")
         claim_for(name)  # every variant must state the claim it tests
-    seed_list = parse_int_list(seeds, "--seeds")
+    seed_list = parse_int_list(seeds, "--seeds", "0,1,2")
     started = time.perf_counter()
     dataset = None
     for seed in seed_list:

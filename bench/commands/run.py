@@ -83,7 +83,7 @@ def command(method: str, profile: str, frames: str, seeds: str, overrides: tuple
     """Train (or reuse) METHOD, evaluate it on the test split and store the results (SPEC 8)."""
     from bench.config import apply_overrides, get_profile
 
-    frame_list, seed_list = parse_int_list(frames, "--frames"), parse_int_list(seeds, "--seeds")
+    frame_list, seed_list = parse_int_list(frames, "--frames"), parse_int_list(seeds, "--seeds", "0,1,2")
     apply_overrides(get_profile(profile), list(overrides))  # reject unknown keys before any work
     if nproc < 1:
         raise BenchError(f"--nproc {nproc}: give a positive number of processes")
