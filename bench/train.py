@@ -10,7 +10,7 @@ Caching and resumption. A stage's result lives in `runs/stages/<key>/` where the
 stage identity (networks, loss, the identities of its `init_from` stages), the dataset, the training fields
 that change its weights, the seed and the keys of its `init_from` stages. Methods that share a stage (`ours`,
 `ours-static`, `ours-gt-center`, the ablations) share its folder. A finished stage is reused; an unfinished
-one resumes from its last checkpoint. Everything random is derived from (seed, stage key, iteration): the
+one resumes from its last checkpoint. Everything random is derived from (seed, `stream_key`, iteration): the
 batch of iteration i is drawn by a generator seeded from those three, and the torch RNG is reseeded with them
 before each step. So a run killed at any point and resumed ends with exactly the weights of an uninterrupted
 run on CPU.
@@ -182,6 +182,14 @@ def stage_key(method: Any, stage: Any, profile: Profile, dataset: str, seed: int
     return f"{stage.name}-{stable_hash(identity, 12)}", identity
 
 
+def stream_key(identity: dict) -> str:
+    """The name of a stage's random streams: its name, resolved config and seed, without the data digest,
+    the code hash or the keys of earlier stages (which hold both), so a refactor that leaves the computation
+    unchanged, or re-prepared identical data, draws the same batches and initial weights."""
+    config = {k: v for k, v in identity.items() if k not in ("code", "dataset", "init_from")}
+    return f"{identity['stage']['stage']}-{stable_hash(config, 12)}"
+
+
 def derive_seed(*parts: Any) -> int:
     """A 63-bit seed from any JSON-able parts (stable across processes and machines)."""
     return int(stable_hash(list(parts), 15), 16)
@@ -323,6 +331,7 @@ def train_stage(method: Any, stage: Any, profile: Profile, set_folder: Path, see
     dataset = dataset_fingerprint(set_folder)
     key, identity = stage_key(method, stage, profile, dataset, seed, {k: v.key for k, v in prior.items()})
     folder = Path(stages_dir) / key
+    stream = stream_key(identity)
     total, batch = stage_iterations(stage, profile), stage_batch(stage, profile)
     result = StageResult(stage.name, key, folder, tuple(stage.trains), total, batch)
     if batch < dist.world:
@@ -343,7 +352,7 @@ def train_stage(method: Any, stage: Any, profile: Profile, set_folder: Path, see
             result.curve, result.probe_loss = info.get("curve", []), info.get("probe_loss")
             return result
 
-        torch.manual_seed(derive_seed(seed, key, "init"))
+        torch.manual_seed(derive_seed(seed, stream, "init"))
         nets = method.build(asdict(profile.model)).to(device)
         for name in stage.init_from:
             init = load_checkpoint(prior[name].folder / CKPT)["state_dicts"]
@@ -363,7 +372,7 @@ def train_stage(method: Any, stage: Any, profile: Profile, set_folder: Path, see
             from bench.data.loaders import TrainSet
 
             trainset = TrainSet(set_folder, t.crop, zoom=(t.zoom_min, t.zoom_max), flip=t.flip)
-        probe = probe_batch(trainset, seed, key, batch) if dist.main else None
+        probe = probe_batch(trainset, seed, stream, batch) if dist.main else None
 
         start, curve, window, elapsed, probe_start = 0, [], [0.0, 0], 0.0, None
         if (folder / CKPT).is_file():
@@ -381,7 +390,7 @@ def train_stage(method: Any, stage: Any, profile: Profile, set_folder: Path, see
             for p in params:
                 td.broadcast(p.data, 0)
         if start == 0 and dist.main:  # ranks hold identical weights: one score is enough
-            probe_start = probe_loss(method, stage, nets, probe, device, seed, key)
+            probe_start = probe_loss(method, stage, nets, probe, device, seed, stream)
         if dist.main:
             atomic_write_json(folder / STAGE_JSON, {"status": "running", "identity": identity, "done": start,
                                                     "iterations": total, "method": method.name})
@@ -397,7 +406,7 @@ def train_stage(method: Any, stage: Any, profile: Profile, set_folder: Path, see
             barrier(dist)
 
         loader = torch.utils.data.DataLoader(
-            PlannedBatches(trainset, seed, key, start, total, batch, dist), batch_size=None, shuffle=False,
+            PlannedBatches(trainset, seed, stream, start, total, batch, dist), batch_size=None, shuffle=False,
             num_workers=profile.train.workers, persistent_workers=False)
         use_amp = profile.train.amp and device.type == "cuda"
         scaler = torch.amp.GradScaler("cuda") if use_amp and not torch.cuda.is_bf16_supported() else None
@@ -411,7 +420,7 @@ def train_stage(method: Any, stage: Any, profile: Profile, set_folder: Path, see
                 data = next(batches)
                 t1 = time.perf_counter()
                 data = {k: v.to(device, non_blocking=True) for k, v in data.items()}
-                torch.manual_seed(derive_seed(seed, key, it, "step"))
+                torch.manual_seed(derive_seed(seed, stream, it, "step"))
                 with _autocast(device, use_amp):
                     loss, _parts = method.stage_loss(stage, nets, data)
                 value = loss.detach().float()
@@ -465,7 +474,7 @@ def train_stage(method: Any, stage: Any, profile: Profile, set_folder: Path, see
         ran = total - start
         result.time_s, result.curve = elapsed, curve
         if probe is not None and probe_start is not None:
-            result.probe_loss = [probe_start, probe_loss(method, stage, nets, probe, device, seed, key)]
+            result.probe_loss = [probe_start, probe_loss(method, stage, nets, probe, device, seed, stream)]
         if ran > 0 and step_s > 0:
             result.samples_per_s = ran * batch / step_s
             result.data_wait_share = wait_s / step_s
