@@ -18,7 +18,8 @@ from bench.errors import BenchError
 
 @dataclass(frozen=True)
 class DataConfig:
-    source: str = "synthetic"  # "synthetic" (rendered here) or "gopro" (footage on disk, --root)
+    source: str = "synthetic"  # "synthetic" (rendered here), "gopro" (frames on disk) or "video" (video
+    #                            files on disk); footage needs --root
     height: int = 128  # synthetic frame height in pixels (a multiple of 16 keeps tests unpadded)
     width: int = 160  # synthetic frame width in pixels
     train_sequences: int = 48  # synthetic sequences rendered for the train split

@@ -6,10 +6,11 @@ import click
 
 
 @click.command(name="prepare")
-@click.option("--source", type=click.Choice(["synthetic", "gopro"]), default=None,
+@click.option("--source", type=click.Choice(["synthetic", "gopro", "video"]), default=None,
               help="Where sharp frames come from (default: the profile's source, synthetic for quick).")
 @click.option("--root", type=click.Path(path_type=str), default=None,
-              help="Footage root for --source gopro (GOPRO_Large_all layout, or folders of frames).")
+              help="Footage: for gopro a GOPRO_Large_all layout or folders of frames; for video a video file "
+                   "or a folder of them (train/ and test/ optional).")
 @click.option("--frames", "frames_text", default="7,9", show_default=True,
               help="Comma-separated odd window lengths N >= 3; one set per N.")
 @click.option("--profile", default="quick", show_default=True, help="smoke | quick | paper")
@@ -22,21 +23,34 @@ import click
                    "paper.")
 @click.option("--workers", type=int, default=None, help="Processes (default: all cores).")
 @click.option("--fresh", is_flag=True, help="Delete the sets and rebuild them from scratch.")
+@click.option("--stride", type=int, default=None,
+              help="Video: keep every K-th frame (240 fps footage with 2 gives 120 fps, shorter blurs).")
+@click.option("--resize", type=int, default=None,
+              help="Video: shrink frames so the long side is this many pixels (area-averaged).")
+@click.option("--max-frames", type=int, default=None, help="Video: keep at most this many frames per video.")
+@click.option("--start", type=float, default=None, help="Video: seconds to skip at the start of each video.")
+@click.option("--end", type=float, default=None, help="Video: seconds into each video where frames stop.")
 def command(source: str | None, root: str | None, frames_text: str, profile: str, data_dir: str, seed: int,
-            gamma: float | None, workers: int | None, fresh: bool) -> None:
+            gamma: float | None, workers: int | None, fresh: bool, stride: int | None, resize: int | None,
+            max_frames: int | None, start: float | None, end: float | None) -> None:
     """Build one blur set per N: each blur is the mean of N consecutive sharp frames (paper Sec. 3.1).
 
     Idempotent (a second run verifies the sha256 digests and does nothing), resumable (rerun after an
-    interruption) and parallel over sequences.
+    interruption) and parallel over sequences. With --source video, a video that cannot be used gets one
+    error line; the others are prepared and the command exits with status 2 at the end.
     """
     from bench.data.blur import parse_frames
     from bench.data.prepare import prepare
+    from bench.data.video import VideoOptions
 
     frames = parse_frames(frames_text)
+    given = {"stride": stride, "resize": resize, "max_frames": max_frames, "start": start, "end": end}
+    options = VideoOptions(**{k: v for k, v in given.items() if v is not None}) if any(
+        v is not None for v in given.values()) else None
 
     def log(msg: str) -> None:
-        click.echo(msg, err=msg.startswith(("warning", "repairing")))
+        click.echo(msg, err=msg.startswith(("warning", "repairing", "error")))
 
     # prepare() logs the last line itself: what it wrote where, or that the sets were already verified.
     prepare(source=source, root=root, frames=frames, profile=profile, data_dir=data_dir, seed=seed,
-            gamma=gamma, workers=workers, fresh=fresh, progress=True, log=log)
+            gamma=gamma, workers=workers, fresh=fresh, progress=True, log=log, video_options=options)

@@ -68,8 +68,10 @@ def _relaunch(nproc: int, argv: list[str]) -> None:
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="override a profile field")
 @click.option("--data-dir", type=click.Path(path_type=Path), default=None, help="prepared sets (datasets/)")
 @click.option("--runs-dir", type=click.Path(path_type=Path), default=None, help="results store")
-@click.option("--source", type=click.Choice(["synthetic", "gopro"]), default=None, help="data source")
-@click.option("--root", type=click.Path(path_type=Path), default=None, help="footage root (gopro)")
+@click.option("--source", type=click.Choice(["synthetic", "gopro", "video"]), default=None,
+              help="data source")
+@click.option("--root", type=click.Path(path_type=Path), default=None,
+              help="footage root (gopro: folders of frames; video: a video file or a folder of them)")
 @click.option("--device", default=None, help="auto | cpu | cuda | mps (default: the profile's, auto)")
 @click.option("--weights", type=click.Path(path_type=Path), default=None, help="evaluate this weights.pt")
 @click.option("--eval-data", default=None, help="score on this prepared set's test split (folder name)")

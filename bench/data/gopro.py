@@ -95,14 +95,18 @@ def discover(root: Path | str, seed: int = 0, splits_dir: Path = SPLITS_DIR) -> 
         raise BenchError(f"--root {root}: sequence {dupes[0]!r} is under train/ and test/; keep one")
     listed = split_lists(splits_dir)
     splits = {name: listed.get(name, folder_split) for name, folder_split, _ in found}
-    unassigned = sorted(n for n, s in splits.items() if s is None)
-    if unassigned:
-        # Seeded split by sequence, never by frame, so no scene is in both train and test.
-        order = [unassigned[i] for i in np.random.default_rng(seed).permutation(len(unassigned))]
-        n_test = max(1, round(len(order) / 3)) if len(order) >= 2 else 1
-        for i, name in enumerate(order):
-            splits[name] = "test" if i < n_test else "train"
+    splits.update(seeded_splits([n for n, s in splits.items() if s is None], seed))
     return [FootageSequence(name, splits[name], where, tuple(frame_files(where))) for name, _, where in found]
+
+
+def seeded_splits(names: list[str], seed: int) -> dict[str, str]:
+    """Name -> split for sequences no folder or list assigns: a seeded shuffle of the sorted names sends a
+    third (at least one) to test. By sequence, never by frame, so no scene is in both train and test; a
+    lone sequence goes to test (it can score a run through --eval-data, but trains nothing)."""
+    unassigned = sorted(names)
+    order = [unassigned[i] for i in np.random.default_rng(seed).permutation(len(unassigned))]
+    n_test = max(1, round(len(order) / 3)) if len(order) >= 2 else 1
+    return {name: "test" if i < n_test else "train" for i, name in enumerate(order)}
 
 
 def check_lengths(sequences: list[FootageSequence], n_max: int) -> None:

@@ -20,7 +20,7 @@ DATA_VERSION = 1  # bump when the rendering or layout changes: older sets then a
 REQUIRED = ("source", "profile", "frames", "center", "resolution", "seed", "root", "gamma", "code_version",
             "samples", "sha256")
 SAMPLE_KEYS = ("id", "split", "sequence", "blur", "sharp", "flow")
-FOOTAGE_SOURCES = ("gopro",)
+FOOTAGE_SOURCES = ("gopro", "video")  # read from disk; their sets are named without a profile
 
 
 def set_name(source: str, profile: str | None, n: int) -> str:
@@ -60,6 +60,10 @@ def repair_command(folder: Path, manifest: dict | None = None) -> str:
         parts.append(f"--seed {m['seed']}")
     if m.get("gamma") is not None:
         parts.append(f"--gamma {m['gamma']}")
+    if isinstance(m.get("video"), dict):
+        from bench.data.video import option_flags
+
+        parts.extend(option_flags(m["video"]))
     return " ".join(parts)
 
 

@@ -29,7 +29,7 @@ import numpy as np
 
 from bench import __version__
 from bench.config import Profile, get_profile
-from bench.data import gopro
+from bench.data import gopro, video
 from bench.data.blur import WindowBlur, center_offset, check_frames, check_gamma, window_count
 from bench.data.images import decode_image, encode_png, is_plain_png
 from bench.data.manifest import (
@@ -43,7 +43,7 @@ from bench.data.manifest import (
 from bench.errors import BenchError
 from bench.store import atomic_write_bytes, atomic_write_json
 
-SOURCES = ("synthetic", "gopro")
+SOURCES = ("synthetic", "gopro", "video")
 Log = Callable[[str], None]
 
 
@@ -60,11 +60,16 @@ class _Job:
     index: int = 0  # synthetic: sequence index within its split
     seed: int = 0  # synthetic: generator seed
     frames: tuple[str, ...] = ()  # footage: frame files in order
+    video: video.Clip | None = None  # video: the file to decode and which of its frames to keep
 
 
 def _frames(job: _Job) -> Iterator[tuple[int, np.ndarray, bytes, object]]:
     """Yield (t, rgb (h, w, 3) uint8, PNG bytes to store, per-frame extra) for the frames the sets use."""
     used = max(window_count(_length(job), n) * n for n, _ in job.sets)
+    if job.video is not None:
+        for t, rgb in enumerate(video.read(job.video, used)):
+            yield t, rgb, encode_png(rgb), None
+        return
     if job.source == "synthetic":
         from bench.data.synthetic import SyntheticSequence
 
@@ -90,6 +95,8 @@ def _frames(job: _Job) -> Iterator[tuple[int, np.ndarray, bytes, object]]:
 
 
 def _length(job: _Job) -> int:
+    if job.video is not None:
+        return job.video.kept
     return int(job.data_cfg.sequence_length) if job.source == "synthetic" else len(job.frames)
 
 
@@ -201,8 +208,15 @@ def build_sequence(job: _Job) -> dict:
     }
 
 
+def _build_job(job: _Job) -> dict:
+    """The worker's entry: a video is scanned first and may fail alone (`bench.data.video.build`)."""
+    if job.video is not None:
+        return video.build(job, build_sequence)
+    return build_sequence(job)
+
+
 def _identity(manifest: dict) -> dict:
-    keys = ("source", "profile", "seed", "root", "gamma", "data_config", "data_version")
+    keys = ("source", "profile", "seed", "root", "gamma", "data_config", "data_version", "video")
     return {k: manifest.get(k) for k in keys}
 
 
@@ -226,12 +240,12 @@ def _run_jobs(jobs: list[_Job], workers: int, progress: bool) -> Iterator[dict]:
         bar.start()
     try:
         if workers <= 1 or len(jobs) <= 1:
-            results = map(build_sequence, jobs)
+            results = map(_build_job, jobs)
             pool = None
         else:
             # spawn, not fork: the parent may hold threads (rich's refresher) whose locks fork would copy.
             pool = mp.get_context("spawn").Pool(min(workers, len(jobs)))
-            results = pool.imap(build_sequence, jobs)
+            results = pool.imap(_build_job, jobs)
         try:
             for result in results:
                 if bar is not None:
@@ -249,7 +263,8 @@ def _run_jobs(jobs: list[_Job], workers: int, progress: bool) -> Iterator[dict]:
 def prepare(source: str | None = None, root: str | Path | None = None, frames: tuple[int, ...] = (7, 9),
             profile: str | Profile = "quick", data_dir: str | Path | None = None, seed: int = 0,
             gamma: float | None = None, workers: int | None = None, fresh: bool = False,
-            progress: bool = False, log: Log | None = None) -> list[Path]:
+            progress: bool = False, log: Log | None = None,
+            video_options: video.VideoOptions | None = None) -> list[Path]:
     """Build (or verify) one blur set per N in `frames`; returns the set folders in the order of `frames`.
 
     Each blur is the mean of N consecutive sharp frames (paper Sec. 3.1, `bench.data.blur`). A set whose
@@ -272,9 +287,14 @@ def prepare(source: str | None = None, root: str | Path | None = None, frames: t
         raise BenchError(f"--workers {workers}: expected at least 1")
     data_dir = default_data_dir(data_dir)
     footage = source in FOOTAGE_SOURCES
+    video_options = video.requested(source, root, video_options)
 
     sequences: list[gopro.FootageSequence] = []
-    if footage:
+    clips: list[video.Clip] = []
+    if source == "video":
+        root = Path(root).expanduser().resolve()
+        clips = video.discover(root, seed, video_options)
+    elif footage:
         if root is None:
             guess = data_dir / "GOPRO_Large_all"
             if not guess.is_dir():
@@ -299,6 +319,8 @@ def prepare(source: str | None = None, root: str | Path | None = None, frames: t
         "data_config": None if footage else render_identity(prof.data),
         "data_version": DATA_VERSION,
     }
+    if source == "video":
+        base["video"] = video_options.identity()
     folders = {n: data_dir / set_name(source, prof.name, n) for n in ns}
     pending: list[int] = []
     for n in sorted(set(ns)):
@@ -320,10 +342,15 @@ def prepare(source: str | None = None, root: str | Path | None = None, frames: t
                              f"{mine[diff]!r}; add --fresh to rebuild it, or choose another --data-dir")
         try:
             load_manifest(folder, verify=True)
-            say(f"{folder}: already prepared, {len(old['sha256'])} files verified")
         except BenchError as err:
             say(f"repairing {folder}: {err}")
             pending.append(n)
+            continue
+        if source == "video" and (why := video.stale(old, clips, folder / MANIFEST)):
+            say(f"updating {folder}: {why}")
+            pending.append(n)
+            continue
+        say(f"{folder}: already prepared, {len(old['sha256'])} files verified")
     if not pending:
         say(f"nothing to do: {', '.join(str(folders[n]) for n in ns)} already prepared and verified")
         return [folders[n] for n in ns]
@@ -331,17 +358,22 @@ def prepare(source: str | None = None, root: str | Path | None = None, frames: t
     for n in pending:
         _clean_temporaries(folders[n])
     sets = tuple((n, str(folders[n])) for n in pending)
-    if footage:
+    failed: list[dict] = []  # video: {file, error} of each video left out
+    if source == "video":
+        ready, failed = video.plan(clips)
+        jobs = [_Job(source, c.name, c.split, sets, gamma, video=c) for c in ready]
+    elif footage:
         jobs = [_Job(source, s.name, s.split, sets, gamma, frames=tuple(str(f) for f in s.frames))
                 for s in sequences]
     else:
         jobs = [_Job(source, f"{split}_{i:03d}", split, sets, gamma, data_cfg=prof.data, index=i, seed=seed)
                 for split, count in (("train", prof.data.train_sequences), ("test", prof.data.test_sequences))
                 for i in range(int(count))]
-    if not jobs:
+    if not jobs and source != "video":
         raise BenchError(f"profile {prof.name!r} renders no sequences; raise data.train_sequences")
 
     results = list(_run_jobs(jobs, workers, progress))
+    results, failed = video.partition(results, failed, root, say)
     notes: Counter[str] = Counter()
     for r in results:
         notes.update(r["notes"])
@@ -370,12 +402,16 @@ def prepare(source: str | None = None, root: str | Path | None = None, frames: t
             "samples": samples,
             "sha256": dict(sorted(digests.items())),
         })
+        if source == "video":
+            manifest.update({"clips": {r["name"]: r["clip"] for r in results}, "failed": failed})
         # Last: its presence means the set is complete.
         write_or_explain(folders[n] / MANIFEST, manifest)
     counts = {n: Counter(s["split"] for s in _samples_of(results, n)) for n in pending}
     done = ", ".join(f"{folders[n]} ({counts[n]['train']} train / {counts[n]['test']} test samples)"
                      for n in pending)
-    say(f"wrote {written} files ({kept} already in place) from {len(jobs)} {source} sequences: {done}")
+    say(f"wrote {written} files ({kept} already in place) from {len(results)} {source} sequences: {done}")
+    if failed:
+        raise video.failures(failed, len(results))
     return [folders[n] for n in ns]
 
 
@@ -389,21 +425,20 @@ def ensure_prepared(source: str | None, frames: int, profile_obj: Profile, data_
                     log: Log | None = None) -> Path:
     """The set folder for (source, N, profile, seed), preparing it when missing and verifying it otherwise.
 
-    Used by `bench run`. An existing set built with `--gamma` is accepted as it is (and repaired with its own
-    gamma); one built with another seed, root or data settings is refused with the command that fixes it.
+    Used by `bench run`. An existing set built with `--gamma` (or, from videos, `--stride` and the other video
+    options) is accepted as it is (and repaired with its own settings); one built with another seed, root or
+    data settings is refused with the command that fixes it.
     """
     source = source or profile_obj.data.source
     folder = default_data_dir(data_dir) / set_name(source, profile_obj.name, check_frames(frames))
-    gamma = None
+    old: dict = {}
     if (folder / MANIFEST).is_file():
         try:
-            gamma = load_manifest(folder).get("gamma")
+            old = load_manifest(folder)
         except BenchError:
-            gamma = None
-    if root is None and source in FOOTAGE_SOURCES and (folder / MANIFEST).is_file():
-        try:
-            root = load_manifest(folder).get("root")
-        except BenchError:
-            pass
-    return prepare(source, root, (frames,), profile_obj, data_dir, seed, gamma, None, progress=progress,
-                   log=log)[0]
+            old = {}
+    if root is None and source in FOOTAGE_SOURCES:
+        root = old.get("root")
+    options = video.VideoOptions.from_identity(old.get("video")) if source == "video" else None
+    return prepare(source, root, (frames,), profile_obj, data_dir, seed, old.get("gamma"), None,
+                   progress=progress, log=log, video_options=options)[0]
