@@ -183,6 +183,24 @@ def test_bad_videos_get_one_line_each_and_the_good_ones_are_prepared(tmp_path: P
     assert load_manifest(folder, verify=True)["failed"] == []
 
 
+def test_reruns_add_new_videos_refuse_another_size_and_need_fresh_for_a_lost_one(tmp_path: Path) -> None:
+    root, data = tmp_path / "clips", tmp_path / "data"
+    write_video(root / "a.mp4", 6, seed=1)
+    assert prepare_cli(root, data, "--frames", "3")[0] == 0
+    write_video(root / "b.mp4", 6, seed=2)
+    code, out, err = prepare_cli(root, data, "--frames", "3")
+    assert code == 0 and "adding 1 new video(s) (b.mp4)" in out, err
+    assert set(load_manifest(data / "video-3f", verify=True)["clips"]) == {"a", "b"}
+    write_video(root / "c.mp4", 6, h=40, seed=3)  # most videos here are 48x32
+    code, _, err = prepare_cli(root, data, "--frames", "3")
+    faults.assert_one_line_error(code, err, "c.mp4: frames of 48x40 but most videos here give 48x32")
+    assert not list((data / "video-3f").glob("*/c"))
+    (root / "a.mp4").unlink()
+    code, _, err = prepare_cli(root, data, "--frames", "3")
+    faults.assert_one_line_error(code, err, "built from a.mp4, which is no longer under --root", "--fresh")
+    assert len(err.strip().splitlines()) == 1
+
+
 def test_a_video_that_fails_half_way_leaves_no_file_of_its_own(tmp_path: Path,
                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     root = tmp_path / "clips"
@@ -347,6 +365,24 @@ def test_a_frame_of_another_size_is_refused(tmp_path: Path) -> None:
     assert video.to_rgb(np.zeros((32, 48, 3), np.uint8), clip, 0).shape == (32, 48, 3)
     with pytest.raises(BenchError, match="frame 7 is 48x40 but the stream starts at 48x32"):
         video.to_rgb(np.zeros((40, 48, 3), np.uint8), clip, 7)
+
+
+def test_a_clip_with_rotation_metadata_is_prepared_upright(tmp_path: Path) -> None:
+    """Phones store portrait clips landscape with a 90-degree display matrix in the track header (`tkhd`)."""
+    clip = write_video(tmp_path / "portrait.mp4", 6)
+    data = bytearray(clip.read_bytes())
+    matrix = data.index(b"tkhd") + 4 + 4 + 4 * 5 + 8 + 8  # version 0: after times, ids, layer, volume
+    assert struct.unpack_from(">9i", data, matrix)[:5] == (0x10000, 0, 0, 0, 0x10000)  # identity
+    struct.pack_into(">9i", data, matrix, 0, 0x10000, 0, -0x10000, 0, 0, 0, 0, 0x40000000)
+    clip.write_bytes(bytes(data))
+    upright = decode(clip)
+    assert upright[0].shape == (48, 32, 3)
+    assert prepare_cli(clip, tmp_path / "data", "--frames", "3")[0] == 0
+    folder = tmp_path / "data" / "video-3f"
+    m = load_manifest(folder, verify=True)
+    assert m["resolution"] == [48, 32] and m["clips"]["portrait"]["size"] == [48, 32]
+    got = [read_rgb(folder / p) for s in samples_of(m, "portrait") for p in s["sharp"]]
+    assert all(np.array_equal(a, b) for a, b in zip(got, upright, strict=True))
 
 
 def test_a_size_change_mid_stream_arrives_at_the_first_size(tmp_path: Path) -> None:

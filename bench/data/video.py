@@ -26,7 +26,8 @@ What OpenCV lets us detect about a bad video, each refused with one line naming 
   cut short before its index (an MP4 whose copy stopped half-way loses its `moov` box);
 - no frame decodes, or fewer frames are kept than the largest N;
 - a stream cut short: the decoder stops more than max(2, 1 %) frames before the count the container
-  declares (an AVI cut short still opens); the margin absorbs counts a container only estimates;
+  declares (an AVI cut short still opens); the margin absorbs counts a container only estimates. An edit
+  list that hides more frames than that (a trim stored without re-encoding) reads the same and is refused;
 - a variable frame rate: the presentation times OpenCV reports (`CAP_PROP_POS_MSEC`) of the decoded frames
   from the first to the last one kept must lie on a uniform grid: each step within half an interval of
   the mean step, and no frame more than half an interval off the line from the first time to the last.
@@ -35,8 +36,8 @@ What OpenCV lets us detect about a bad video, each refused with one line naming 
   irregular captures evenly when it wrote the file;
 - a frame size that changes mid-stream: OpenCV's FFmpeg backend rescales every frame to the size the stream
   started with, so such a stream arrives at one size and cannot be told apart. Every decoded frame is still
-  checked against the size probed when the file was opened (a backend that hands frames through as they
-  come, or a rotated stream whose probe disagrees, is refused).
+  checked against the size of the first, so a backend that handed frames through as they come could never
+  mix sizes in a set. Rotation metadata (phones) is applied by OpenCV: frames arrive upright.
 A video that fails leaves nothing of its own in the sets (`remove_sequence`) and no sample in the manifest;
 the others are prepared and `bench prepare` exits with status 2 at the end, listing the failures.
 """
@@ -230,7 +231,8 @@ def _open(path: str) -> object:
 
 
 def probe(clip: Clip) -> Clip:
-    """Read the header: frame rate, declared count, frame size; and place --start/--end and --resize."""
+    """Read the header (frame rate, declared count) and the first frame (its size); place --start/--end and
+    --resize."""
     import cv2
 
     if os.path.getsize(clip.path) == 0:
@@ -239,13 +241,15 @@ def probe(clip: Clip) -> Clip:
     try:
         fps = float(cap.get(cv2.CAP_PROP_FPS))
         count = cap.get(cv2.CAP_PROP_FRAME_COUNT)
-        h, w = int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)), int(cap.get(cv2.CAP_PROP_FRAME_WIDTH))
+        with _quiet():
+            ok, first = cap.read()  # the size as decoded: after the rotation a phone records, if any
     finally:
         cap.release()
+    if not ok or first is None or first.ndim < 2:
+        raise BenchError(f"{clip.path}: no frame could be decoded (zero frames); {FIX_VIDEO}")
     if not math.isfinite(fps) or fps <= 0:
         raise BenchError(f"{clip.path}: no frame rate in the file; {FIX_VIDEO}")
-    if h <= 0 or w <= 0:
-        raise BenchError(f"{clip.path}: no video stream with a frame size; {FIX_VIDEO}")
+    h, w = int(first.shape[0]), int(first.shape[1])
     opt = clip.options
     first = round(opt.start * fps) if opt.start is not None else 0
     stop = round(opt.end * fps) if opt.end is not None else None
