@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 import bench.data.video as video
 from bench.data.images import read_rgb
-from bench.data.manifest import load_manifest
+from bench.data.manifest import describe_sets, load_manifest
 from bench.errors import BenchError
 
 FPS = 240.0
@@ -112,6 +112,7 @@ def test_a_moving_pattern_gives_windows_whose_blur_is_the_mean_of_its_decoded_fr
         assert m["video"] == {"stride": 1, "resize": None, "max_frames": None, "start": None, "end": None}
         assert m["clips"]["pan"]["fps"] == FPS and m["clips"]["pan"]["frames_kept"] == 20
         assert m["failed"] == []
+        assert {r["name"]: r["source"] for r in describe_sets(tmp_path / "data")}[folder.name] == "video"
         windows = samples_of(m, "pan")
         assert [s["window"] for s in windows] == list(range(20 // n))
         assert {s["split"] for s in windows} == {"test"}  # a lone video is a test set (for --eval-data)
@@ -138,6 +139,11 @@ def test_an_idempotent_rerun_only_verifies_and_other_options_need_fresh(tmp_path
     assert code == 0, err
     m = load_manifest(data / "video-3f", verify=True)
     assert m["video"]["stride"] == 2 and len(m["samples"]) == 2  # 6 kept frames, 2 windows of 3
+    (data / "video-3f" / m["samples"][0]["blur"]).write_bytes(b"damaged")
+    with pytest.raises(BenchError, match=f"bench prepare --source video --root {clip.parent} .*--stride 2"):
+        load_manifest(data / "video-3f", verify=True)  # the repair command keeps the options
+    code, out, err = prepare_cli(clip.parent, data, "--frames", "3", "--stride", "2")
+    assert code == 0 and "repairing" in err and "wrote 1 files" in out
 
 
 def _bad_clips(root: Path) -> dict[str, str]:
@@ -441,3 +447,9 @@ def test_bench_run_trains_on_the_users_footage(tmp_path: Path) -> None:
     assert [s["id"] for s in metrics["samples"]] == ["swing-w000"]
     assert set(metrics["training"]) == {"dm", "autoencoder", "bie"}
     assert all(stage["iterations"] == 4 for stage in metrics["training"].values())
+    # Without --root the set is found by name and its root read from its manifest: the same run, reused.
+    code, out, err = faults.invoke(["run", "--method", "ours", "--profile", "smoke", "--source", "video",
+                                    "--data-dir", str(data), "--runs-dir", str(runs), "--device", "cpu",
+                                    "--no-floor", "--set", "train.iters_dm=4", "--set",
+                                    "train.iters_autoencoder=4", "--set", "train.iters_bie=4"])
+    assert code == 0 and "reused the finished run" in out, err
