@@ -24,7 +24,8 @@ import click
 @click.option("--workers", type=int, default=None, help="Processes (default: all cores).")
 @click.option("--fresh", is_flag=True, help="Delete the sets and rebuild them from scratch.")
 @click.option("--stride", type=int, default=None,
-              help="Video: keep every K-th frame (240 fps footage with 2 gives 120 fps, shorter blurs).")
+              help="Video: keep every K-th frame (240 fps footage with 2 gives 120 fps; each blur then spans "
+                   "twice the time).")
 @click.option("--resize", type=int, default=None,
               help="Video: shrink frames so the long side is this many pixels (area-averaged).")
 @click.option("--max-frames", type=int, default=None, help="Video: keep at most this many frames per video.")
