@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import statistics
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -19,6 +19,9 @@ from torch import nn
 
 from bench import metrics
 from bench.perf import deblur_entry, device_name, inference_params, params_of, size_mb, time_calls
+
+if TYPE_CHECKING:
+    from methods.registry import MethodAPI
 
 # The per-sample keys (SPEC 8), averaged into the aggregate.
 SAMPLE_KEYS = ("deblur_psnr", "deblur_ssim", "deblur_lpips", "eq6", "ppsnr", "pwpsnr", "mid_psnr", "epe")
@@ -93,8 +96,8 @@ def _safe_id(sid: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in str(sid))
 
 
-def evaluate(method: Any, nets: nn.Module, set_folder: Path | str, profile: Any, device: torch.device | str,
-             out_dir: Path | str | None = None, progress: bool = True) -> dict:
+def evaluate(method: MethodAPI, nets: nn.Module, set_folder: Path | str, profile: Any,
+             device: torch.device | str, out_dir: Path | str | None = None, progress: bool = True) -> dict:
     """Score `method` (a `methods.registry.Method`) with networks `nets` on the test split of `set_folder`.
 
     `nets` are moved to `device` and put in eval mode. Returns `{"status": "finished", "aggregate": {...},
@@ -112,9 +115,7 @@ def evaluate(method: Any, nets: nn.Module, set_folder: Path | str, profile: Any,
         from bench.errors import BenchError
 
         raise BenchError(f"{set_folder}: the test split is empty; prepare the set again (bench prepare)")
-    # The registry's inference layout; a duck-typed method without one (tests, plug-ins) runs as built.
-    to_inference = getattr(method, "for_inference", None)
-    nets = to_inference(nets, device) if to_inference else nets.to(device).eval()
+    nets = method.for_inference(nets, device)
 
     lpips_model, lpips_note = (None, "LPIPS disabled by the profile (eval.lpips=false)")
     if profile.eval.lpips:
@@ -135,7 +136,7 @@ def evaluate(method: Any, nets: nn.Module, set_folder: Path | str, profile: Any,
                 method.check_frames(n)
             blur, hw = _pad(item["blur"][None].to(device))  # (1, 3, H16, W16)
             center = None
-            if getattr(method, "uses_true_center", False):
+            if method.uses_true_center:
                 center, _ = _pad(sharp_t[n // 2][None].to(device))  # (1, 3, H16, W16)
             if first_inputs is None:
                 first_inputs, resolution = (blur, center), [int(hw[0]), int(hw[1])]
@@ -177,13 +178,13 @@ def evaluate(method: Any, nets: nn.Module, set_folder: Path | str, profile: Any,
             "metric_definitions": dict(metrics.DEFINITIONS)}
 
 
-def _runtimes(method: Any, nets: nn.Module, inputs: tuple[torch.Tensor, torch.Tensor | None], n: int,
+def _runtimes(method: MethodAPI, nets: nn.Module, inputs: tuple[torch.Tensor, torch.Tensor | None], n: int,
               device: torch.device, profile: Any) -> dict[str, Any]:
     """Median deblurring and whole-video times (SPEC 6) on the first test sample, padded, batch 1."""
     blur, center = inputs
     repeats, warmup = profile.eval.runtime_repeats, profile.eval.runtime_warmup
     video = time_calls(lambda: method.predict(nets, blur, n, center=center), device, repeats, warmup)
     fn, what = deblur_entry(method, nets)
-    deblur = video if fn is None else time_calls(lambda: fn(blur), device, repeats, warmup)
+    deblur = time_calls(lambda: fn(blur), device, repeats, warmup)
     return {"video": _json_float(statistics.median(video)), "deblur": _json_float(statistics.median(deblur)),
             "deblur_what": what}

@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from methods.layers import count_params
+from methods.registry import MethodAPI
 
 
 def device_name(device: torch.device | str) -> str:
@@ -239,11 +240,10 @@ def params_of(nets: nn.Module) -> int:
     return count_params(nets)
 
 
-def inference_params(method: Any, nets: nn.Module) -> int:
+def inference_params(method: MethodAPI, nets: nn.Module) -> int:
     """Parameters of the networks a method runs at test time (SPEC 8 `params`, as `bench list`): components
     marked `inference=False` (the RVE, used only in stage-1 training) are left out."""
-    comps = getattr(method, "components", {}) or {}
-    used = [nets[k] for k in nets.keys() if getattr(comps.get(k), "inference", True)]
+    used = [nets[k] for k in method.inference_keys() if k in nets]
     return params_of(nn.ModuleList(used))
 
 
@@ -252,23 +252,10 @@ def size_mb(params: int) -> float:
     return params * 4 / 1e6
 
 
-# Components that produce the deblurred central frame on their own, in the order they are looked for.
-DEBLUR_COMPONENTS = ("dm", "srn", "center", "centre", "jin_center", "net_center")
-
-
-def deblur_entry(method: Any, nets: nn.Module) -> tuple[Callable[[torch.Tensor], Any] | None, str]:
-    """The deblurring part of a method as a callable of the blur `(b, 3, h, w)`, and a note saying what it is.
-
-    Preference: a `deblur(nets, blur)` method of the registry entry when the methods package offers one;
-    else the forward of its deblurring component (`dm` for ours, `srn`, jin2018's centre network); else None
-    (parameter-free methods such as `blurred`: deblurring costs nothing beyond the video prediction).
-    """
-    if callable(getattr(method, "deblur", None)):
-        return (lambda blur: method.deblur(nets, blur)), "method.deblur"
-    for key in DEBLUR_COMPONENTS:
-        if key in nets:
-            return nets[key], f"component {key!r} forward"
-    return None, "no deblurring network: the whole prediction was timed"
+def deblur_entry(method: MethodAPI, nets: nn.Module) -> tuple[Callable[[torch.Tensor], Any], str]:
+    """The deblurring part of a method as a callable of the blur `(b, 3, h, w)`, and a note saying what it is
+    (the registry's deblur function: the DM for ours, SRN, jin2018's centre network, the input for floors)."""
+    return (lambda blur: method.deblur(nets, blur)), "method.deblur"
 
 
 # ------------------------------------------------------------------------------------------- bench perf
@@ -287,7 +274,7 @@ def parse_resolution(text: str) -> tuple[int, int]:
     return h, w
 
 
-def measure_method(method: Any, nets: nn.Module, frames: int, hw: tuple[int, int], device: torch.device,
+def measure_method(method: MethodAPI, nets: nn.Module, frames: int, hw: tuple[int, int], device: torch.device,
                    repeats: int, warmup: int, rate: float, compile: bool = False,
                    amp: bool = False, channels_last: bool = True, breakdown: bool = False) -> dict[str, Any]:
     """One `bench perf` row: size, MACs, deblurring and video times (median and spread), peak memory.
@@ -309,7 +296,7 @@ def measure_method(method: Any, nets: nn.Module, frames: int, hw: tuple[int, int
     deblur_fn, deblur_what = deblur_entry(method, nets)
     # MACs are counted on the eager networks: compiled graphs bypass module hooks.
     macs_video = count_macs(lambda: method.predict(nets, blur, frames, center=center), nets)
-    macs_deblur = count_macs(lambda: deblur_fn(blur), nets) if deblur_fn is not None else macs_video
+    macs_deblur = count_macs(lambda: deblur_fn(blur), nets)
 
     if compile:
         for key in list(nets.keys()):
@@ -324,7 +311,7 @@ def measure_method(method: Any, nets: nn.Module, frames: int, hw: tuple[int, int
 
     def deblur() -> Any:
         with autocast:
-            return deblur_fn(blur) if deblur_fn is not None else video()
+            return deblur_fn(blur)
 
     t_video = Spread.of(time_calls(video, device, repeats, warmup))
     t_deblur = Spread.of(time_calls(deblur, device, repeats, warmup))

@@ -144,16 +144,9 @@ def code_fingerprint(method: Any, stage: Any) -> str:
     import inspect
     import sys
 
-    modules = {"methods.layers", "methods.losses"}
-    components = getattr(method, "components", {})
-    for name in (*stage.trains, *getattr(stage, "uses", ())):
-        cls = getattr(components.get(name), "cls", None)
-        if cls is not None:
-            modules.add(cls.__module__)
-    objectives = getattr(sys.modules.get("methods.registry"), "OBJECTIVES", {})
-    objective = objectives.get(getattr(stage, "objective_name", stage.name))
-    if objective is not None:
-        modules.add(objective.fn.__module__)
+    modules = {"methods.layers", "methods.losses", stage.objective.fn.__module__}
+    for name in (*stage.trains, *stage.uses):
+        modules.add(method.components[name].cls.__module__)
     digest = hashlib.sha256()
     for mod in sorted(modules):
         module = sys.modules.get(mod)
@@ -208,9 +201,9 @@ class PlannedBatches(torch.utils.data.Dataset):
     workers prefetches batches while the order stays a function of the iteration alone."""
 
     def __init__(self, trainset: Any, seed: int, key: str, start: int, total: int, batch: int,
-                 dist: Dist) -> None:
+                 dist: Dist, fields: tuple[str, ...]) -> None:
         self.trainset, self.seed, self.key = trainset, seed, key
-        self.start, self.total, self.batch, self.dist = start, total, batch, dist
+        self.start, self.total, self.batch, self.dist, self.fields = start, total, batch, dist, fields
 
     def __len__(self) -> int:
         return self.total - self.start
@@ -219,20 +212,21 @@ class PlannedBatches(torch.utils.data.Dataset):
         plan = batch_plan(self.seed, self.key, self.start + i, self.batch, len(self.trainset))
         mine = plan[self.dist.rank::self.dist.world]  # strided shard, as DistributedSampler
         items = [self.trainset[pair] for pair in mine]
-        return {k: torch.stack([it[k] for it in items]) for k in items[0] if torch.is_tensor(items[0][k])}
+        return {k: torch.stack([it[k] for it in items]) for k in self.fields}  # the objective's fields
 
 
 PROBE_SAMPLES = 16  # at least this many samples in the probe batch, so one odd crop cannot decide
 
 
-def probe_batch(trainset: Any, seed: int, key: str, batch: int) -> dict[str, torch.Tensor]:
+def probe_batch(trainset: Any, seed: int, key: str, batch: int, fields: tuple[str, ...]
+                ) -> dict[str, torch.Tensor]:
     """One fixed batch per stage, drawn apart from the training plan, to score the loss before and after.
 
     Window means of the training curve mix the model's progress with which crops each window drew (with
     batches of 2 that noise hides the trend); the same batch scored twice isolates the progress.
     """
     size = max(batch, PROBE_SAMPLES)
-    return PlannedBatches(trainset, seed, f"{key}:probe", 0, 1, size, LOCAL)[0]
+    return PlannedBatches(trainset, seed, f"{key}:probe", 0, 1, size, LOCAL, fields)[0]
 
 
 def probe_loss(method: Any, stage: Any, nets: nn.ModuleDict, data: dict[str, torch.Tensor],
@@ -371,8 +365,9 @@ def train_stage(method: Any, stage: Any, profile: Profile, set_folder: Path, see
         if trainset is None:
             from bench.data.loaders import TrainSet
 
-            trainset = TrainSet(set_folder, t.crop, zoom=(t.zoom_min, t.zoom_max), flip=t.flip)
-        probe = probe_batch(trainset, seed, stream, batch) if dist.main else None
+            trainset = TrainSet(set_folder, t.crop, zoom=(t.zoom_min, t.zoom_max), flip=t.flip,
+                                fields=stage.objective.fields)
+        probe = probe_batch(trainset, seed, stream, batch, stage.objective.fields) if dist.main else None
 
         start, curve, window, elapsed, probe_start = 0, [], [0.0, 0], 0.0, None
         if (folder / CKPT).is_file():
@@ -406,7 +401,8 @@ def train_stage(method: Any, stage: Any, profile: Profile, set_folder: Path, see
             barrier(dist)
 
         loader = torch.utils.data.DataLoader(
-            PlannedBatches(trainset, seed, stream, start, total, batch, dist), batch_size=None, shuffle=False,
+            PlannedBatches(trainset, seed, stream, start, total, batch, dist, stage.objective.fields),
+            batch_size=None, shuffle=False,
             num_workers=profile.train.workers, persistent_workers=False)
         use_amp = profile.train.amp and device.type == "cuda"
         scaler = torch.amp.GradScaler("cuda") if use_amp and not torch.cuda.is_bf16_supported() else None

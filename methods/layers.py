@@ -15,6 +15,9 @@ Decisions the paper leaves open, stated once here:
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -167,3 +170,16 @@ def crop_to(x: Tensor, size: tuple[int, int]) -> Tensor:
 def count_params(module: nn.Module) -> int:
     """Number of parameters (trainable or not; buffers excluded)."""
     return sum(p.numel() for p in module.parameters())
+
+
+@contextlib.contextmanager
+def eval_mode(nets: nn.Module) -> Iterator[None]:
+    """Eval mode and no autograd for the block, restoring each module's training flag afterwards."""
+    flags = [(m, m.training) for m in nets.modules()]
+    nets.eval()
+    try:
+        with torch.no_grad():
+            yield
+    finally:
+        for module, flag in flags:
+            module.train(flag)

@@ -1,16 +1,17 @@
-"""The method registry: every method, ablation and baseline is a named `Method` entry (SPEC 5).
+"""The method registry: every method, ablation and baseline is a named `Method` entry.
 
-A `Method` is data: the component networks it builds (class + keyword arguments + which profile width field
-sets which argument), its training stages, the name of its predict function and of each stage's objective,
-and its loss configuration. Variants differ by keyword dicts, never by branches in the training or scoring
-code. Importing this module fills `REGISTRY` (it imports `methods.ours`, `jin2018`, `srn` and `trivial`
-at the bottom, after the classes they need exist).
+This module holds types only. A `Method` is data: the component networks it builds (class + keyword arguments
++ which profile width field sets which argument), its training stages (each holding its `Objective`), its
+predict and deblur functions (held directly), its loss configuration and the paper's claims it is judged by.
+Variants differ by keyword dicts, never by branches in the training or scoring code. The method modules
+(`methods.ours`, `trivial`, `jin2018`, `srn`) build their entries from these types and `register` them;
+`methods/__init__.py` imports them, so `import methods` (or any `methods.*` module) fills `REGISTRY`.
 
-Stage identity (the cache key of a trained stage, ARCHITECTURE "Methods"): the stage's name and objective,
-the loss configuration where the objective uses it, the resolved keyword arguments of the components it
-trains and of those it runs without training (`uses`), the learning rates, batch kind, iteration keys, and,
-recursively, the identities of its `init_from` stages. It never contains the method's name, so methods that
-share a stage share its checkpoint.
+Stage identity (the cache key of a trained stage, docs/ARCHITECTURE.md "Methods"): the stage's name and
+objective name, the loss configuration where the objective reads it, the resolved keyword arguments of the
+components it trains and of those it runs without training (`uses`), the learning rates, batch kind,
+iteration keys, and, recursively, the identities of its `init_from` stages. It never contains the method's
+name, so methods that share a stage share its checkpoint.
 
 Sizes: `size_mb` is float32 parameter bytes / 10^6 (MB = 10^6 bytes). A method's size counts the networks it
 runs at test time (for `ours`: DM + BIE + RVD, as the paper's 45 MB; the RVE is training-only).
@@ -18,20 +19,30 @@ runs at test time (for `ours`: DM + BIE + RVD, as the paper's 45 MB; the RVE is 
 
 from __future__ import annotations
 
-import contextlib
 import inspect
-from collections.abc import Callable, Iterator
+import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 from torch import Tensor, nn
 
-from methods.layers import count_params
+from methods.layers import count_params, eval_mode
 from methods.losses import LossConfig
 
 FAMILIES = ("paper", "ablation", "baseline")
 MB = 1e6  # bytes per MB in every size this package reports
+# Batch fields an objective may read: "blur" (b,3,c,c), "sharp" (b,N,3,c,c), "center" (b,3,c,c).
+BATCH_FIELDS = ("blur", "sharp", "center")
+# metrics.json keys a claim may be judged on (bench's tests check that evaluation writes each of them).
+CLAIM_METRICS = ("deblur_psnr", "deblur_ssim", "deblur_lpips", "eq6", "ppsnr", "pwpsnr", "mid_psnr", "epe",
+                 "runtime_deblur_s", "runtime_video_s", "params", "size_mb")
+CLAIM_FRAMES = ("deblur", "video", "ablation")  # N chosen by the report for the claim's table
+CLAIM_KINDS = ("accuracy", "size", "speed")
+
+Batch = dict[str, Tensor]  # a training batch: the fields its objective reads, stacked
+Logs = dict[str, float]  # what an objective reports besides its loss ("loss" among them)
 
 
 @dataclass(frozen=True)
@@ -45,11 +56,11 @@ class Component:
     `--contiguous`; the BIE gained under 10%; SRN and jin2018's networks ran slower with it).
     """
 
-    cls: type[nn.Module]
-    kwargs: dict[str, Any] = field(default_factory=dict)
-    widths: dict[str, str] = field(default_factory=dict)
-    inference: bool = True
-    channels_last: bool = False
+    cls: type[nn.Module]  # the network class (a pure nn.Module)
+    kwargs: dict[str, Any] = field(default_factory=dict)  # fixed constructor arguments of this method
+    widths: dict[str, str] = field(default_factory=dict)  # constructor argument -> profile model key
+    inference: bool = True  # False: used only in training (left out of sizes and weights checks)
+    channels_last: bool = False  # weights stored channels-last at inference
 
     def resolve(self, model: dict | None = None) -> dict[str, Any]:
         """Every constructor argument with its value for this profile (defaults filled in)."""
@@ -72,21 +83,59 @@ class Component:
 
 
 @dataclass(frozen=True)
+class Objective:
+    """The loss a stage minimises: fn(method, stage, nets, batch) -> (loss, float logs with "loss")."""
+
+    name: str  # in the stage identity: "deblur" | "autoencoder" | "bie" | "jin-pairs" | "srn"
+    fn: Callable[[Method, Stage, nn.ModuleDict, Batch], tuple[Tensor, Logs]]
+    fields: tuple[str, ...]  # the batch fields fn reads (BATCH_FIELDS); the loader reads only these
+    video_loss: bool = False  # fn reads the method's LossConfig (Eq. 4), which then joins the identity
+
+    def __post_init__(self) -> None:
+        unknown = [f for f in self.fields if f not in BATCH_FIELDS]
+        if unknown or not self.fields:
+            raise ValueError(f"objective {self.name}: fields {self.fields} must name some of {BATCH_FIELDS}")
+
+
+@dataclass(frozen=True)
 class Stage:
     """One training stage (Sec. 3.1). See docs/ARCHITECTURE.md "Methods" for the contract."""
 
     name: str  # "dm" | "autoencoder" | "bie" | "jin-center" | "jin-pairs" | "srn"
     trains: tuple[str, ...]  # components optimised in this stage
     lr: dict[str, float]  # per-component learning rate (paper: 1e-4; stage-2 RVD 2e-5)
+    objective: Objective  # the loss this stage minimises
     init_from: tuple[str, ...] = ()  # earlier stages whose weights this stage starts from
     batch: str = "video"  # "video" or "deblur": profile field batch_video or batch_deblur
     iters_keys: tuple[str, ...] = ("iters_dm",)  # TrainConfig fields summed to this stage's iterations
-    objective: str = ""  # key of OBJECTIVES: the loss this stage minimises (defaults to the stage name)
     uses: tuple[str, ...] = ()  # components the objective runs without training them (weights from init_from)
 
-    @property
-    def objective_name(self) -> str:
-        return self.objective or self.name
+
+@dataclass(frozen=True)
+class Claim:
+    """'`better` beats `worse` in `metric`', as the paper states it."""
+
+    text: str  # the claim in words
+    source: str  # where the paper states it: "Table 1", "Sec. 3.3", "supp."
+    metric: str  # metrics.json key it is judged on (aggregate and per-sample)
+    lower_is_better: bool  # direction of `metric`
+    better: str = "ours"  # the method expected to win
+    worse: str = ""  # the method expected to lose; "" = the entry carrying the claim
+    frames: int | str = "ablation"  # N of both sides, or "deblur" | "video" | "ablation" (the report picks N)
+    better_frames: int | None = None  # N of `better` when it differs ("ours at 9 stays below jin2018 at 7")
+    paper: tuple[float | None, float | None] = (None, None)  # the paper's figures (better, worse)
+    unit: str = ""  # unit of the metric, for display
+    kind: str = "accuracy"  # "accuracy" | "size" | "speed": size/speed are judged at the paper's sizes
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.frames, int) and self.frames not in CLAIM_FRAMES:
+            raise ValueError(f"claim {self.text!r}: frames must be an int or one of {CLAIM_FRAMES}")
+        if self.kind not in CLAIM_KINDS:
+            raise ValueError(f"claim {self.text!r}: kind must be one of {CLAIM_KINDS}, not {self.kind!r}")
+
+    def sides(self, owner: str) -> tuple[str, str]:
+        """(better, worse) method names, `worse` defaulting to the entry that carries the claim."""
+        return self.better, self.worse or owner
 
 
 @dataclass(frozen=True)
@@ -98,70 +147,26 @@ class Prediction:
     flows: Tensor | None = None  # (b, n, 2, h, w), pixels, backward from the central frame
 
 
-@dataclass(frozen=True)
-class Objective:
-    """A stage loss: fn(method, stage, nets, batch) -> (loss, logs); `video_loss` says it reads LossConfig."""
-
-    fn: Callable[..., tuple[Tensor, dict[str, float]]]
-    video_loss: bool = False
-
-
-PREDICTORS: dict[str, Callable[..., Prediction]] = {}
-DEBLURRERS: dict[str, Callable[[nn.ModuleDict, Tensor], Tensor]] = {}  # by predictor name
-OBJECTIVES: dict[str, Objective] = {}
-
-
-def predictor(name: str) -> Callable:
-    """Decorator registering a predict function fn(method, nets, blur, n, center) -> Prediction."""
-    def wrap(fn: Callable[..., Prediction]) -> Callable[..., Prediction]:
-        PREDICTORS[name] = fn
-        return fn
-    return wrap
-
-
-def deblurrer(name: str) -> Callable:
-    """Decorator registering, for predictor `name`, fn(nets, blur) -> the deblurred image alone."""
-    def wrap(fn: Callable[[nn.ModuleDict, Tensor], Tensor]) -> Callable[[nn.ModuleDict, Tensor], Tensor]:
-        DEBLURRERS[name] = fn
-        return fn
-    return wrap
-
-
-def objective(name: str, video_loss: bool = False) -> Callable:
-    """Decorator registering a stage objective fn(method, stage, nets, batch) -> (loss, logs)."""
-    def wrap(fn: Callable) -> Callable:
-        OBJECTIVES[name] = Objective(fn, video_loss)
-        return fn
-    return wrap
-
-
-@contextlib.contextmanager
-def eval_mode(nets: nn.Module) -> Iterator[None]:
-    """Eval mode and no autograd for the block, restoring each module's training flag afterwards."""
-    flags = [(m, m.training) for m in nets.modules()]
-    nets.eval()
-    try:
-        with torch.no_grad():
-            yield
-    finally:
-        for module, flag in flags:
-            module.train(flag)
+Predictor = Callable[["Method", nn.ModuleDict, Tensor, int, "Tensor | None"], Prediction]
+Deblurrer = Callable[[nn.ModuleDict, Tensor], Tensor]
 
 
 @dataclass(frozen=True)
 class Method:
     """A registered method. See docs/ARCHITECTURE.md "Methods" for the contract."""
 
-    name: str
+    name: str  # registry key, also the run folder prefix
     family: str  # "paper" | "ablation" | "baseline"
-    description: str
-    components: dict[str, Component]
+    description: str  # one line for `bench list`
+    components: dict[str, Component]  # the networks, by key
     stages: tuple[Stage, ...]  # training schedule, in order; () for parameter-free methods
-    predictor: str  # key of PREDICTORS
+    predictor: Predictor  # fn(method, nets, blur, n, center) -> Prediction, called in eval mode
+    deblurrer: Deblurrer  # fn(nets, blur) -> the deblurred image alone (timed as the deblurring step)
     frames: tuple[int, ...] | None = None  # allowed N; None = any odd N >= 3
-    loss: LossConfig = field(default_factory=LossConfig)
-    uses_true_center: bool = False  # the ours-gt-center oracle: predict() is given the true central frame
+    loss: LossConfig = field(default_factory=LossConfig)  # Eq. 4's knobs, read by video objectives
+    uses_true_center: bool = False  # an oracle: predict() is given the true central frame
     frames_reason: str = ""  # why `frames` is restricted, for the error message
+    claims: tuple[Claim, ...] = ()  # the paper's claims judged on this entry's runs
 
     def build(self, model: dict | None = None) -> nn.ModuleDict:
         """The component networks for a profile's model dict (widths; 0 = default), freshly initialised."""
@@ -189,7 +194,12 @@ class Method:
         if self.uses_true_center and center is None:
             raise ValueError(f"{self.name} is an oracle: predict() needs the true central frame (center=...)")
         with eval_mode(nets):
-            return PREDICTORS[self.predictor](self, nets, blur, n, center if self.uses_true_center else None)
+            return self.predictor(self, nets, blur, n, center if self.uses_true_center else None)
+
+    def deblur(self, nets: nn.ModuleDict, blur: Tensor) -> Tensor:
+        """Eval-mode deblurring alone (the DM, SRN or Jin's centre network): blur (b,3,h,w) -> (b,3,h,w)."""
+        with eval_mode(nets):
+            return self.deblurrer(nets, blur)
 
     def for_inference(self, nets: nn.ModuleDict, device: torch.device | str) -> nn.ModuleDict:
         """`nets` on `device` in eval mode, with the `channels_last` components' weights stored channels-last.
@@ -207,10 +217,9 @@ class Method:
         """The components `for_inference` stores channels-last, sorted."""
         return sorted(key for key, comp in self.components.items() if comp.channels_last)
 
-    def deblur(self, nets: nn.ModuleDict, blur: Tensor) -> Tensor:
-        """Eval-mode deblurring alone (the DM, SRN or Jin's centre network): blur (b,3,h,w) -> (b,3,h,w)."""
-        with eval_mode(nets):
-            return DEBLURRERS[self.predictor](nets, blur)
+    def inference_keys(self) -> list[str]:
+        """The components run at test time (all but training-only networks such as the RVE), in order."""
+        return [key for key, comp in self.components.items() if comp.inference]
 
     def stage(self, name: str) -> Stage:
         for stage in self.stages:
@@ -219,21 +228,19 @@ class Method:
         known = ", ".join(s.name for s in self.stages)
         raise KeyError(f"{self.name} has no stage {name!r}; its stages: {known}")
 
-    def stage_loss(self, stage: Stage | str, nets: nn.ModuleDict, batch: dict[str, Tensor]
-                   ) -> tuple[Tensor, dict[str, float]]:
-        """The stage's training loss on a batch {"blur": (b,3,c,c), "sharp": (b,N,3,c,c)} and float logs."""
+    def stage_loss(self, stage: Stage | str, nets: nn.ModuleDict, batch: Batch) -> tuple[Tensor, Logs]:
+        """The stage's training loss on a batch holding its objective's `fields`, and float logs."""
         if isinstance(stage, str):
             stage = self.stage(stage)
-        return OBJECTIVES[stage.objective_name].fn(self, stage, nets, batch)
+        return stage.objective.fn(self, stage, nets, batch)
 
     def stage_identity(self, stage_name: str, model: dict | None = None) -> dict:
         """JSON-able cache identity of a stage (module docstring); independent of the method's name."""
         stage = self.stage(stage_name)
-        obj = OBJECTIVES[stage.objective_name]
         return {
             "stage": stage.name,
-            "objective": stage.objective_name,
-            "loss": self.loss.to_dict() if obj.video_loss else None,
+            "objective": stage.objective.name,
+            "loss": self.loss.to_dict() if stage.objective.video_loss else None,
             "trains": {c: self.components[c].identity(model) for c in stage.trains},
             "uses": {c: self.components[c].identity(model) for c in stage.uses},
             "lr": {c: float(stage.lr[c]) for c in sorted(stage.lr)},
@@ -247,11 +254,39 @@ class Method:
         return bool(self.stages)
 
 
+class MethodAPI(Protocol):
+    """What `bench` may use of a method. `Method` is the implementation; stand-ins in tests follow it."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def family(self) -> str: ...
+    @property
+    def components(self) -> dict[str, Component]: ...
+    @property
+    def stages(self) -> tuple[Stage, ...]: ...
+    @property
+    def uses_true_center(self) -> bool: ...
+    @property
+    def claims(self) -> tuple[Claim, ...]: ...
+
+    def build(self, model: dict | None = None) -> nn.ModuleDict: ...
+    def check_frames(self, n: int) -> None: ...
+    def predict(self, nets: nn.ModuleDict, blur: Tensor, n: int,
+                center: Tensor | None = None) -> Prediction: ...
+    def deblur(self, nets: nn.ModuleDict, blur: Tensor) -> Tensor: ...
+    def for_inference(self, nets: nn.ModuleDict, device: torch.device | str) -> nn.ModuleDict: ...
+    def inference_keys(self) -> list[str]: ...
+    def stage_loss(self, stage: Stage, nets: nn.ModuleDict, batch: Batch) -> tuple[Tensor, Logs]: ...
+    def stage_identity(self, stage_name: str, model: dict | None = None) -> dict: ...
+
+
 REGISTRY: dict[str, Method] = {}
 
 
 def register(method: Method) -> Method:
-    """Add a method; names are unique and every stage and predictor must resolve."""
+    """Add a method after checking it: a unique name, known family, stages naming its components, claims on
+    known metrics, an ablation carrying a claim and training something no registered method trains."""
     if method.name in REGISTRY:
         raise ValueError(f"method {method.name!r} registered twice")
     if method.family not in FAMILIES:
@@ -260,8 +295,29 @@ def register(method: Method) -> Method:
         missing = [c for c in (*stage.trains, *stage.uses) if c not in method.components]
         if missing or set(stage.lr) != set(stage.trains):
             raise ValueError(f"{method.name}: stage {stage.name} names unknown components or lacks their lr")
+    for claim in method.claims:
+        if claim.metric not in CLAIM_METRICS:
+            raise ValueError(f"{method.name}: claim {claim.text!r} names unknown metric {claim.metric!r}; "
+                             f"choose from {', '.join(CLAIM_METRICS)}")
+    if method.family == "ablation":
+        _check_ablation(method)
     REGISTRY[method.name] = method
     return method
+
+
+def _check_ablation(method: Method) -> None:
+    """An ablation states the claim it tests and trains something new (else it would measure nothing)."""
+    if not method.claims:
+        raise ValueError(f"ablation {method.name}: give it the claim it tests (Method.claims)")
+    mine = _schedule_identity(method)
+    for other in REGISTRY.values():
+        if mine == _schedule_identity(other):
+            raise ValueError(f"ablation {method.name}: every stage equals one of {other.name}'s (same "
+                             "networks, loss and schedule), so it would measure nothing new")
+
+
+def _schedule_identity(method: Method) -> str:
+    return json.dumps([method.stage_identity(s.name) for s in method.stages], sort_keys=True)
 
 
 def get(name: str) -> Method:
@@ -278,7 +334,7 @@ def names(family: str | None = None) -> list[str]:
 
 
 def summary(model: dict | None = None) -> list[dict]:
-    """Rows for `bench list --methods --json` (SPEC 8): one per method, then one per distinct component.
+    """Rows for `bench list --methods --json`: one per method, then one per distinct component.
 
     Method rows: name, family, description, params and size_mb (test-time networks), train_params (all
     networks), components (key -> component row name), frames, stages. Component rows: family "component",
@@ -319,8 +375,3 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, (bool, int, float, str)) or value is None:
         return value
     return repr(value)
-
-
-# Fill the registry. These modules import the classes above from this (partially initialised) module, which
-# works because everything they need is defined by now.
-from methods import ours, trivial, jin2018, srn  # noqa: E402, F401, I001

@@ -25,6 +25,20 @@ def test_train_items_have_the_contract_shapes_and_are_deterministic(smoke_data: 
     assert torch.equal(ds[1]["blur"], ds[(1, 1)]["blur"])
 
 
+def test_fields_return_only_what_is_asked_with_the_same_crops(smoke_data: Path) -> None:
+    folder = smoke_data / "synthetic-smoke-7f"
+    full = TrainSet(folder, crop=24)
+    deblur = TrainSet(folder, crop=24, fields=("blur", "center"))  # what the DM's objective reads
+    video = TrainSet(folder, crop=24, fields=("sharp",))  # stage 1
+    for key in ((0, 3), (1, 8), (2, 11)):
+        a, b, c = full[key], deblur[key], video[key]
+        assert set(b) == {"blur", "center"} and set(c) == {"sharp"}
+        assert torch.equal(b["blur"], a["blur"]) and torch.equal(b["center"], a["sharp"][3])
+        assert torch.equal(c["sharp"], a["sharp"])
+    with pytest.raises(ValueError, match="mask"):
+        TrainSet(folder, crop=24, fields=("mask",))
+
+
 def test_same_transform_for_blur_and_frames(smoke_data: Path) -> None:
     ds = TrainSet(smoke_data / "synthetic-smoke-7f", crop=24, zoom=(1.0, 1.0), flip=True)
     for seed in range(6):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -13,27 +12,31 @@ from torch import nn
 
 from bench import metrics
 from bench.config import get_profile
+from methods.registry import Component, Method, Prediction
 
 SPEC8_KEYS = {"deblur_psnr", "deblur_ssim", "deblur_lpips", "eq6", "ppsnr", "pwpsnr", "mid_psnr", "epe",
               "runtime_deblur_s", "runtime_video_s", "params", "size_mb", "device"}
 
 
-@dataclasses.dataclass(frozen=True)
-class Repeat:
-    """A stand-in method: the blurred input (or, as an oracle, the true centre) repeated N times."""
+def _repeat(method: Method, nets: nn.ModuleDict, blur: torch.Tensor, n: int, center: torch.Tensor | None
+            ) -> Prediction:
+    image = nets["dm"](center if method.uses_true_center else blur)  # (b, 3, h, w)
+    return Prediction(deblurred=image, frames=image[:, None].expand(-1, n, -1, -1, -1))  # (b, n, 3, h, w)
 
-    name: str = "repeat-blur"
-    uses_true_center: bool = False
-    zero_flows: bool = False
 
-    def check_frames(self, n: int) -> None:
-        return None
+def _repeat_zero_flows(method: Method, nets: nn.ModuleDict, blur: torch.Tensor, n: int,
+                       center: torch.Tensor | None) -> Prediction:
+    out = _repeat(method, nets, blur, n, center)
+    return Prediction(out.deblurred, out.frames, torch.zeros(blur.shape[0], n, 2, *blur.shape[-2:]))
 
-    def predict(self, nets: nn.Module, blur: torch.Tensor, n: int, center: torch.Tensor | None = None):
-        image = nets["dm"](center if self.uses_true_center else blur)  # (b, 3, h, w)
-        frames = image[:, None].expand(-1, n, -1, -1, -1)  # (b, n, 3, h, w)
-        flows = torch.zeros(blur.shape[0], n, 2, *blur.shape[-2:]) if self.zero_flows else None
-        return SimpleNamespace(deblurred=image, frames=frames, flows=flows)
+
+def Repeat(name: str = "repeat-blur", uses_true_center: bool = False, zero_flows: bool = False) -> Method:
+    """A stand-in method (not registered): network `dm` applied to the blurred input (or, as an oracle, to
+    the true centre), repeated N times; `zero_flows` adds all-zero flows."""
+    return Method(name=name, family="baseline", description="test stand-in",
+                  components={"dm": Component(nn.Identity)}, stages=(),
+                  predictor=_repeat_zero_flows if zero_flows else _repeat,
+                  deblurrer=lambda nets, blur: nets["dm"](blur), uses_true_center=uses_true_center)
 
 
 @pytest.fixture(scope="module")

@@ -25,16 +25,19 @@ from bench.train import (
     train_method,
     train_stage,
 )
+from methods.registry import Component, Objective, Stage
 
 
-@dataclass(frozen=True)
-class ToyStage:
-    name: str
-    trains: tuple[str, ...]
-    lr: dict
-    init_from: tuple[str, ...] = ()
-    batch: str = "video"
-    iters_keys: tuple[str, ...] = ("iters_dm",)
+def toy_loss(method, stage, nets, batch):
+    out = nets["f"](batch["blur"])  # (b, 3, c, c)
+    if "g" in stage.trains:
+        out = nets["g"](out)
+    loss = (out - batch["sharp"][:, 0]).abs().mean() + 0.0 * torch.randn(()).abs()
+    return loss, {"l1": float(loss.detach())}
+
+
+TOY = Objective("toy", toy_loss, fields=("blur", "sharp"))
+CONV = Component(nn.Conv2d, {"in_channels": 3, "out_channels": 3, "kernel_size": 1})
 
 
 @dataclass
@@ -42,9 +45,10 @@ class ToyMethod:
     """Two 1x1 convs; stage 'b' starts from stage 'a'. `poison` makes the loss NaN at one call."""
 
     name: str = "toy"
-    stages: tuple = (ToyStage("a", ("f",), {"f": 1e-2}),
-                     ToyStage("b", ("f", "g"), {"f": 2e-3, "g": 1e-2}, init_from=("a",),
-                              iters_keys=("iters_autoencoder", "iters_bie")))
+    stages: tuple = (Stage("a", ("f",), {"f": 1e-2}, TOY),
+                     Stage("b", ("f", "g"), {"f": 2e-3, "g": 1e-2}, TOY, init_from=("a",),
+                           iters_keys=("iters_autoencoder", "iters_bie")))
+    components: dict = field(default_factory=lambda: {"f": CONV, "g": CONV})
     poison_at: int | None = None
     calls: list = field(default_factory=list)
 
@@ -57,13 +61,10 @@ class ToyMethod:
     def stage_loss(self, stage, nets, batch):
         if torch.is_grad_enabled():  # training steps only; the probe scores run without gradients
             self.calls.append(stage.name)
-        out = nets["f"](batch["blur"])  # (b, 3, c, c)
-        if "g" in stage.trains:
-            out = nets["g"](out)
-        loss = (out - batch["sharp"][:, 0]).abs().mean() + 0.0 * torch.randn(()).abs()
+        loss, logs = stage.objective.fn(self, stage, nets, batch)
         if self.poison_at is not None and len(self.calls) == self.poison_at:
             loss = loss * float("nan")
-        return loss, {"l1": float(loss.detach())}
+        return loss, logs
 
 
 class ToySet:

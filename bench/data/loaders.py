@@ -48,13 +48,21 @@ class TrainSet(_SetBase):
 
     `ds[(index, aug_seed)]` (or `ds[index]`, meaning aug_seed = index) returns
     `{"blur": (3,c,c), "sharp": (N,3,c,c)}` and `"flow": (N,2,c,c)` when the sample has flows.
+    `fields` picks what is returned (and read from disk) instead, among "blur", "sharp", "center" (the
+    central sharp frame, (3,c,c)) and "flow"; the crop of each field does not depend on the others.
     The zoom is drawn uniformly from `zoom`, raised where needed so a crop of `crop` pixels fits the frame.
     """
 
+    FIELDS = ("blur", "sharp", "center", "flow")
+
     def __init__(self, folder: str | Path, crop: int, zoom: tuple[float, float] = (0.2, 2.0),
-                 flip: bool = True, split: str = "train") -> None:
+                 flip: bool = True, split: str = "train", fields: tuple[str, ...] | None = None) -> None:
         super().__init__(folder, split)
         self.crop, self.zoom, self.flip = int(crop), (float(zoom[0]), float(zoom[1])), bool(flip)
+        self.fields = tuple(fields) if fields else ("blur", "sharp", "flow")
+        unknown = [f for f in self.fields if f not in self.FIELDS]
+        if unknown:
+            raise ValueError(f"TrainSet fields {unknown} unknown; choose from {self.FIELDS}")
         h, w = self.manifest["resolution"]
         if min(h, w) * self.zoom[1] < self.crop:
             raise BenchError(f"{self.folder}: a {crop}-pixel crop does not fit its {h}x{w} frames even at "
@@ -82,16 +90,36 @@ class TrainSet(_SetBase):
             part = part[:, ::-1]
         return np.ascontiguousarray(part)
 
+    def _read(self, sample: dict) -> dict[str, np.ndarray | list[np.ndarray]]:
+        """The images of `fields` only (a deblurring stage reads 2 files, not N + 1)."""
+        out: dict[str, np.ndarray | list[np.ndarray]] = {}
+        if "blur" in self.fields:
+            out["blur"] = read_rgb(self.folder / sample["blur"])
+        if "sharp" in self.fields:
+            out["sharp"] = [read_rgb(self.folder / p) for p in sample["sharp"]]
+        if "center" in self.fields:
+            out["center"] = (out["sharp"][self.center - 1] if "sharp" in out
+                             else read_rgb(self.folder / sample["sharp"][self.center - 1]))
+        if "flow" in self.fields and sample["flow"]:
+            out["flow"] = [np.load(self.folder / p, allow_pickle=False).astype(np.float32)
+                           for p in sample["flow"]]
+        return out
+
     def __getitem__(self, key: int | tuple[int, int]) -> dict[str, torch.Tensor]:
         index, aug_seed = key if isinstance(key, tuple) else (key, key)
         sample = self.samples[int(index)]
-        blur, sharp, flow = self._load(sample)
+        images = self._read(sample)
+        first = next(iter(images.values()))
         rng = np.random.default_rng([int(index), int(aug_seed) & 0xFFFFFFFF])
-        x0, y0, box, flip = self.transform(blur.shape[:2], rng)
-        out = {
-            "blur": _to_tensor(self._apply(blur, x0, y0, box, flip)),  # (3, c, c)
-            "sharp": torch.stack([_to_tensor(self._apply(f, x0, y0, box, flip)) for f in sharp]),  # (N,3,c,c)
-        }
+        x0, y0, box, flip = self.transform((first[0] if isinstance(first, list) else first).shape[:2], rng)
+        out = {}
+        for name in ("blur", "center"):
+            if name in images:
+                out[name] = _to_tensor(self._apply(images[name], x0, y0, box, flip))  # (3, c, c)
+        if "sharp" in images:
+            out["sharp"] = torch.stack([_to_tensor(self._apply(f, x0, y0, box, flip))
+                                        for f in images["sharp"]])  # (N, 3, c, c)
+        flow = images.get("flow")
         if flow is not None:
             scale = self.crop / box  # displacements grow with the zoom
             flows = []

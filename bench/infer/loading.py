@@ -4,16 +4,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bench.errors import BenchError
+
+if TYPE_CHECKING:
+    from methods.registry import MethodAPI
 
 
 @dataclass
 class LoadedMethod:
     """A method ready to predict: its registry entry, its networks on `device`, and where they came from."""
 
-    method: Any  # methods.registry.Method
+    method: MethodAPI  # the registry entry
     nets: Any  # nn.ModuleDict, eval mode
     frames: int  # N
     device: Any  # torch.device
@@ -86,7 +89,7 @@ def load_method(method: str | None = None, frames: int | None = None, run: str |
     from bench.run import get_method
 
     entry = get_method(name, n)
-    if getattr(entry, "uses_true_center", False):
+    if entry.uses_true_center:
         raise BenchError(f"{name} is an oracle fed the true central frame; a photo has none, so pick another "
                          "--method (e.g. ours)")
     if payload is None and entry.stages:
@@ -114,7 +117,7 @@ def load_method(method: str | None = None, frames: int | None = None, run: str |
     if payload is not None:
         states = payload.get("state_dicts") or {}
         # Networks used only in training (the RVE) may be absent from a weights file; the rest may not.
-        needed = [c for c in nets.keys() if getattr(entry.components[c], "inference", True)]
+        needed = entry.inference_keys()
         missing = [c for c in needed if c not in states]
         if missing:
             raise BenchError(f"{source}: no weights for {', '.join(missing)} of {name}; re-export the run")
