@@ -7,8 +7,9 @@ which batch size it uses and which profile budgets add up to its iteration count
 loss (`Method.stage_loss`).
 
 Caching and resumption. A stage's result lives in `runs/stages/<key>/` where the key hashes the method's
-stage identity (networks, loss, the identities of its `init_from` stages), the dataset, the training fields
-that change its weights, the seed and the keys of its `init_from` stages. Methods that share a stage (`ours`,
+stage identity (networks, loss, the identities of its `init_from` stages), the code it runs (per class and
+function, `bench.code_identity`), the dataset, the training fields that change its weights, the seed and the
+keys of its `init_from` stages. Methods that share a stage (`ours`,
 `ours-static`, `ours-gt-center`, the ablations) share its folder. A finished stage is reused; an unfinished
 one resumes from its last checkpoint. Everything random is derived from (seed, `stream_key`, iteration): the
 batch of iteration i is drawn by a generator seeded from those three, and the torch RNG is reseeded with them
@@ -36,6 +37,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from bench.code_identity import stage_code
 from bench.config import Profile
 from bench.errors import BenchError
 from bench.store import FolderLock, atomic_torch_save, atomic_write_json, read_json, sha256_file, stable_hash
@@ -134,39 +136,18 @@ def dataset_fingerprint(set_folder: Path) -> str:
     return f"{Path(set_folder).name}:{digest}"
 
 
-def code_fingerprint(method: Any, stage: Any) -> str:
-    """Hash of the source files that define a stage's networks, loss and layers.
-
-    The registry's stage identity names classes and their arguments, not their code; without this, a cached
-    checkpoint of an older DM would be loaded into a changed DM. Any edit of those files retrains the stage.
-    """
-    import hashlib
-    import inspect
-    import sys
-
-    modules = {"methods.layers", "methods.losses", stage.objective.fn.__module__}
-    for name in (*stage.trains, *stage.uses):
-        modules.add(method.components[name].cls.__module__)
-    digest = hashlib.sha256()
-    for mod in sorted(modules):
-        module = sys.modules.get(mod)
-        try:
-            digest.update(inspect.getsource(module).encode() if module else mod.encode())
-        except (OSError, TypeError):
-            digest.update(mod.encode())
-    return digest.hexdigest()[:16]
-
-
 def stage_key(method: Any, stage: Any, profile: Profile, dataset: str, seed: int,
               prior_keys: dict[str, str]) -> tuple[str, dict]:
     """(key, identity): the cache key of one stage and the JSON it hashes."""
-    t = profile.train
+    t, model = profile.train, asdict(profile.model)
     identity = {
-        "stage": method.stage_identity(stage.name, asdict(profile.model)),
+        "stage": method.stage_identity(stage.name, model),
         "dataset": dataset,
         "seed": int(seed),
         "init_from": {name: prior_keys[name] for name in stage.init_from},
-        "code": code_fingerprint(method, stage),
+        # The code the stage runs, per class and function (bench/code_identity.py): an edited network or
+        # loss never loads a stale checkpoint, and an edit elsewhere in methods/ retrains nothing.
+        "code": stage_code(method, stage, model),
         # Only fields that change the weights; logging, checkpoint spacing, workers and device do not.
         "train": {"crop": t.crop, "zoom": [t.zoom_min, t.zoom_max], "flip": t.flip,
                   "batch": stage_batch(stage, profile), "iters": stage_iterations(stage, profile),

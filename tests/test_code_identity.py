@@ -1,0 +1,133 @@
+"""bench/code_identity.py: a stage's key follows the code the stage runs, per class and per function.
+
+The two edit tests change a copy of `methods/` on disk and compute every stage key in a fresh interpreter,
+as a developer's edit would reach the next `bench run`.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import shutil
+import subprocess
+import sys
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+
+from bench.code_identity import closure_digests, stage_code
+from bench.config import get_profile
+from bench.train import stage_key
+from methods import registry
+
+ROOT = Path(__file__).resolve().parents[1]
+SMOKE = get_profile("smoke")
+KEYS_SCRIPT = """
+import json
+from bench.config import get_profile
+from bench.train import stage_key
+from methods import registry
+
+profile, out = get_profile("smoke"), {}
+for name in registry.names():
+    method, keys = registry.get(name), {}
+    for stage in method.stages:
+        prior = {k: keys[k] for k in stage.init_from}
+        keys[stage.name] = stage_key(method, stage, profile, "set:x", 0, prior)[0]
+        out[name + "/" + stage.name] = keys[stage.name]
+print(json.dumps(out))
+"""
+
+
+def all_keys() -> dict[str, str]:
+    """Every registered stage's key on the smoke profile (this interpreter's `methods`)."""
+    out = {}
+    for name in registry.names():
+        method, keys = registry.get(name), {}
+        for stage in method.stages:
+            prior = {k: keys[k] for k in stage.init_from}
+            keys[stage.name] = stage_key(method, stage, SMOKE, "set:x", 0, prior)[0]
+            out[f"{name}/{stage.name}"] = keys[stage.name]
+    return out
+
+
+def keys_after_edit(tmp_path: Path, edits: dict[str, list[tuple[str, str]]]) -> dict[str, str]:
+    """Copy `methods/`, apply (old, new) text replacements per file, compute the keys in a fresh process."""
+    shutil.copytree(ROOT / "methods", tmp_path / "methods", ignore=shutil.ignore_patterns("__pycache__"))
+    for rel, replacements in edits.items():
+        path = tmp_path / "methods" / rel
+        text = path.read_text()
+        for old, new in replacements:
+            assert old in text, f"{rel}: {old!r} not found; update this test's edit"
+            text = text.replace(old, new, 1)
+        path.write_text(text)
+    env = {"PYTHONPATH": f"{tmp_path}:{ROOT}", "PATH": "/usr/bin:/bin"}
+    done = subprocess.run([sys.executable, "-c", KEYS_SCRIPT], env=env, cwd=tmp_path, capture_output=True,
+                          text=True, check=True)  # cwd: `python -c` puts it first on the path
+    return json.loads(done.stdout)
+
+
+def test_a_new_variant_and_helpers_leave_every_existing_key(tmp_path: Path) -> None:
+    before = all_keys()
+    new_row = ('    "ours-no-tv": dict(',
+               '    "ours-mu-half": dict(family="ablation", loss={"mu": 0.01}, description="mu/2",\n'
+               '                         claims=_video_claim("the paper\'s TV weight beats half of it")),\n'
+               '    "ours-no-tv": dict(')
+    helper = ("def make_ours(", "def unused_helper(x: int) -> int:\n    return 2 * x\n\n\ndef make_ours(")
+    layer = ("def count_params(", "def halve(x: Tensor) -> Tensor:\n    return x / 2\n\n\ndef count_params(")
+    after = keys_after_edit(tmp_path, {"ours.py": [new_row, helper], "layers.py": [layer]})
+    assert {k: after[k] for k in before} == before
+    assert {k for k in after if k.startswith("ours-mu-half/")} == {
+        "ours-mu-half/dm", "ours-mu-half/autoencoder", "ours-mu-half/bie"}
+    assert after["ours-mu-half/dm"] == before["ours/dm"]  # its DM is ours's: trained once for both
+    assert after["ours-mu-half/bie"] != before["ours/bie"]
+
+
+def test_editing_a_function_the_dm_uses_changes_the_keys_that_use_it_only(tmp_path: Path) -> None:
+    before = all_keys()
+    edit = ("return F.pixel_unshuffle(x, factor)", "return F.pixel_unshuffle(x, int(factor))")
+    after = keys_after_edit(tmp_path, {"layers.py": [edit]})
+    changed = {k for k in before if after[k] != before[k]}
+    dm_users = {k for k in before if k.endswith("/dm")} | {"jin2018/jin-center", "jin2018/jin-pairs"}
+    assert changed == dm_users  # space_to_depth: the DM and Jin's networks; never the RVD, BIE or SRN
+
+
+def test_stage_code_reaches_through_containers_constants_and_submodules() -> None:
+    ours = registry.get("ours")
+    dm = stage_code(ours, ours.stage("dm"), asdict(SMOKE.model))
+    assert {"methods.dm.DM", "methods.layers.RDB", "methods.layers.space_to_depth",
+            "methods.common.deblur_loss", "methods.losses.deblur_l1"} <= set(dm)
+    assert not any(k.startswith("methods.video") for k in dm)
+    video = stage_code(ours, ours.stage("autoencoder"), asdict(SMOKE.model))
+    # The Eq. 5 and Eq. 6 terms are reached through the DATA_TERMS dict, the slope by value.
+    assert {"methods.losses.l1_video", "methods.losses.eq6", "methods.video.RVE", "methods.video.FlowDecoder",
+            "methods.layers.warp"} <= set(video)
+    assert video["methods.layers.LEAKY_SLOPE"] == "value:0.2"
+    assert "methods.dm.DM" not in video
+
+
+def test_stage_code_leaves_the_random_state_alone() -> None:
+    ours = registry.get("ours")
+    torch.manual_seed(3)
+    state = torch.get_rng_state()
+    stage_code(ours, ours.stage("bie"), asdict(SMOKE.model))
+    assert torch.equal(torch.get_rng_state(), state)
+
+
+def _load(path: Path, text: str) -> object:
+    path.write_text(text)
+    spec = importlib.util.spec_from_file_location(f"methods._scratch_{path.stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.f
+
+
+def test_digests_ignore_comments_and_docstrings_not_code(tmp_path: Path) -> None:
+    base = _load(tmp_path / "a.py", "def f(x):\n    return x + 1\n")
+    noted = _load(tmp_path / "b.py", '# why\ndef f(x):\n    """What f does."""\n    return x + 1  # why\n')
+    edited = _load(tmp_path / "c.py", "def f(x):\n    return x + 2\n")
+    digest = list(closure_digests([base]).values())
+    assert digest == list(closure_digests([noted]).values())
+    assert digest != list(closure_digests([edited]).values())
+    assert closure_digests([torch.nn.Conv2d]) == {}  # code outside methods/ is not followed
