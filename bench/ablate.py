@@ -2,54 +2,25 @@
 
 The paper's supplementary material argues for flows over intensities, the recurrent decoder, two-stage
 training, the sharp-frame input to the BIE, the 4-scale loss (Eq. 4), the TV term and residual dense blocks
-in the DM (Sec. 3.5). Each claim below names the variant that removes the choice and the metric it should
-hurt. The claims are data: `bench ablate` loops over them; adding an ablation is one registry entry and one
-row here.
+and the growth rate of the DM (Sec. 3.5). Each ablation is one registry entry (`methods/ours.py`) that removes
+one choice and carries the claim it tests (`Method.claims`: the metric it should hurt and the method expected
+to beat it, `ours`); `bench ablate` and `bench report` read the claims from there, so adding an ablation is
+one entry and nothing else.
 
-A claim *holds* when the variant is worse than `ours` in the claimed direction by more than the seed spread
-(the sum of the two sample standard deviations across seeds): the rule of `bench.report.claims.decide`,
-shared with the report so the two never disagree. With a single seed the spread is unknown (0), so any
-difference in the right direction counts; the table says how many seeds stood behind each row.
+A claim *holds* when the variant is worse than the claim's winner in the claimed direction by more than the
+seed spread: the rule of `bench.report.claims.decide`, shared with the report so the two never disagree. With
+a single seed the spread is unknown (0), so any difference in the right direction counts; the table says
+how many seeds stood behind each row.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-
-@dataclass(frozen=True)
-class Claim:
-    variant: str  # registered ablation method
-    claim: str  # the paper's claim, in words
-    metric: str  # aggregate key of metrics.json that the variant should make worse
-    lower_is_better: bool  # direction of `metric`
-
-
-VIDEO, DEBLUR = "eq6", "deblur_psnr"
-
-CLAIMS: tuple[Claim, ...] = (
-    Claim("ours-intensity", "flow prediction beats direct intensity regression", VIDEO, True),
-    Claim("ours-nonrecurrent", "the recurrent decoder beats a one-pass decoder", VIDEO, True),
-    Claim("ours-joint", "two-stage training beats joint BIE-RVD training from scratch", VIDEO, True),
-    Claim("ours-no-sharp", "feeding the sharp central frame helps the BIE", VIDEO, True),
-    Claim("ours-single-scale", "the 4-scale loss (Eq. 4) beats a full-resolution-only loss", VIDEO, True),
-    Claim("ours-no-tv", "the TV smoothness term on flows helps (mu = 0.02)", VIDEO, True),
-    Claim("ours-dm-resblocks", "residual dense blocks beat plain residual blocks in the DM", DEBLUR, False),
-)
-GROWTH_CLAIM = "the DM's default RDB growth rate beats this one (growth-rate sweep)"
-
-
-def claim_for(name: str) -> Claim:
-    """The claim tested by an ablation variant; growth-rate sweep entries share one claim."""
-    for claim in CLAIMS:
-        if claim.variant == name:
-            return claim
-    if "growth" in name:
-        return Claim(name, GROWTH_CLAIM, DEBLUR, False)
-    raise KeyError(f"ablation {name!r} has no claim in bench.ablate.CLAIMS; add one")
+if TYPE_CHECKING:
+    from methods.registry import Claim
 
 
 def ablation_names() -> list[str]:
@@ -57,6 +28,21 @@ def ablation_names() -> list[str]:
     from methods import registry
 
     return registry.names(family="ablation")
+
+
+def claims_of(name: str) -> list[Claim]:
+    """The claims an ablation entry carries about itself (the ones it is the losing side of)."""
+    from methods import registry
+
+    return [c for c in registry.get(name).claims if c.sides(name)[1] == name]
+
+
+def plan(variants: Iterable[str]) -> list[str]:
+    """The methods `bench ablate` runs for these variants: each claim's expected winner, then the variants,
+    each once, in that order (so `ours` is trained first and its stages are reused by the variants)."""
+    variants = list(variants)
+    winners = [c.better for name in variants for c in claims_of(name)]
+    return list(dict.fromkeys([*winners, *variants]))
 
 
 def _stat(name: str, metric: str, values: list[float | None]) -> Any:
@@ -70,30 +56,27 @@ def _stat(name: str, metric: str, values: list[float | None]) -> Any:
     return Stat(name, 0, metric, mean, std, len(values), ())
 
 
-def judge(claim: Claim, ours: list[float | None], variant: list[float | None]) -> dict[str, Any]:
-    """One table row: means, spreads and whether the claim held on these per-seed values."""
+def judge(claim: Claim, owner: str, better: list[float | None], worse: list[float | None]) -> dict[str, Any]:
+    """One table row: means, spreads and whether `claim` (carried by `owner`) held on these per-seed values
+    of its winner (`better`) and loser (`worse`)."""
     from bench.report.claims import HELD, NOT_MEASURED, decide  # the report's rule, imported late: no cycle
 
-    a, b = _stat("ours", claim.metric, ours), _stat(claim.variant, claim.metric, variant)
+    winner, loser = claim.sides(owner)
+    a, b = _stat(winner, claim.metric, better), _stat(loser, claim.metric, worse)
     verdict, gain, spread = decide(a, b, claim.lower_is_better)
-    return {"variant": claim.variant, "claim": claim.claim, "metric": claim.metric,
+    return {"variant": loser, "better": winner, "claim": claim.text, "metric": claim.metric,
             "lower_is_better": claim.lower_is_better,
-            "ours_mean": a.mean if a else None, "ours_std": a.std if a else 0.0,
+            "better_mean": a.mean if a else None, "better_std": a.std if a else 0.0,
             "variant_mean": b.mean if b else None, "variant_std": b.std if b else 0.0,
-            "seeds": min(len(ours), len(variant)), "difference": gain, "spread": spread,
+            "seeds": min(len(better), len(worse)), "difference": gain, "spread": spread,
             "held": None if verdict == NOT_MEASURED else verdict == HELD, "verdict": verdict}
 
 
-def table(runs: Iterable[dict], variants: list[str], frames: int, profile: str,
-          dataset: str | None = None, seeds: Iterable[int] | None = None) -> list[dict]:
-    """Judge each variant against `ours` from stored runs (`bench.store.iter_runs` records).
-
-    Only finished runs without `--set` overrides on the same profile, N and (when given) dataset and seeds
-    count, so every row compares runs made on the same data and budget, and `--seeds 0` means seed 0 only
-    even when other seeds are stored.
-    """
+def _by_method(runs: Iterable[dict], frames: int, profile: str, dataset: str | None,
+               seeds: Iterable[int] | None) -> dict[str, dict[int, dict]]:
+    """method -> seed -> aggregate metrics of the finished runs that share the ablations' data and budget."""
     wanted = None if seeds is None else {int(s) for s in seeds}
-    by_method: dict[str, dict[int, dict]] = {}
+    out: dict[str, dict[int, dict]] = {}
     for record in runs:
         cfg, metrics = record.get("config") or {}, record.get("metrics") or {}
         if metrics.get("status") != "finished":
@@ -106,12 +89,24 @@ def table(runs: Iterable[dict], variants: list[str], frames: int, profile: str,
             continue
         if cfg.get("overrides"):
             continue  # a run with overrides is not on the shared budget
-        by_method.setdefault(cfg.get("method"), {})[cfg.get("seed")] = metrics.get("aggregate", {})
+        out.setdefault(cfg.get("method"), {})[cfg.get("seed")] = metrics.get("aggregate", {})
+    return out
+
+
+def table(runs: Iterable[dict], variants: list[str], frames: int, profile: str,
+          dataset: str | None = None, seeds: Iterable[int] | None = None) -> list[dict]:
+    """Judge each claim of each variant from stored runs (`bench.store.iter_runs` records), one row each.
+
+    Only finished runs without `--set` overrides on the same profile, N and (when given) dataset and seeds
+    count, so every row compares runs made on the same data and budget, and `--seeds 0` means seed 0 only
+    even when other seeds are stored.
+    """
+    by_method = _by_method(runs, frames, profile, dataset, seeds)
     rows = []
     for name in variants:
-        claim = claim_for(name)
-        ours_seeds, var_seeds = by_method.get("ours", {}), by_method.get(name, {})
-        common = sorted(set(ours_seeds) & set(var_seeds))
-        rows.append(judge(claim, [ours_seeds[s].get(claim.metric) for s in common],
-                          [var_seeds[s].get(claim.metric) for s in common]))
+        for claim in claims_of(name):
+            winner_seeds, loser_seeds = by_method.get(claim.better, {}), by_method.get(name, {})
+            common = sorted(set(winner_seeds) & set(loser_seeds))
+            rows.append(judge(claim, name, [winner_seeds[s].get(claim.metric) for s in common],
+                              [loser_seeds[s].get(claim.metric) for s in common]))
     return rows

@@ -1,4 +1,5 @@
-"""bench ablate: verdicts from stored runs, every ablation states its claim, and a smoke run end to end."""
+"""bench ablate: verdicts from stored runs, every ablation states its claim, an ablation is one registry
+entry, and a smoke run end to end."""
 
 from __future__ import annotations
 
@@ -7,30 +8,34 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from bench.ablate import CLAIMS, Claim, ablation_names, claim_for, judge, table
+from bench.ablate import ablation_names, claims_of, judge, plan, table
 from bench.store import atomic_write_json, iter_runs
+from methods.registry import Claim
 
 
-def test_every_registered_ablation_states_a_claim() -> None:
+def test_every_registered_ablation_states_a_claim_against_ours() -> None:
     names = ablation_names()
-    assert {c.variant for c in CLAIMS} <= set(names)
+    assert "ours-no-tv" in names and "ours-dm-resblocks" in names
     for name in names:
-        claim = claim_for(name)
-        assert claim.metric in ("eq6", "deblur_psnr")
+        claims = claims_of(name)
+        assert claims and all(c.better == "ours" and c.metric in ("eq6", "deblur_psnr") for c in claims)
+    assert plan(["ours-no-tv", "ours-joint"]) == ["ours", "ours-no-tv", "ours-joint"]
 
 
 def test_judge_needs_the_difference_beyond_the_spread() -> None:
-    eq6 = Claim("v", "c", "eq6", lower_is_better=True)
-    assert judge(eq6, [50.0, 51.0, 49.0], [60.0, 61.0, 59.0])["held"] is True
+    eq6 = Claim("c", "supp.", "eq6", lower_is_better=True)
+    assert judge(eq6, "v", [50.0, 51.0, 49.0], [60.0, 61.0, 59.0])["held"] is True
     # Worse on average but inside the seeds' spread: not held.
-    assert judge(eq6, [50.0, 55.0, 45.0], [52.0, 57.0, 47.0])["held"] is False
+    assert judge(eq6, "v", [50.0, 55.0, 45.0], [52.0, 57.0, 47.0])["held"] is False
     # Better than ours: the claim fails.
-    assert judge(eq6, [50.0, 51.0], [40.0, 41.0])["verdict"] == "not held"
-    psnr = Claim("v", "c", "deblur_psnr", lower_is_better=False)
-    assert judge(psnr, [30.0], [29.0])["held"] is True
-    assert judge(psnr, [30.0], [31.0])["held"] is False
-    assert judge(psnr, [30.0], [30.0])["held"] is False  # a tie is no evidence for the claim
-    assert judge(eq6, [], [1.0])["verdict"] == "not measured"
+    assert judge(eq6, "v", [50.0, 51.0], [40.0, 41.0])["verdict"] == "not held"
+    psnr = Claim("c", "supp.", "deblur_psnr", lower_is_better=False)
+    assert judge(psnr, "v", [30.0], [29.0])["held"] is True
+    assert judge(psnr, "v", [30.0], [31.0])["held"] is False
+    assert judge(psnr, "v", [30.0], [30.0])["held"] is False  # a tie is no evidence for the claim
+    assert judge(eq6, "v", [], [1.0])["verdict"] == "not measured"
+    row = judge(eq6, "v", [50.0], [60.0])
+    assert (row["better"], row["variant"], row["better_mean"]) == ("ours", "v", 50.0)
 
 
 def _store_run(root: Path, method: str, seed: int, eq6: float, psnr: float, frames: int = 9,
@@ -89,3 +94,51 @@ def test_ablate_only_no_tv_on_smoke_end_to_end(smoke_data: Path, tmp_path: Path)
 
     assert rows(result.output) and rows(result.output) == rows(again.output)
     assert "iterations," not in again.output  # nothing was trained the second time
+
+
+@pytest.fixture()
+def extra_ablation():
+    """One new ablation, registered at runtime as one entry and removed afterwards."""
+    from methods import registry
+    from methods.ours import make_ours
+
+    claim = Claim("the paper's TV weight beats half of it", "supp.", "eq6", lower_is_better=True)
+    method = registry.register(make_ours("ours-mu-half", "ablation", "TV weight mu = 0.01", loss={"mu": 0.01},
+                                         claims=(claim,)))
+    yield method
+    registry.REGISTRY.pop(method.name)
+
+
+def test_a_new_ablation_is_one_registry_entry(extra_ablation, tmp_path: Path) -> None:
+    from bench.report import build_report, parse_formats
+
+    name = extra_ablation.name
+    assert name in ablation_names() and plan([name]) == ["ours", name]
+    for seed in (0, 1):
+        _store_run(tmp_path, "ours", seed, 50.0 + seed, 30.0)
+        _store_run(tmp_path, name, seed, 60.0 + seed, 30.0)
+    rows = [r for r in table(iter_runs(tmp_path), ablation_names(), frames=9, profile="smoke", dataset="d")
+            if r["variant"] == name]
+    text = extra_ablation.claims[0].text
+    assert [(r["claim"], r["verdict"], r["seeds"]) for r in rows] == [(text, "held", 2)]
+    out = tmp_path / "report"
+    result = build_report(tmp_path, out, parse_formats("md,csv"))
+    claim = {c["claim"]: c for c in result.claims}[text]
+    assert claim["verdict"] == "held" and claim["source"] == "supp."
+    assert text in (out / "tables" / "claims.md").read_text()
+    assert name in (out / "tables" / "ablations.md").read_text()
+
+
+def test_register_refuses_an_ablation_that_measures_nothing_or_states_no_claim() -> None:
+    from methods import registry
+    from methods.ours import make_ours
+
+    claim = (Claim("c", "supp.", "eq6", lower_is_better=True),)
+    with pytest.raises(ValueError, match="same networks"):
+        registry.register(make_ours("ours-again", "ablation", "ours under another name", claims=claim))
+    with pytest.raises(ValueError, match="claim"):
+        registry.register(make_ours("ours-mu-third", "ablation", "no claim", loss={"mu": 0.006}))
+    bad = (Claim("c", "supp.", "eq7", lower_is_better=True),)
+    with pytest.raises(ValueError, match="unknown metric 'eq7'"):
+        registry.register(make_ours("ours-mu-third", "ablation", "typo", loss={"mu": 0.006}, claims=bad))
+    assert "ours-again" not in registry.names() and "ours-mu-third" not in registry.names()

@@ -12,7 +12,7 @@ from torch import nn
 
 from bench import metrics
 from bench.config import get_profile
-from methods.registry import Component, Method, Prediction
+from methods.registry import CLAIM_METRICS, Component, Method, Prediction
 
 SPEC8_KEYS = {"deblur_psnr", "deblur_ssim", "deblur_lpips", "eq6", "ppsnr", "pwpsnr", "mid_psnr", "epe",
               "runtime_deblur_s", "runtime_video_s", "params", "size_mb", "device"}
@@ -69,6 +69,8 @@ def test_blurred_floor_scores_match_direct_computation(smoke_set, no_lpips, tmp_
     json.dumps(out, allow_nan=False)  # plain JSON: no NaN or inf anywhere
     agg = out["aggregate"]
     assert SPEC8_KEYS <= set(agg)
+    assert set(CLAIM_METRICS) <= set(agg) and set(CLAIM_METRICS) <= set(out["samples"][0]) | {
+        "runtime_deblur_s", "runtime_video_s", "params", "size_mb"}  # what a claim may be judged on
     assert agg["deblur_lpips"] is None and "alexnet" in agg["deblur_lpips_note"].lower()
     assert agg["epe"] is None  # this method predicts no flows
     assert agg["params"] == 0 and agg["runtime_video_s"] > 0 and agg["device"]

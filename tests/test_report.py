@@ -316,3 +316,43 @@ def test_report_on_real_smoke_runs(smoke_store: Path, tmp_path: Path) -> None:
     readme = (out / "README.md").read_text()
     assert "train.iters_dm=2" in readme  # the shared overrides are stated in the provenance
     assert "`jin2018` at N=7: no run" in readme and "`srn` at N=9: no run" in readme
+
+
+def test_claims_quote_the_papers_figures_as_the_report_holds_them() -> None:
+    from bench.report import paper
+    from bench.report.claims import METRIC_LABELS, registered_claims
+    from methods import registry
+
+    pairs, note = registered_claims()
+    assert not note and pairs
+    for owner, claim in pairs:
+        assert set(claim.sides(owner)) <= set(registry.names()) and claim.metric in METRIC_LABELS
+    quoted = {c.text: c.paper for _, c in pairs}
+    dm, srn = paper.table1_row("ours"), paper.table1_row("srn")
+    assert quoted["DM beats SRN in PSNR"] == (dm.psnr, srn.psnr)
+    assert quoted["DM beats SRN in SSIM"] == (dm.ssim, srn.ssim)
+    assert quoted["DM is smaller than SRN"] == (paper.SIZE_MB["dm"], paper.SIZE_MB["srn"])
+    assert quoted["DM is faster than SRN"] == (paper.TIME_DEBLUR_S["dm"], paper.TIME_DEBLUR_S["srn"])
+    assert quoted["ours beats jin2018 in Eq. 6 at 7 frames"] == (paper.EQ6[("ours", 7)],
+                                                                paper.EQ6[("jin2018", 7)])
+    assert quoted["ours at 9 frames stays below jin2018 at 7 in Eq. 6"] == (paper.EQ6[("ours", 9)],
+                                                                          paper.EQ6[("jin2018", 7)])
+    assert quoted["ours is smaller than jin2018"] == (paper.SIZE_MB["ours"], paper.SIZE_MB["jin2018"])
+    assert quoted["ours is faster than jin2018 (video)"] == (paper.TIME_VIDEO_S["ours"],
+                                                             paper.TIME_VIDEO_S["jin2018"])
+    sources = [c.source for _, c in pairs]
+    assert sources == sorted(sources, key=["Table 1", "Sec. 3.3", "supp."].index)  # the paper's order
+
+
+def test_report_is_built_when_the_registry_fails(store: Path, tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    from methods import registry
+
+    def broken(family: str | None = None) -> list[str]:
+        raise KeyError("a method module changed under us")
+
+    monkeypatch.setattr(registry, "names", broken)
+    result = build_report(store, tmp_path / "r", parse_formats("md"))
+    assert result.claims == []
+    assert "did not load" in (tmp_path / "r" / "tables" / "claims.md").read_text()
+    assert (tmp_path / "r" / "tables" / "video.md").is_file()

@@ -22,18 +22,23 @@ def print_table(rows: list[dict], frames: int, profile: str, wall_s: float) -> N
     from rich.table import Table
 
     table = Table(title=f"ablations: {profile} profile, N={frames} (mean ± sample std over seeds)")
-    for col in ("variant", "claim", "metric", "ours", "variant value", "seeds", "verdict"):
-        table.add_column(col, justify="right" if col in ("ours", "variant value", "seeds") else "left")
+    winners = {row["better"] for row in rows}
+    winner_col = next(iter(winners)) if len(winners) == 1 else "winner"  # "ours" for every claim so far
+    widest = max([len(row["variant"]) for row in rows] + [7])
+    for col in ("variant", "claim", "metric", winner_col, "variant value", "seeds", "verdict"):
+        table.add_column(col, justify="right" if col in (winner_col, "variant value", "seeds") else "left",
+                         min_width=widest if col == "variant" else None)
     for row in rows:
         arrow = "lower is better" if row["lower_is_better"] else "higher is better"
         colour = {"held": "green", "not held": "red"}.get(row["verdict"], "yellow")
         verdict = f"[{colour}]{row['verdict']}[/]"
         table.add_row(row["variant"], row["claim"], f"{row['metric']} ({arrow})",
-                      _fmt(row["ours_mean"], row["ours_std"]), _fmt(row["variant_mean"], row["variant_std"]),
-                      str(row["seeds"]), verdict)
+                      ("" if len(winners) == 1 else f"{row['better']} ")
+                      + _fmt(row["better_mean"], row["better_std"]),
+                      _fmt(row["variant_mean"], row["variant_std"]), str(row["seeds"]), verdict)
     console = Console()
     console.print(table)
-    console.print("held = the variant is worse than ours by more than the seed spread; "
+    console.print("held = the variant is worse than the claim's winner by more than the seed spread; "
                   f"wall time {wall_s:.0f} s")
 
 
@@ -49,9 +54,11 @@ def command(only: str | None, profile: str, frames: int, seeds: str, data_dir: P
             runs_dir: Path | None, device: str | None) -> None:
     """Train and score each ablation variant beside `ours`; stages shared with `ours` are reused.
 
+    The variants and the claims they test come from the method registry (`methods/ours.py`).
+
     Interrupted, the same command continues: finished runs and stages are cached in the store.
     """
-    from bench.ablate import ablation_names, claim_for, table
+    from bench.ablate import ablation_names, plan, table
     from bench.config import parse_int_list
     from bench.run import RunSpec, execute
     from bench.store import iter_runs
@@ -62,12 +69,11 @@ def command(only: str | None, profile: str, frames: int, seeds: str, data_dir: P
     for name in variants:
         if name not in known:
             raise BenchError(f"--only {name}: not an ablation; choose from {', '.join(known)}")
-        claim_for(name)  # every variant must state the claim it tests
     seed_list = parse_int_list(seeds, "--seeds", "0,1,2")
     started = time.perf_counter()
     dataset = None
     for seed in seed_list:
-        for name in ["ours", *variants]:
+        for name in plan(variants):
             click.echo(f"== {name}, seed {seed}")
             outcome = execute(RunSpec(method=name, profile=profile, frames=frames, seed=seed,
                                       data_dir=data_dir, runs_dir=runs_dir, device=device), log=click.echo)

@@ -15,10 +15,9 @@ import pandas as pd
 
 from bench.errors import BenchError
 from bench.report import paper
-from bench.report.claims import evaluate_claims, finished, fmt
+from bench.report.claims import evaluate_claims, finished, fmt, registered_ablations, registered_claims
 from bench.report.load import load_runs
 from bench.report.tables import (
-    ABLATIONS,
     CENTRE_FLOOR_NAMES,
     EQ6_PAIRING,
     RULE,
@@ -70,7 +69,7 @@ def expected_cells(ctx: Context) -> list[tuple[str, int, str]]:
     cells += [(m, n) for m in CENTRE_FLOOR_NAMES if m in registered for n in (7, 9)]
     out = [(m, n, f"bench run --method {m} --frames {n}{p}") for m, n in cells]
     n = ctx.frames["ablation"]
-    out += [(m, n, f"bench ablate --only {m} --frames {n}{p}") for m in ABLATIONS]
+    out += [(m, n, f"bench ablate --only {m} --frames {n}{p}") for m in registered_ablations()]
     return out
 
 
@@ -112,6 +111,9 @@ def claims_table(ctx: Context, rows: list[dict]) -> Table:
                             for r in rows])
     notes = ctx.header() + [RULE, f"Deblurring claims at N={ctx.frames['deblur']}, ablations at "
                             f"N={ctx.frames['ablation']}. " + EQ6_PAIRING]
+    registry_note = registered_claims()[1]
+    if registry_note:
+        notes.append(registry_note)
     return Table("claims", "The paper's claims on this data", notes, display, numeric)
 
 

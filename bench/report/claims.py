@@ -1,6 +1,8 @@
-"""Seed aggregation and the claims table of SPEC 9: each paper claim, the paper's figure, ours, the verdict.
+"""Seed aggregation and the claims table: each paper claim, the paper's figure, ours, the verdict.
 
-A claim compares two measured cells (method, N frames, metric), each the mean over the seeds stored for it.
+The claims are data on the registry's entries (`methods.registry.Claim` in `Method.claims`), read here when a
+report is built. A claim compares two measured cells (method, N frames, metric), each the mean over the seeds
+stored for it.
 Decision rule, stated in every report: a claim is **held** when the difference goes the claimed way and
 exceeds the seed spread, the sum of the two cells' sample standard deviations over seeds (ddof=1; 0 for a
 single seed, which the report flags). It is **not held** otherwise, and **not measured** when a cell has no
@@ -11,11 +13,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from bench.report import paper
 from bench.report.load import EXTRA_METRICS, METRICS
+
+if TYPE_CHECKING:
+    from methods.registry import Claim
 
 HELD, NOT_HELD, NOT_MEASURED = "held", "not held", "not measured"
 
@@ -80,62 +85,35 @@ def decide(a: Stat | None, b: Stat | None, lower_is_better: bool) -> tuple[str, 
     return (HELD if gain > 0 and gain > spread else NOT_HELD), gain, spread
 
 
-@dataclass(frozen=True)
-class Claim:
-    """'a beats b in metric': cells name candidate variants (the first with a finished run is used) and N.
+# The paper's order: Table 1, then Sec. 3.3, then the supplementary material's ablations (others after).
+SOURCE_ORDER = ("Table 1", "Sec. 3.3", "supp.")
 
-    N may be an int or "deblur" / "ablation" / "video", resolved when the report picks its frame counts.
+
+def registered_claims() -> tuple[list[tuple[str, Claim]], str]:
+    """((owner, claim) for every claim of every registered method, in the paper's order; a note).
+
+    Read when a report is built, never at import: a report is built from stored runs, so a registry that does
+    not load leaves the claims table empty with the reason in the note, instead of stopping the report.
     """
+    try:
+        from methods import registry
 
-    text: str
-    source: str  # where the paper states it
-    metric: str
-    lower_is_better: bool
-    a: tuple[tuple[str, ...], int | str]
-    b: tuple[tuple[str, ...], int | str]
-    paper_a: float | None = None
-    paper_b: float | None = None
-    unit: str = ""
+        pairs = [(name, claim) for name in registry.names() for claim in registry.get(name).claims]
+    except Exception as err:  # noqa: BLE001 - any failure of the registry is reported, not raised
+        return [], f"no claims: the methods registry did not load ({type(err).__name__}: {err})"
+    rank = {source: i for i, source in enumerate(SOURCE_ORDER)}
+    return sorted(pairs, key=lambda p: rank.get(p[1].source, len(SOURCE_ORDER))), ""
 
 
-_DM = ("ours", "ours-static")  # the DM's output is `ours`'s deblurred frame, and all `ours-static` shows
-_DM_SIZE = ("ours-static",)  # `ours-static` holds only the DM, so its size is the DM's
+def registered_ablations() -> list[str]:
+    """The registered ablation variants; none when the registry does not load (see `registered_claims`)."""
+    try:
+        from methods import registry
 
-CLAIMS: tuple[Claim, ...] = (
-    Claim("DM beats the blurred input in PSNR", "Table 1", "deblur_psnr", False, (_DM, "deblur"),
-          (("blurred",), "deblur"), 30.58, None, "dB"),
-    Claim("DM beats the blurred input in SSIM", "Table 1", "deblur_ssim", False, (_DM, "deblur"),
-          (("blurred",), "deblur"), 0.941, None),
-    Claim("DM beats SRN in PSNR", "Table 1", "deblur_psnr", False, (_DM, "deblur"), (("srn",), "deblur"),
-          30.58, 30.10, "dB"),
-    Claim("DM beats SRN in SSIM", "Table 1", "deblur_ssim", False, (_DM, "deblur"), (("srn",), "deblur"),
-          0.941, 0.933),
-    Claim("DM is smaller than SRN", "Table 1", "size_mb", True, (_DM_SIZE, "deblur"), (("srn",), "deblur"),
-          paper.SIZE_MB["dm"], paper.SIZE_MB["srn"], "MB"),
-    Claim("DM is faster than SRN", "Table 1", "runtime_deblur_s", True, (_DM, "deblur"), (("srn",), "deblur"),
-          paper.TIME_DEBLUR_S["dm"], paper.TIME_DEBLUR_S["srn"], "s"),
-    Claim("ours beats jin2018 in Eq. 6 at 7 frames", "Sec. 3.3", "eq6", True, (("ours",), 7),
-          (("jin2018",), 7), paper.EQ6[("ours", 7)], paper.EQ6[("jin2018", 7)]),
-    Claim("ours at 9 frames stays below jin2018 at 7 in Eq. 6", "Sec. 3.3", "eq6", True, (("ours",), 9),
-          (("jin2018",), 7), paper.EQ6[("ours", 9)], paper.EQ6[("jin2018", 7)]),
-    Claim("ours is smaller than jin2018", "Sec. 3.3", "size_mb", True, (("ours",), 7), (("jin2018",), 7),
-          paper.SIZE_MB["ours"], paper.SIZE_MB["jin2018"], "MB"),
-    Claim("ours is faster than jin2018 (video)", "Sec. 3.3", "runtime_video_s", True, (("ours",), 7),
-          (("jin2018",), 7), paper.TIME_VIDEO_S["ours"], paper.TIME_VIDEO_S["jin2018"], "s"),
-    Claim("flow beats intensity (RVD)", "supp.", "eq6", True, (("ours",), "ablation"),
-          (("ours-intensity",), "ablation")),
-    Claim("recurrent beats non-recurrent decoding", "supp.", "eq6", True, (("ours",), "ablation"),
-          (("ours-nonrecurrent",), "ablation")),
-    Claim("two-stage training beats joint training", "supp.", "eq6", True, (("ours",), "ablation"),
-          (("ours-joint",), "ablation")),
-    Claim("the sharp-frame input helps the BIE", "supp.", "eq6", True, (("ours",), "ablation"),
-          (("ours-no-sharp",), "ablation")),
-    Claim("the 4-scale loss beats a single-scale loss", "supp.", "eq6", True, (("ours",), "ablation"),
-          (("ours-single-scale",), "ablation")),
-    Claim("the TV term helps", "supp.", "eq6", True, (("ours",), "ablation"), (("ours-no-tv",), "ablation")),
-    Claim("RDBs beat plain residual blocks in the DM", "supp.", "deblur_psnr", False, (("ours",), "ablation"),
-          (("ours-dm-resblocks",), "ablation"), unit="dB"),
-)
+        return registry.names(family="ablation")
+    except Exception:  # noqa: BLE001
+        return []
+
 
 METRIC_LABELS = {
     "deblur_psnr": "PSNR", "deblur_ssim": "SSIM", "deblur_lpips": "LPIPS", "eq6": "Eq. 6 error",
@@ -165,41 +143,44 @@ def fmt(value: float | None, metric: str = "", std: float | None = None) -> str:
     return text
 
 
-def _pick(summary: pd.DataFrame, cell: tuple[tuple[str, ...], int], metric: str) -> tuple[Stat | None, str]:
-    variants, frames = cell
-    for variant in variants:
-        found = stat(summary, variant, frames, metric)
-        if found is not None:
-            return found, variant
-    return None, variants[0]
+def claim_cells(owner: str, claim: Claim, frames: dict[str, int]) -> tuple[tuple[str, int], tuple[str, int]]:
+    """((better, N), (worse, N)): the two cells a claim compares; `frames` resolves "deblur" etc. to an N."""
+    n = claim.frames if isinstance(claim.frames, int) else frames.get(claim.frames, 9)
+    better, worse = claim.sides(owner)
+    return (better, claim.better_frames or n), (worse, n)
+
+
+def _paper_text(claim: Claim) -> str:
+    first, second = claim.paper
+    if first is None:
+        return "— (supplementary)" if claim.source == "supp." else "—"
+    unit = f" {claim.unit}" if claim.unit else ""
+    against = f" vs {fmt(second, claim.metric)}" if second is not None else ""
+    return fmt(first, claim.metric) + against + unit
+
+
+def evaluate_claim(summary: pd.DataFrame, owner: str, claim: Claim, frames: dict[str, int]) -> dict:
+    """One claim decided on `summary` (see `evaluate_claims` for the row's keys)."""
+    cells = claim_cells(owner, claim, frames)
+    (a, b) = (stat(summary, name, n, claim.metric) for name, n in cells)
+    verdict, gain, spread = decide(a, b, claim.lower_is_better)
+    unit = f" {claim.unit}" if claim.unit else ""
+    ours = " vs ".join(f"{fmt(s.mean, claim.metric, s.std)}" if s is not None else "—" for s in (a, b)) + unit
+    missing = [f"{name}@{n}" for s, (name, n) in zip((a, b), cells, strict=True) if s is None]
+    note = ""
+    if verdict != NOT_MEASURED:
+        if min(a.n, b.n) < 2:
+            note = "1 seed: no spread"
+        ours += f" ({cells[0][0]}@{cells[0][1]} vs {cells[1][0]}@{cells[1][1]}; n={a.n},{b.n})"
+    return {"claim": claim.text, "source": claim.source, "metric": METRIC_LABELS[claim.metric],
+            "kind": claim.kind, "paper": _paper_text(claim), "ours": ours, "verdict": verdict, "gain": gain,
+            "spread": spread, "note": note, "missing": missing}
 
 
 def evaluate_claims(summary: pd.DataFrame, frames: dict[str, int]) -> list[dict]:
-    """Each claim of `CLAIMS` decided on `summary`; `frames` resolves "deblur"/"ablation" to an N.
+    """Every registered claim decided on `summary`; `frames` resolves "deblur"/"video"/"ablation" to an N.
 
-    Rows: claim, source, metric, paper, ours, verdict, gain, spread, seeds, missing (list of "method@N").
+    Rows: claim, source, metric, kind, paper, ours, verdict, gain, spread, note, missing ("method@N").
     """
-    rows = []
-    for claim in CLAIMS:
-        cells = [(c[0], frames.get(c[1], 9) if isinstance(c[1], str) else c[1]) for c in (claim.a, claim.b)]
-        (a, name_a), (b, name_b) = (_pick(summary, cell, claim.metric) for cell in cells)
-        verdict, gain, spread = decide(a, b, claim.lower_is_better)
-        unit = f" {claim.unit}" if claim.unit else ""
-        if claim.paper_a is None:
-            paper_text = "— (supplementary)" if claim.source == "supp." else "—"
-        else:
-            paper_text = fmt(claim.paper_a, claim.metric) + (
-                f" vs {fmt(claim.paper_b, claim.metric)}" if claim.paper_b is not None else "") + unit
-        ours = " vs ".join(
-            f"{fmt(s.mean, claim.metric, s.std)}" if s is not None else "—" for s in (a, b)) + unit
-        missing = [f"{name}@{n}" for s, name, (_, n) in ((a, name_a, cells[0]), (b, name_b, cells[1]))
-                   if s is None]
-        note = ""
-        if verdict != NOT_MEASURED:
-            if min(a.n, b.n) < 2:
-                note = "1 seed: no spread"
-            ours += f" ({name_a}@{cells[0][1]} vs {name_b}@{cells[1][1]}; n={a.n},{b.n})"
-        rows.append({"claim": claim.text, "source": claim.source, "metric": METRIC_LABELS[claim.metric],
-                     "paper": paper_text, "ours": ours, "verdict": verdict, "gain": gain, "spread": spread,
-                     "note": note, "missing": missing})
-    return rows
+    pairs, _note = registered_claims()
+    return [evaluate_claim(summary, owner, claim, frames) for owner, claim in pairs]

@@ -16,7 +16,16 @@ import pandas as pd
 
 from bench.metrics import LOWER_IS_BETTER
 from bench.report import paper
-from bench.report.claims import METRIC_LABELS, decide, finished, fmt, stat, summarise
+from bench.report.claims import (
+    METRIC_LABELS,
+    decide,
+    finished,
+    fmt,
+    registered_ablations,
+    registered_claims,
+    stat,
+    summarise,
+)
 
 # Methods of SPEC 5 by role in the video table; the first names are the paper's comparison.
 VIDEO_METHODS: tuple[tuple[str, str], ...] = (
@@ -29,15 +38,6 @@ CENTRE_FLOOR_NAMES: tuple[str, ...] = ("gt-static", "center-static", "centre-sta
                                        "repeat-center", "sharp-center", "true-center")
 DEBLUR_METHODS: tuple[str, ...] = ("srn", "ours", "blurred", "jin2018")
 
-
-def ablation_claims() -> dict[str, tuple[str, str]]:
-    """Ablation variant -> (what the paper argues, the metric it should hurt), from `bench.ablate`."""
-    from bench.ablate import ablation_names, claim_for
-
-    return {name: (claim_for(name).claim, claim_for(name).metric) for name in ablation_names()}
-
-
-ABLATIONS: dict[str, tuple[str, str]] = ablation_claims()
 
 COMPARABILITY = ("**Synthetic data ({data}): these numbers are NOT comparable with the paper's GoPro "
                  "numbers**; the paper's values are shown for reference only.")
@@ -56,7 +56,7 @@ class Context:
     all_runs: pd.DataFrame  # the whole store, for listing what was left out
     profile: str
     sources: list[str]  # data families, e.g. ["synthetic-quick"]
-    frames: dict[str, int]  # "deblur" and "ablation": the N those tables and claims use
+    frames: dict[str, int]  # "deblur", "video" and "ablation": the N those tables and claims use
     definitions: dict[str, str]  # metric -> one-line definition
     overrides: str = ""  # the `--set` overrides shared by the runs reported under their plain method names
     summary: pd.DataFrame = field(init=False)
@@ -106,10 +106,9 @@ def select(runs: pd.DataFrame, profile: str | None, dataset: str | None) -> Cont
                          for m, o in zip(chosen["method"], chosen["overrides"], strict=True)]
     done = finished(chosen)
     present = set(done["frames"])
-    abl = done[done["method"].isin(list(ABLATIONS))]["frames"]
-    frames = {"deblur": 9 if 9 in present or not present else max(present),
-              "ablation": int(abl.mode().iloc[0]) if len(abl) else (9 if 9 in present or not present
-                                                                     else max(present))}
+    abl = done[done["method"].isin(registered_ablations())]["frames"]
+    usual = 9 if 9 in present or not present else max(present)
+    frames = {"deblur": usual, "video": usual, "ablation": int(abl.mode().iloc[0]) if len(abl) else usual}
     return Context(chosen.reset_index(drop=True), runs, profile or "", sorted(set(chosen["source"])), frames,
                    metric_definitions(), base)
 
@@ -303,41 +302,54 @@ def video_table(ctx: Context) -> Table:
 
 def ablation_variants(ctx: Context) -> list[str]:
     """Registered ablation variants plus any other `ours-*` variant stored (a DM growth sweep, overrides)."""
-    known = list(ABLATIONS)
+    known = registered_ablations()
     main = {m for m, _ in VIDEO_METHODS}
     extra = sorted(v for v in set(ctx.summary["variant"])
                    if v not in known and v not in main and v.startswith("ours") and v != "ours")
     return known + extra
 
 
+def _ablation_claims(variant: str) -> list[tuple[str, str, str, bool]]:
+    """(winner, claim, metric, lower is better) for each claim the variant's entry carries about itself; an
+    unregistered stored variant (a sweep point, overrides) is compared with `ours` on the metric its name
+    suggests."""
+    method = variant.split(" [")[0]
+    pairs, _note = registered_claims()
+    own = [(c.better, c.text, c.metric, c.lower_is_better) for owner, c in pairs
+           if owner == method and c.sides(owner)[1] == method]
+    if own:
+        return own
+    metric = "deblur_psnr" if method.startswith("ours-dm") or "growth" in method else "eq6"
+    text = "the DM's growth rate (sweep)" if "growth" in method else "a design variant of ours"
+    return [("ours", text, metric, metric in LOWER_IS_BETTER)]
+
+
 def ablation_table(ctx: Context) -> Table:
-    """Each ablation against `ours` on the metric it should hurt, with the seed spread and the verdict."""
+    """Each ablation against its claim's winner (`ours`) on the metric it should hurt, with the seed spread
+    and the verdict."""
     n = ctx.frames["ablation"]
+    known = set(registered_ablations())
     display, numeric = [], []
     for variant in ablation_variants(ctx):
-        method = variant.split(" [")[0]
-        claim, metric = ABLATIONS.get(method, ("a design variant of ours", "deblur_psnr"
-                                               if method.startswith("ours-dm") else "eq6"))
-        if method not in ABLATIONS and "growth" in variant:
-            claim, metric = "the DM's growth rate (sweep)", "deblur_psnr"
-        ours, var = stat(ctx.summary, "ours", n, metric), stat(ctx.summary, variant, n, metric)
-        if var is None and method not in ABLATIONS:
-            continue
-        verdict, gain, spread = decide(ours, var, metric in LOWER_IS_BETTER)
-        display.append({"Variant": variant, "Paper's claim": claim, "Metric": METRIC_LABELS[metric],
-                        "ours": fmt(ours.mean, metric, ours.std) if ours else "—",
-                        "variant": fmt(var.mean, metric, var.std) if var else "—",
-                        "ours better by": fmt(gain, metric), "spread": fmt(spread, metric),
-                        "Seeds": f"{ours.n if ours else 0}/{var.n if var else 0}", "Verdict": verdict})
-        numeric.append({"variant": variant, "claim": claim, "metric": metric, "frames": n,
-                        "ours_mean": ours.mean if ours else math.nan,
-                        "ours_std": ours.std if ours else math.nan, "ours_n": ours.n if ours else 0,
-                        "variant_mean": var.mean if var else math.nan,
-                        "variant_std": var.std if var else math.nan, "variant_n": var.n if var else 0,
-                        "gain": gain, "spread": spread, "verdict": verdict})
+        for winner, claim, metric, lower in _ablation_claims(variant):
+            ours, var = stat(ctx.summary, winner, n, metric), stat(ctx.summary, variant, n, metric)
+            if var is None and variant not in known:
+                continue
+            verdict, gain, spread = decide(ours, var, lower)
+            display.append({"Variant": variant, "Paper's claim": claim, "Metric": METRIC_LABELS[metric],
+                            "Winner": winner, "winner": fmt(ours.mean, metric, ours.std) if ours else "—",
+                            "variant": fmt(var.mean, metric, var.std) if var else "—",
+                            "winner better by": fmt(gain, metric), "spread": fmt(spread, metric),
+                            "Seeds": f"{ours.n if ours else 0}/{var.n if var else 0}", "Verdict": verdict})
+            numeric.append({"variant": variant, "claim": claim, "metric": metric, "frames": n,
+                            "winner": winner, "ours_mean": ours.mean if ours else math.nan,
+                            "ours_std": ours.std if ours else math.nan, "ours_n": ours.n if ours else 0,
+                            "variant_mean": var.mean if var else math.nan,
+                            "variant_std": var.std if var else math.nan, "variant_n": var.n if var else 0,
+                            "gain": gain, "spread": spread, "verdict": verdict})
     notes = ctx.header() + [f"Ablations at N={n}, same data, budget and seeds as `ours`. "
-                            "'ours better by' is in the claimed direction (> 0: ours is better).",
-                            RULE, EQ6_PAIRING]
+                            "'winner better by' is in the claimed direction (> 0: the claim's winner, "
+                            "`ours`, is better).", RULE, EQ6_PAIRING]
     return Table("ablations", f"Ablations of the paper's design choices (N={n})", notes,
                  pd.DataFrame(display), pd.DataFrame(numeric))
 
