@@ -215,7 +215,7 @@ def _train_and_score(spec: RunSpec, method: Any, profile: Profile, device: Any, 
         for name in weights["state_dicts"]:
             if name not in nets:
                 raise BenchError(f"{spec.weights}: component {name!r} is not part of {method.name}")
-        load_components(nets, weights["state_dicts"])
+        load_components(nets, weights["state_dicts"], source=spec.weights, fix="re-export it with bench run")
         nets = nets.to(device).eval()
         model = weights["model"]
     else:

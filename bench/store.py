@@ -208,23 +208,28 @@ def save_weights(path: Path | str, method: str, frames: int, model: dict, state_
     return atomic_torch_save(path, payload)
 
 
-def load_weights(path: Path | str) -> dict:
-    """Read a `weights.pt`; a one-line BenchError if it is missing, unsafe or of another format."""
-    import pickle
-
+def load_payload(path: Path | str, fix: str, kind: str = "weights", fmt: str | None = None) -> dict:
+    """Read a file written by `atomic_torch_save` (a stage checkpoint, a `weights.pt`) with
+    `torch.load(weights_only=True)`: plain tensors and builtins only, so a pickled object that would need code
+    is refused, never run. Every failure is one BenchError line naming the file and `fix`: missing,
+    unreadable, not a dict, or (with `fmt`) of another format."""
     import torch
 
     from bench.errors import BenchError
 
     path = Path(path)
     if not path.is_file():
-        raise BenchError(f"{path}: no such weights file; pass the weights.pt of a finished run")
+        raise BenchError(f"{path}: no such {kind} file; {fix}")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError) as err:
+    except Exception as err:  # noqa: BLE001 - a damaged or unsafe file gets the same one-line answer
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise BenchError(f"{path}: not a loadable weights file ({first}); re-export it with bench run") \
-            from None
-    if not isinstance(payload, dict) or payload.get("format") != WEIGHTS_FORMAT:
-        raise BenchError(f"{path}: not a {WEIGHTS_FORMAT} file; use the weights.pt written by bench run")
+        raise BenchError(f"{path}: not a loadable {kind} file ({first[:160]}); {fix}") from None
+    if not isinstance(payload, dict) or (fmt is not None and payload.get("format") != fmt):
+        raise BenchError(f"{path}: not a {fmt or kind} file; {fix}")
     return payload
+
+
+def load_weights(path: Path | str) -> dict:
+    """Read a portable `weights.pt` (`load_payload` with its format checked)."""
+    return load_payload(path, "use the weights.pt a finished bench run wrote", fmt=WEIGHTS_FORMAT)

@@ -26,13 +26,14 @@ logs and writes checkpoints; all ranks read them on resume (one machine, or a sh
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -40,7 +41,18 @@ from torch import nn
 from bench.code_identity import stage_code
 from bench.config import Profile
 from bench.errors import BenchError
-from bench.store import FolderLock, atomic_torch_save, atomic_write_json, read_json, sha256_file, stable_hash
+from bench.store import (
+    FolderLock,
+    atomic_torch_save,
+    atomic_write_json,
+    load_payload,
+    read_json,
+    sha256_file,
+    stable_hash,
+)
+
+if TYPE_CHECKING:
+    from methods.registry import MethodAPI, Stage
 
 CKPT = "ckpt.pt"
 STAGE_JSON = "stage.json"
@@ -222,26 +234,26 @@ def probe_loss(method: Any, stage: Any, nets: nn.ModuleDict, data: dict[str, tor
 
 # --- checkpoints -------------------------------------------------------------------------------------------
 
-
-def load_checkpoint(path: Path) -> dict:
-    """A stage checkpoint, loaded with `weights_only=True` (never unpickles code)."""
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # noqa: BLE001 - any unreadable file gets the same one-line answer
-        raise BenchError(f"{path}: unreadable checkpoint ({type(err).__name__}); delete its folder "
-                         "or rerun with --fresh") from None
+CKPT_FIX = "delete the stage folder or rerun with --fresh"  # what to do about an unusable stage checkpoint
 
 
-def load_components(nets: nn.ModuleDict, state_dicts: dict[str, dict], names: Any = None) -> None:
-    """Copy the named components' weights (all in `state_dicts` by default) into `nets`."""
+def load_components(nets: nn.ModuleDict, state_dicts: dict[str, dict], names: Iterable[str] | None = None,
+                    source: Path | str = "stored weights", fix: str = "rerun with --fresh") -> None:
+    """Copy the named components' weights (all in `state_dicts` by default) into `nets`; a state dict that
+    does not fit its network is a one-line error naming `source` and `fix`."""
     for name in names if names is not None else state_dicts:
         if name in state_dicts and name in nets:
             try:
                 nets[name].load_state_dict(state_dicts[name])
-            except RuntimeError as err:
-                first = str(err).strip().splitlines()[0]
-                raise BenchError(f"stored weights of {name!r} do not fit the current network ({first}); "
-                                 "rerun with --fresh") from None
+            except (RuntimeError, TypeError, KeyError, ValueError) as err:
+                first = (str(err).strip().splitlines() or [type(err).__name__])[0][:160]
+                raise BenchError(f"{source}: the {name} weights do not fit the current network ({first}); "
+                                 f"{fix}") from None
+
+
+def stage_weights(folder: Path) -> dict[str, dict]:
+    """The trained components' state dicts of a stage folder's checkpoint."""
+    return load_payload(Path(folder) / CKPT, CKPT_FIX)["state_dicts"]
 
 
 # --- the loop ----------------------------------------------------------------------------------------------
@@ -294,182 +306,245 @@ def _autocast(device: torch.device, enabled: bool) -> Any:
     return torch.autocast("cpu", enabled=False)
 
 
-def train_stage(method: Any, stage: Any, profile: Profile, set_folder: Path, seed: int, stages_dir: Path,
-                device: torch.device, prior: dict[str, StageResult], dist: Dist = LOCAL,
+@dataclass
+class StageRun:
+    """One training session of one stage: what it trains, with what, where, and how far it has got.
+
+    `train_stage` drives it through its steps: `reuse` (a finished folder), `build` (networks and Adam),
+    `resume` (the last checkpoint, or the start), `train` (the iterations, each one `step`), `finish`.
+    """
+
+    method: MethodAPI
+    stage: Stage
+    profile: Profile
+    folder: Path  # runs/stages/<key>/
+    identity: dict  # what the key hashes (written to stage.json)
+    stream: str  # name of the random streams (`stream_key`)
+    seed: int
+    device: torch.device
+    dist: Dist
+    log: Any  # print-like
+    result: StageResult
+    nets: nn.ModuleDict = field(default_factory=nn.ModuleDict)
+    optimizer: Any = None  # torch.optim.Adam over the trained components, one group each
+    params: list[nn.Parameter] = field(default_factory=list)  # in optimizer order (the all-reduce's order)
+    start: int = 0  # first iteration of this session
+    curve: list[list[float]] = field(default_factory=list)  # [iteration, window mean loss]
+    window: list = field(default_factory=lambda: [0.0, 0])  # [loss sum, count] since the last curve point
+    elapsed: float = 0.0  # step time over all sessions
+    probe: dict[str, torch.Tensor] | None = None  # the fixed probe batch (main rank only)
+    probe_start: float | None = None  # probe loss before training (None in pre-probe checkpoints)
+
+    @property
+    def total(self) -> int:
+        return self.result.iterations
+
+    def write_status(self, status: str, **extra: Any) -> None:
+        if self.dist.main:
+            atomic_write_json(self.folder / STAGE_JSON, {"status": status, "identity": self.identity,
+                                                         "iterations": self.total, "method": self.method.name,
+                                                         **extra})
+
+    def reuse(self, fresh: bool) -> bool:
+        """Take a finished folder's results (True), or clear it for a fresh start when asked."""
+        barrier(self.dist)
+        info = read_json(self.folder / STAGE_JSON) or {}
+        if fresh and self.dist.main and info:
+            (self.folder / CKPT).unlink(missing_ok=True)
+            info = {}
+        barrier(self.dist)
+        if info.get("status") != "finished" or not (self.folder / CKPT).is_file():
+            return False
+        result = self.result
+        result.reused, result.time_s = True, float(info.get("time_s", 0.0))
+        result.curve, result.probe_loss = info.get("curve", []), info.get("probe_loss")
+        return True
+
+    def build(self, prior: dict[str, StageResult]) -> None:
+        """Fresh networks (seeded by the stream), the `init_from` stages' weights, Adam per component."""
+        torch.manual_seed(derive_seed(self.seed, self.stream, "init"))
+        self.nets = self.method.build(asdict(self.profile.model)).to(self.device)
+        for name in self.stage.init_from:
+            load_components(self.nets, stage_weights(prior[name].folder), prior[name].trains,
+                            source=prior[name].folder / CKPT, fix=CKPT_FIX)
+        for name, net in self.nets.items():
+            trained = name in self.stage.trains
+            net.train(trained)
+            net.requires_grad_(trained)
+        # One Adam parameter group per component: the paper's per-network rates (Sec. 3.1, RVD 2e-5).
+        scale = self.profile.train.lr_scale
+        groups = [{"params": list(self.nets[c].parameters()), "lr": self.stage.lr[c] * scale, "name": c}
+                  for c in self.stage.trains]
+        self.params = [p for g in groups for p in g["params"]]
+        self.optimizer = torch.optim.Adam(groups)
+
+    def resume(self) -> None:
+        """Continue from the folder's checkpoint, or start at 0 (ranks made equal, the probe scored)."""
+        ckpt = self.folder / CKPT
+        if ckpt.is_file():
+            state = load_payload(ckpt, CKPT_FIX)
+            load_components(self.nets, state["state_dicts"], self.stage.trains, source=ckpt, fix=CKPT_FIX)
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.start, self.curve, self.window = state["iteration"], state["curve"], state["window"]
+            self.elapsed = state["time_s"]
+            self.probe_start = state.get("probe_start")  # None in checkpoints made before the probe existed
+            if self.dist.main:
+                self.log(f"resuming stage {self.stage.name} at iteration {self.start}/{self.total} "
+                         f"from {ckpt}")
+        elif self.dist.active:
+            # Identical seeds give identical weights on every rank; the broadcast guards against drift.
+            import torch.distributed as td
+
+            for p in self.params:
+                td.broadcast(p.data, 0)
+        if self.start == 0 and self.dist.main:  # ranks hold identical weights: one score is enough
+            self.probe_start = self.probe_score()
+        self.write_status("running", done=self.start)
+
+    def probe_score(self) -> float:
+        return probe_loss(self.method, self.stage, self.nets, self.probe, self.device, self.seed, self.stream)
+
+    def save(self, iteration: int) -> None:
+        if self.dist.main:
+            atomic_torch_save(self.folder / CKPT, {
+                "iteration": iteration, "curve": self.curve, "window": self.window, "time_s": self.elapsed,
+                "probe_start": self.probe_start,
+                "state_dicts": {c: {k: v.detach().cpu() for k, v in self.nets[c].state_dict().items()}
+                                for c in self.stage.trains},
+                "optimizer": self.optimizer.state_dict()})
+        barrier(self.dist)
+
+    def step(self, it: int, data: dict[str, torch.Tensor], scaler: Any, use_amp: bool) -> float:
+        """One iteration on this rank's batch: loss, divergence check, backward, all-reduce, clip, Adam."""
+        data = {k: v.to(self.device, non_blocking=True) for k, v in data.items()}
+        torch.manual_seed(derive_seed(self.seed, self.stream, it, "step"))
+        with _autocast(self.device, use_amp):
+            loss, _parts = self.method.stage_loss(self.stage, self.nets, data)
+        value = loss.detach().float()
+        if self.dist.active:
+            import torch.distributed as td
+
+            td.all_reduce(value)
+            value /= self.dist.world
+        value = float(value)
+        if not math.isfinite(value):
+            self.diverged(it, value)
+        self.optimizer.zero_grad(set_to_none=True)
+        if scaler is not None:
+            scaler.scale(loss).backward()
+            scaler.unscale_(self.optimizer)
+        else:
+            loss.backward()
+        if self.dist.active:
+            _average_gradients(self.params, self.dist)
+        if self.profile.train.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(self.params, self.profile.train.grad_clip)
+        if scaler is not None:
+            scaler.step(self.optimizer)
+            scaler.update()
+        else:
+            self.optimizer.step()
+        return value
+
+    def diverged(self, it: int, value: float) -> None:
+        """Stop: the weights are still those before this step and the last checkpoint is kept untouched."""
+        kept = (f"last good checkpoint kept in {self.folder}" if (self.folder / CKPT).is_file()
+                else "no checkpoint yet, so the stage restarts from iteration 0")
+        msg = (f"stage {self.stage.name} of {self.method.name} diverged at iteration {it} (loss {value}); "
+               f"{kept}; lower --set train.lr_scale and rerun")
+        self.write_status("failed", error=msg, done=it)
+        raise TrainingDiverged(msg)
+
+    def train(self, trainset: Any, progress: bool) -> tuple[float, float]:
+        """Iterations `start` .. `total`, checkpointed and logged; returns (data wait, step time), seconds."""
+        t = self.profile.train
+        loader = torch.utils.data.DataLoader(
+            PlannedBatches(trainset, self.seed, self.stream, self.start, self.total, self.result.batch,
+                           self.dist, self.stage.objective.fields),
+            batch_size=None, shuffle=False, num_workers=t.workers, persistent_workers=False)
+        use_amp = t.amp and self.device.type == "cuda"
+        scaler = torch.amp.GradScaler("cuda") if use_amp and not torch.cuda.is_bf16_supported() else None
+        wait_s, step_s, session_start = 0.0, 0.0, time.perf_counter()
+        batches: Iterator = iter(loader)
+        with _progress(progress and self.dist.main) as bar:
+            task = bar.add_task(f"{self.method.name}: {self.stage.name}", total=self.total,
+                                completed=self.start, rate="-", loss="-")
+            for it in range(self.start, self.total):
+                t0 = time.perf_counter()
+                data = next(batches)
+                t1 = time.perf_counter()
+                value = self.step(it, data, scaler, use_amp)
+                t2 = time.perf_counter()
+                wait_s, step_s = wait_s + (t1 - t0), step_s + (t2 - t0)
+                self.elapsed += t2 - t0
+                self.window = [self.window[0] + value, self.window[1] + 1]
+                done = it + 1
+                if done % t.log_every == 0 or done == self.total:
+                    self.curve.append([done, self.window[0] / self.window[1]])
+                    self.window = [0.0, 0]
+                if done % t.ckpt_every == 0 or done == self.total:
+                    self.save(done)
+                rate = (done - self.start) / max(time.perf_counter() - session_start, 1e-9)
+                bar.update(task, completed=done, rate=f"{rate:.2f}", loss=f"{value:.4g}")
+        if self.total == 0:
+            self.save(0)  # a zero-iteration stage still leaves weights (its init_from's) for later stages
+        return wait_s, step_s
+
+    def finish(self, wait_s: float, step_s: float) -> StageResult:
+        """Score the probe again, report throughput, mark the folder finished."""
+        result, ran = self.result, self.total - self.start
+        result.time_s, result.curve = self.elapsed, self.curve
+        if self.probe is not None and self.probe_start is not None:
+            result.probe_loss = [self.probe_start, self.probe_score()]
+        if ran > 0 and step_s > 0:
+            result.samples_per_s = ran * result.batch / step_s
+            result.data_wait_share = wait_s / step_s
+            if self.dist.main:
+                learnt = (f"; loss on a fixed batch {result.probe_loss[0]:.4g} -> {result.probe_loss[1]:.4g}"
+                          if result.probe_loss else "")
+                self.log(f"{self.method.name}: {self.stage.name}: {ran} iterations, "
+                         f"{result.samples_per_s:.1f} samples/s, "
+                         f"{100 * result.data_wait_share:.1f}% of step time waiting for data{learnt}")
+        self.write_status("finished", done=self.total, time_s=self.elapsed, curve=self.curve,
+                          probe_loss=result.probe_loss)
+        barrier(self.dist)
+        return result
+
+
+def train_stage(method: MethodAPI, stage: Stage, profile: Profile, set_folder: Path, seed: int,
+                stages_dir: Path, device: torch.device, prior: dict[str, StageResult], dist: Dist = LOCAL,
                 progress: bool = True, fresh: bool = False, log: Any = print,
                 trainset: Any = None) -> StageResult:
     """Train one stage (or reuse / resume its cached folder) and return where its weights are.
 
-    `trainset` replaces the set folder's `TrainSet` (tests); anything indexable by (index, aug_seed).
+    `trainset` replaces the set folder's `TrainSet` (tests); anything indexable by (index, aug_seed) that
+    returns the objective's fields.
     """
-
-    dataset = dataset_fingerprint(set_folder)
-    key, identity = stage_key(method, stage, profile, dataset, seed, {k: v.key for k, v in prior.items()})
+    key, identity = stage_key(method, stage, profile, dataset_fingerprint(set_folder), seed,
+                              {k: v.key for k, v in prior.items()})
     folder = Path(stages_dir) / key
-    stream = stream_key(identity)
-    total, batch = stage_iterations(stage, profile), stage_batch(stage, profile)
-    result = StageResult(stage.name, key, folder, tuple(stage.trains), total, batch)
-    if batch < dist.world:
-        raise BenchError(f"batch {batch} of stage {stage.name} is smaller than --nproc {dist.world}")
-
-    lock = FolderLock(folder, on_wait=lambda p: log(f"waiting for another process training {p.parent}"))
-    if dist.main:
-        lock.__enter__()
-    try:
-        barrier(dist)
-        info = read_json(folder / STAGE_JSON) or {}
-        if fresh and dist.main and info:
-            (folder / CKPT).unlink(missing_ok=True)
-            info = {}
-        barrier(dist)
-        if info.get("status") == "finished" and (folder / CKPT).is_file():
-            result.reused, result.time_s = True, float(info.get("time_s", 0.0))
-            result.curve, result.probe_loss = info.get("curve", []), info.get("probe_loss")
+    result = StageResult(stage.name, key, folder, tuple(stage.trains), stage_iterations(stage, profile),
+                         stage_batch(stage, profile))
+    if result.batch < dist.world:
+        raise BenchError(f"batch {result.batch} of stage {stage.name} is smaller than --nproc {dist.world}")
+    run = StageRun(method, stage, profile, folder, identity, stream_key(identity), seed, device, dist, log,
+                   result)
+    lock = (FolderLock(folder, on_wait=lambda p: log(f"waiting for another process training {p.parent}"))
+            if dist.main else contextlib.nullcontext())
+    with lock:
+        if run.reuse(fresh):
             return result
-
-        torch.manual_seed(derive_seed(seed, stream, "init"))
-        nets = method.build(asdict(profile.model)).to(device)
-        for name in stage.init_from:
-            init = load_checkpoint(prior[name].folder / CKPT)["state_dicts"]
-            load_components(nets, init, prior[name].trains)
-        for name, net in nets.items():
-            trained = name in stage.trains
-            net.train(trained)
-            net.requires_grad_(trained)
-        # One Adam parameter group per component: the paper's per-network rates (Sec. 3.1, RVD 2e-5).
-        groups = [{"params": list(nets[c].parameters()), "lr": stage.lr[c] * profile.train.lr_scale,
-                   "name": c} for c in stage.trains]
-        params = [p for g in groups for p in g["params"]]
-        optimizer = torch.optim.Adam(groups)
-
-        t = profile.train
+        run.build(prior)
         if trainset is None:
             from bench.data.loaders import TrainSet
 
+            t = profile.train
             trainset = TrainSet(set_folder, t.crop, zoom=(t.zoom_min, t.zoom_max), flip=t.flip,
                                 fields=stage.objective.fields)
-        probe = probe_batch(trainset, seed, stream, batch, stage.objective.fields) if dist.main else None
-
-        start, curve, window, elapsed, probe_start = 0, [], [0.0, 0], 0.0, None
-        if (folder / CKPT).is_file():
-            ck = load_checkpoint(folder / CKPT)
-            load_components(nets, ck["state_dicts"], stage.trains)
-            optimizer.load_state_dict(ck["optimizer"])
-            start, curve, window, elapsed = ck["iteration"], ck["curve"], ck["window"], ck["time_s"]
-            probe_start = ck.get("probe_start")  # None in checkpoints written before the probe existed
-            if dist.main:
-                log(f"resuming stage {stage.name} at iteration {start}/{total} from {folder / CKPT}")
-        elif dist.active:
-            # Identical seeds give identical weights on every rank; the broadcast guards against drift.
-            import torch.distributed as td
-
-            for p in params:
-                td.broadcast(p.data, 0)
-        if start == 0 and dist.main:  # ranks hold identical weights: one score is enough
-            probe_start = probe_loss(method, stage, nets, probe, device, seed, stream)
         if dist.main:
-            atomic_write_json(folder / STAGE_JSON, {"status": "running", "identity": identity, "done": start,
-                                                    "iterations": total, "method": method.name})
-
-        def save(iteration: int) -> None:
-            if dist.main:
-                atomic_torch_save(folder / CKPT, {
-                    "iteration": iteration, "curve": curve, "window": window, "time_s": elapsed,
-                    "probe_start": probe_start,
-                    "state_dicts": {c: {k: v.detach().cpu() for k, v in nets[c].state_dict().items()}
-                                    for c in stage.trains},
-                    "optimizer": optimizer.state_dict()})
-            barrier(dist)
-
-        loader = torch.utils.data.DataLoader(
-            PlannedBatches(trainset, seed, stream, start, total, batch, dist, stage.objective.fields),
-            batch_size=None, shuffle=False,
-            num_workers=profile.train.workers, persistent_workers=False)
-        use_amp = profile.train.amp and device.type == "cuda"
-        scaler = torch.amp.GradScaler("cuda") if use_amp and not torch.cuda.is_bf16_supported() else None
-        wait_s, step_s, session_start = 0.0, 0.0, time.perf_counter()
-        batches: Iterator = iter(loader)
-        with _progress(progress and dist.main) as bar:
-            task = bar.add_task(f"{method.name}: {stage.name}", total=total, completed=start, rate="-",
-                                loss="-")
-            for it in range(start, total):
-                t0 = time.perf_counter()
-                data = next(batches)
-                t1 = time.perf_counter()
-                data = {k: v.to(device, non_blocking=True) for k, v in data.items()}
-                torch.manual_seed(derive_seed(seed, stream, it, "step"))
-                with _autocast(device, use_amp):
-                    loss, _parts = method.stage_loss(stage, nets, data)
-                value = loss.detach().float()
-                if dist.active:
-                    import torch.distributed as td
-
-                    td.all_reduce(value)
-                    value /= dist.world
-                value = float(value)
-                if not math.isfinite(value):
-                    # Weights are still those before this step; the last checkpoint is kept untouched.
-                    kept = (f"last good checkpoint kept in {folder}" if (folder / CKPT).is_file()
-                            else "no checkpoint yet, so the stage restarts from iteration 0")
-                    msg = (f"stage {stage.name} of {method.name} diverged at iteration {it} (loss {value}); "
-                           f"{kept}; lower --set train.lr_scale and rerun")
-                    if dist.main:
-                        atomic_write_json(folder / STAGE_JSON, {"status": "failed", "error": msg,
-                                                                "identity": identity, "iterations": total,
-                                                                "done": it, "method": method.name})
-                    raise TrainingDiverged(msg)
-                optimizer.zero_grad(set_to_none=True)
-                if scaler is not None:
-                    scaler.scale(loss).backward()
-                    scaler.unscale_(optimizer)
-                else:
-                    loss.backward()
-                if dist.active:
-                    _average_gradients(params, dist)
-                if profile.train.grad_clip > 0:
-                    torch.nn.utils.clip_grad_norm_(params, profile.train.grad_clip)
-                if scaler is not None:
-                    scaler.step(optimizer)
-                    scaler.update()
-                else:
-                    optimizer.step()
-                t2 = time.perf_counter()
-                wait_s, step_s = wait_s + (t1 - t0), step_s + (t2 - t0)
-                elapsed += t2 - t0
-                window = [window[0] + value, window[1] + 1]
-                done = it + 1
-                if done % profile.train.log_every == 0 or done == total:
-                    curve.append([done, window[0] / window[1]])
-                    window = [0.0, 0]
-                if done % profile.train.ckpt_every == 0 or done == total:
-                    save(done)
-                rate = (done - start) / max(time.perf_counter() - session_start, 1e-9)
-                bar.update(task, completed=done, rate=f"{rate:.2f}", loss=f"{value:.4g}")
-
-        if total == 0:
-            save(0)  # a zero-iteration stage still leaves weights (its init_from's) for later stages
-        ran = total - start
-        result.time_s, result.curve = elapsed, curve
-        if probe is not None and probe_start is not None:
-            result.probe_loss = [probe_start, probe_loss(method, stage, nets, probe, device, seed, stream)]
-        if ran > 0 and step_s > 0:
-            result.samples_per_s = ran * batch / step_s
-            result.data_wait_share = wait_s / step_s
-            if dist.main:
-                learnt = (f"; loss on a fixed batch {result.probe_loss[0]:.4g} -> {result.probe_loss[1]:.4g}"
-                          if result.probe_loss else "")
-                log(f"{method.name}: {stage.name}: {ran} iterations, {result.samples_per_s:.1f} samples/s, "
-                    f"{100 * result.data_wait_share:.1f}% of step time waiting for data{learnt}")
-        if dist.main:
-            atomic_write_json(folder / STAGE_JSON, {"status": "finished", "identity": identity,
-                                                    "iterations": total, "done": total, "time_s": elapsed,
-                                                    "curve": curve, "probe_loss": result.probe_loss,
-                                                    "method": method.name})
-        barrier(dist)
-        return result
-    finally:
-        if dist.main:
-            lock.__exit__(None, None, None)
+            run.probe = probe_batch(trainset, seed, run.stream, result.batch, stage.objective.fields)
+        run.resume()
+        return run.finish(*run.train(trainset, progress))
 
 
 def train_method(method: Any, profile: Profile, set_folder: Path, seed: int, stages_dir: Path,
@@ -491,7 +566,7 @@ def assemble(method: Any, profile: Profile, seed: int, results: list[StageResult
     torch.manual_seed(derive_seed(seed, method.name, "assemble"))
     nets = method.build(asdict(profile.model))
     for res in results:
-        load_components(nets, load_checkpoint(res.folder / CKPT)["state_dicts"], res.trains)
+        load_components(nets, stage_weights(res.folder), res.trains, source=res.folder / CKPT, fix=CKPT_FIX)
     return nets.eval()
 
 

@@ -13,12 +13,12 @@ import torch
 from torch import nn
 
 from bench.config import apply_overrides, get_profile
+from bench.store import load_payload
 from bench.train import (
     CKPT,
     STAGE_JSON,
     TrainingDiverged,
     batch_plan,
-    load_checkpoint,
     stage_batch,
     stage_iterations,
     stage_key,
@@ -137,7 +137,7 @@ def test_stage_b_starts_from_stage_a_weights(tmp_path):
     method = ToyMethod()
     profile = apply_overrides(PROFILE, ["train.iters_autoencoder=0", "train.iters_bie=0"])
     nets, results = _train(tmp_path, method, profile=profile)
-    a = load_checkpoint(results[0].folder / CKPT)["state_dicts"]["f"]
+    a = load_payload(results[0].folder / CKPT, "fix")["state_dicts"]["f"]
     assert torch.equal(nets["f"].weight, a["weight"])  # zero-iteration stage b: f exactly as a left it
 
 
@@ -155,7 +155,7 @@ def test_interrupted_training_resumes_to_identical_weights(tmp_path):
     stages = tmp_path / "cut" / "stages"
     b_folder = next(p for p in stages.iterdir() if p.name.startswith("b-"))
     assert json.loads((b_folder / STAGE_JSON).read_text())["status"] == "running"
-    assert load_checkpoint(b_folder / CKPT)["iteration"] == 2
+    assert load_payload(b_folder / CKPT, "fix")["iteration"] == 2
     resumed, results = _train(tmp_path, ToyMethod(), sub="cut")
     assert [r.reused for r in results] == [True, False]
     _, uncut = _train(tmp_path, ToyMethod(), sub="ref")  # reused: its stored results
@@ -172,7 +172,7 @@ def test_nan_loss_stops_keeps_last_good_checkpoint_and_records_failure(tmp_path)
     folder = next((tmp_path / "runs" / "stages").iterdir())
     info = json.loads((folder / STAGE_JSON).read_text())
     assert info["status"] == "failed" and "diverged" in info["error"]
-    ck = load_checkpoint(folder / CKPT)
+    ck = load_payload(folder / CKPT, "fix")
     assert ck["iteration"] == 4 and all(torch.isfinite(v).all() for v in ck["state_dicts"]["f"].values())
     # Retried, not reused: a clean rerun resumes from the good checkpoint and finishes.
     _nets, results = _train(tmp_path, ToyMethod())

@@ -121,14 +121,9 @@ def load_method(method: str | None = None, frames: int | None = None, run: str |
         missing = [c for c in needed if c not in states]
         if missing:
             raise BenchError(f"{source}: no weights for {', '.join(missing)} of {name}; re-export the run")
-        for comp, module in nets.items():
-            if comp not in states:
-                continue
-            try:
-                module.load_state_dict(states[comp])
-            except (RuntimeError, TypeError, KeyError) as err:
-                first = str(err).strip().splitlines()[0]
-                raise BenchError(f"{source}: the {comp} weights do not fit {name} ({first[:160]})") from None
+        from bench.train import load_components
+
+        load_components(nets, states, source=source, fix=f"re-export the {name} run")
     elif not source:
         source = "no weights (parameter-free)"
     from bench.devices import resolve_device
