@@ -1,5 +1,5 @@
 """One run, end to end: resolve the config, find or make its folder, train (or reuse, resume, load),
-evaluate, store the results (SPEC 8).
+evaluate, store the results (`config.json`, `metrics.json`, `weights.pt`).
 
 A run is (method, profile with overrides, dataset, frames, seed, evaluation set); its folder is
 `runs/<method>-<hash of that>`. The folder holds `config.json`, `env.json`, `metrics.json` (per sample and

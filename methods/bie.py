@@ -5,7 +5,7 @@ Decisions the paper leaves open (Fig. 2b gives kernel sizes we cannot read from 
 - 7 conv layers, kernels 7, 5, 5, 3, 3, 3, 3, strides 1, 2, 2, 2, 1, 1, 1, channels width * (1, 2, 4, 8, 8, 8)
   and a last layer of 2 * 8 * width channels split into the ConvLSTM state (h, c) at 1/8 resolution, the
   shape the RVD's cell expects (Eq. 1 with the BIE in place of the RVE). About 0.73 M parameters at width 16
-  (SPEC 7: about 0.7 M).
+  (the design's budget: about 0.7 M).
 - Batch norm + leaky ReLU (slope 0.2) after every layer but the last (the paper); the last is linear, so h
   and c are unbounded, as a ConvLSTM's c is.
 - Input: the blurred image concatenated with the central sharp frame (the true one in training, the DM's

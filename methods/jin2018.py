@@ -2,7 +2,7 @@
 
 Their public code is inference-only; this follows its published network structure and the paper's
 description, written anew. Four networks run in sequence, each fed the blurred image and the frames
-already estimated, each regressing intensities (SPEC 5):
+already estimated, each regressing intensities:
 
 1. `center`: blur -> frame 4 (a deblurring network, residual on the blur).
 2. `pair35`: two frame networks: frame 3 from (blur, 4, 4), frame 5 from (blur, 3, 4), residual on frame 4.

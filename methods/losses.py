@@ -8,9 +8,9 @@ Decisions the paper leaves open:
 - Eq. 6 pairs frame n with its mirror N+1-n (1-based), for n = 1 .. ceil(N/2). For odd N the central frame
   pairs with itself, where the term reduces to | |2 x^_c| - |2 x_c| | = 2 |x^_c - x_c| for non-negative
   images: an ordinary L1 anchor on the middle frame, which is not ambiguous under time reversal. We keep it in
-  the loss (it tells the decoder the middle frame is the given sharp frame); the *metric* of SPEC 6 sums
-  n = 1 .. floor(N/2) only. The paper writes x_{N-n}; pairing with N+1-n is the reading that makes the loss
-  invariant to reversing the sequence.
+  the loss (it tells the decoder the middle frame is the given sharp frame); the *metric* (bench/metrics.py)
+  sums n = 1 .. floor(N/2) only. The paper writes x_{N-n}; pairing with N+1-n is the reading that makes the
+  loss invariant to reversing the sequence.
 - TV (Sec. 2.4): TV(s) = mean |d/dx s| + mean |d/dy s| over a flow map, in pixels of the flow's own scale.
 - Scale weights lambda_j (the paper defers to [22], Mayer et al.'s DispNet, which follows FlowNet [4]):
   FlowNet weighs its losses 0.32, 0.08, 0.02, 0.01, 0.005 from coarse to fine, on end-point errors summed
