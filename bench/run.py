@@ -14,7 +14,7 @@ import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bench.config import Profile, apply_overrides, get_profile, to_dict
 from bench.devices import resolve_device
@@ -30,6 +30,9 @@ from bench.store import (
     sha256_file,
 )
 from bench.train import LOCAL, Dist, StageResult, barrier, train_method, trained_state_dicts
+
+if TYPE_CHECKING:
+    from methods.registry import MethodAPI
 
 DATA_SEED = 0  # prepared data is fixed across run seeds: seeds vary initialisation and batch order only
 
@@ -62,7 +65,7 @@ class RunOutcome:
     metrics_path: Path = field(default=Path())
 
 
-def get_method(name: str, frames: int | None = None) -> Any:
+def get_method(name: str, frames: int | None = None) -> MethodAPI:
     """The registered method, or a one-line error listing the names; with `frames`, one that can take N."""
     from methods import registry
 
@@ -184,7 +187,7 @@ def _record_failure(metrics_path: Path, rid: str, err: BaseException) -> None:
                          f"({write_err.strerror or write_err}); previous files are intact") from None
 
 
-def _write_config(folder: Path, spec: RunSpec, method: Any, profile: Profile, resolved: dict,
+def _write_config(folder: Path, spec: RunSpec, method: MethodAPI, profile: Profile, resolved: dict,
                   device: Any) -> None:
     from bench.env import environment
 
@@ -199,7 +202,7 @@ def _write_config(folder: Path, spec: RunSpec, method: Any, profile: Profile, re
     atomic_write_json(folder / "env.json", environment(str(device)))
 
 
-def _train_and_score(spec: RunSpec, method: Any, profile: Profile, device: Any, set_folder: Path,
+def _train_and_score(spec: RunSpec, method: MethodAPI, profile: Profile, device: Any, set_folder: Path,
                      eval_folder: Path, folder: Path, out_dir: Path, weights: dict | None, dist: Dist,
                      log: Any) -> RunOutcome | None:
     import torch

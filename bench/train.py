@@ -126,7 +126,7 @@ def _average_gradients(params: list[nn.Parameter], dist: Dist) -> None:
 # --- budgets, keys and the data plan -----------------------------------------------------------------------
 
 
-def stage_iterations(stage: Any, profile: Profile) -> int:
+def stage_iterations(stage: Stage, profile: Profile) -> int:
     """Iterations of a stage: the sum of the profile's `train` fields it names (fair by construction)."""
     total = 0
     for key in stage.iters_keys:
@@ -136,7 +136,7 @@ def stage_iterations(stage: Any, profile: Profile) -> int:
     return total
 
 
-def stage_batch(stage: Any, profile: Profile) -> int:
+def stage_batch(stage: Stage, profile: Profile) -> int:
     """Batch size of a stage: `batch_video` or `batch_deblur` of the profile."""
     return int(getattr(profile.train, f"batch_{stage.batch}"))
 
@@ -148,7 +148,7 @@ def dataset_fingerprint(set_folder: Path) -> str:
     return f"{Path(set_folder).name}:{digest}"
 
 
-def stage_key(method: Any, stage: Any, profile: Profile, dataset: str, seed: int,
+def stage_key(method: MethodAPI, stage: Stage, profile: Profile, dataset: str, seed: int,
               prior_keys: dict[str, str]) -> tuple[str, dict]:
     """(key, identity): the cache key of one stage and the JSON it hashes."""
     t, model = profile.train, asdict(profile.model)
@@ -222,7 +222,7 @@ def probe_batch(trainset: Any, seed: int, key: str, batch: int, fields: tuple[st
     return PlannedBatches(trainset, seed, f"{key}:probe", 0, 1, size, LOCAL, fields)[0]
 
 
-def probe_loss(method: Any, stage: Any, nets: nn.ModuleDict, data: dict[str, torch.Tensor],
+def probe_loss(method: MethodAPI, stage: Stage, nets: nn.ModuleDict, data: dict[str, torch.Tensor],
                device: torch.device, seed: int, key: str) -> float:
     """The stage's loss on the probe batch, without gradients and without touching the training RNG."""
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
@@ -547,7 +547,7 @@ def train_stage(method: MethodAPI, stage: Stage, profile: Profile, set_folder: P
         return run.finish(*run.train(trainset, progress))
 
 
-def train_method(method: Any, profile: Profile, set_folder: Path, seed: int, stages_dir: Path,
+def train_method(method: MethodAPI, profile: Profile, set_folder: Path, seed: int, stages_dir: Path,
                  device: torch.device, dist: Dist = LOCAL, progress: bool = True, fresh: bool = False,
                  log: Any = print, trainset: Any = None) -> tuple[nn.ModuleDict, list[StageResult]]:
     """Run every stage of `method` in order and return its networks with the trained weights loaded."""
@@ -561,7 +561,7 @@ def train_method(method: Any, profile: Profile, set_folder: Path, seed: int, sta
     return nets.to(device), list(results.values())
 
 
-def assemble(method: Any, profile: Profile, seed: int, results: list[StageResult]) -> nn.ModuleDict:
+def assemble(method: MethodAPI, profile: Profile, seed: int, results: list[StageResult]) -> nn.ModuleDict:
     """The method's networks with each stage's trained components loaded, later stages winning."""
     torch.manual_seed(derive_seed(seed, method.name, "assemble"))
     nets = method.build(asdict(profile.model))
