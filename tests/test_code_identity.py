@@ -84,6 +84,22 @@ def test_a_new_variant_and_helpers_leave_every_existing_key(tmp_path: Path) -> N
     assert after["ours-mu-half/bie"] != before["ours/bie"]
 
 
+def test_registering_a_variant_at_runtime_changes_no_key() -> None:
+    from methods.ours import make_ours
+    from methods.registry import Claim
+
+    before = all_keys()
+    claim = Claim("the TV weight 0.02 beats 0.01 without recurrence", "supp.", "eq6", lower_is_better=True)
+    registry.register(make_ours("ours-runtime", "ablation", "runtime variant", rvd={"recurrent": False},
+                                loss={"mu": 0.01}, claims=(claim,)))
+    try:
+        after = all_keys()
+    finally:
+        registry.REGISTRY.pop("ours-runtime")
+    assert {k: after[k] for k in before} == before
+    assert after["ours-runtime/dm"] == before["ours/dm"] and after["ours-runtime/bie"] not in before.values()
+
+
 def test_editing_a_function_the_dm_uses_changes_the_keys_that_use_it_only(tmp_path: Path) -> None:
     before = all_keys()
     edit = ("return F.pixel_unshuffle(x, factor)", "return F.pixel_unshuffle(x, int(factor))")
