@@ -25,8 +25,8 @@ def test_overrides_are_typed_and_leave_the_original_untouched():
     ("train.iters=5", "unknown field 'iters'"),
     ("trian.iters_dm=5", "unknown field 'trian'"),
     ("train=5", "is a section"),
-    ("train.iters_dm=five", "expected a int"),
-    ("train.flip=maybe", "expected a bool"),
+    ("train.iters_dm=five", "expected a whole number"),
+    ("train.flip=maybe", "expected true or false"),
     ("train.iters_dm", "expected key=value"),
     ("name=x", "unknown field 'name'"),
 ])
