@@ -56,6 +56,10 @@ def load_method(method: str | None = None, frames: int | None = None, run: str |
 
     if run and checkpoint:
         raise BenchError("pass either --run or --checkpoint, not both")
+    if frames is not None:
+        from bench.data.blur import check_frames
+
+        check_frames(frames)
     root = store.runs_dir(runs_option)
     if checkpoint or run:
         if checkpoint:
@@ -73,15 +77,13 @@ def load_method(method: str | None = None, frames: int | None = None, run: str |
         held = str(payload.get("method"))
         if method and method != held:
             raise BenchError(f"{weights} holds {held}, not {method}; drop --method or pass a run of {method}")
-        n, model = payload.get("frames"), payload.get("model") or {}
-        if not isinstance(n, int) or not isinstance(model, dict):
-            raise BenchError(f"{weights}: malformed weights file (frames or model missing); re-export it")
-        if frames and frames != n:
+        n, model = payload["frames"], payload["model"]  # types checked by load_weights
+        if frames is not None and frames != n:
             raise BenchError(f"{weights} was trained for {n} frames, not {frames}; use --frames {n} or a "
                              f"run trained with {frames} frames")
         name, source = held, str(weights)
     else:
-        name, n = method or "ours", frames or 9
+        name, n = method or "ours", 9 if frames is None else frames
         payload, source, model = None, "", {}
     from bench.run import get_method
 
@@ -106,26 +108,10 @@ def load_method(method: str | None = None, frames: int | None = None, run: str |
         if payload.get("method") != name:
             raise BenchError(f"{weights} holds {payload.get('method')}, not {name}; the store is "
                              "inconsistent: rerun the bench run command")
-        source, model = str(weights), payload.get("model") or {}
-        if not isinstance(model, dict):
-            raise BenchError(f"{weights}: malformed weights file (model is not a dict); rerun "
-                             f"`{_train_command(name, n, runs_option)}`")
+        source, model = str(weights), payload["model"]
     nets = entry.build(model or None)
     if payload is not None:
-        states = payload.get("state_dicts") or {}
-        # Networks used only in training (the RVE) may be absent from a weights file; the rest may not.
-        needed = [c for c in nets.keys() if getattr(entry.components[c], "inference", True)]
-        missing = [c for c in needed if c not in states]
-        if missing:
-            raise BenchError(f"{source}: no weights for {', '.join(missing)} of {name}; re-export the run")
-        for comp, module in nets.items():
-            if comp not in states:
-                continue
-            try:
-                module.load_state_dict(states[comp])
-            except (RuntimeError, TypeError, KeyError) as err:
-                first = str(err).strip().splitlines()[0]
-                raise BenchError(f"{source}: the {comp} weights do not fit {name} ({first[:160]})") from None
+        _load_states(entry, nets, payload["state_dicts"], source)
     elif not source:
         source = "no weights (parameter-free)"
     from bench.devices import resolve_device
@@ -133,3 +119,20 @@ def load_method(method: str | None = None, frames: int | None = None, run: str |
     dev = resolve_device((device or "auto").lower())
     nets = entry.for_inference(nets, dev)
     return LoadedMethod(method=entry, nets=nets, frames=n, device=dev, source=source)
+
+
+def _load_states(entry: Any, nets: Any, states: dict, source: str) -> None:
+    """Load a weights file's state dicts into `nets`; a network missing or not fitting is one line.
+    Networks used only in training (the RVE) may be absent from a weights file; the rest may not."""
+    needed = [c for c in nets.keys() if getattr(entry.components[c], "inference", True)]
+    missing = [c for c in needed if c not in states]
+    if missing:
+        raise BenchError(f"{source}: no weights for {', '.join(missing)} of {entry.name}; re-export the run")
+    for comp, module in nets.items():
+        if comp not in states:
+            continue
+        try:
+            module.load_state_dict(states[comp])
+        except (RuntimeError, TypeError, KeyError) as err:
+            first = str(err).strip().splitlines()[0][:160]
+            raise BenchError(f"{source}: the {comp} weights do not fit {entry.name} ({first})") from None
