@@ -52,7 +52,8 @@ def command(only: str | None, profile: str, frames: int, seeds: str, data_dir: P
     Interrupted, the same command continues: finished runs and stages are cached in the store.
     """
     from bench.ablate import ablation_names, claim_for, table
-    from bench.config import parse_int_list
+    from bench.config import SEED, parse_int_list
+    from bench.data.blur import check_frames
     from bench.run import RunSpec, execute
     from bench.store import iter_runs
     from bench.store import runs_dir as resolve_runs_dir
@@ -63,7 +64,8 @@ def command(only: str | None, profile: str, frames: int, seeds: str, data_dir: P
         if name not in known:
             raise BenchError(f"--only {name}: not an ablation; choose from {', '.join(known)}")
         claim_for(name)  # every variant must state the claim it tests
-    seed_list = parse_int_list(seeds, "--seeds", "0,1,2")
+    seed_list = parse_int_list(seeds, "--seeds", "0,1,2", rule=SEED)
+    check_frames(frames)
     started = time.perf_counter()
     dataset = None
     for seed in seed_list:
