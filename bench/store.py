@@ -357,16 +357,13 @@ class OutputFolder:
             return False
         return sha256_file(target) in entry["sha256"]
 
-    def check(self, paths: Iterable[Path | str], data: dict[str, bytes] | None = None) -> None:
+    def check(self, paths: Iterable[Path | str]) -> None:
         """Refuse, before anything is written, when a target is taken by something that is not this verb's
-        file (a file holding the very bytes `data` gives for it excepted: replacing it loses nothing)."""
+        file (even with the same bytes: a copy the user keeps there must not become the suite's to delete)."""
         for path in paths:
             rel = self.rel(path)
             target = self._target(rel)
             if not os.path.lexists(target) or self._owns(rel):
-                continue
-            if data is not None and target.is_file() and not target.is_symlink() and \
-                    hashlib.sha256(data[rel]).hexdigest() == sha256_file(target):
                 continue
             kind = "a folder" if target.is_dir() else "a file"
             raise BenchError(f"{target}: {kind} that bench {self.verb} did not write (or that was changed "
@@ -376,7 +373,7 @@ class OutputFolder:
     def claim(self, items: dict[Path, bytes]) -> None:
         """Record, before writing, that these files are about to hold these bytes (one record write)."""
         data = {self.rel(path): payload for path, payload in items.items()}
-        self.check([self.folder / rel for rel in data], data)
+        self.check([self.folder / rel for rel in data])
         files = self.files()
         for rel, payload in data.items():
             digest = hashlib.sha256(payload).hexdigest()
