@@ -12,7 +12,8 @@ class BenchError(Exception):
     """
 
     def __str__(self) -> str:
-        return one_line(super().__str__())
+        # BaseException's text is the message itself; OSError's (WriteFailed) would show only its errno.
+        return one_line(BaseException.__str__(self))
 
 
 def one_line(text: str) -> str:
