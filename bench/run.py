@@ -188,8 +188,11 @@ def _ready_to_write(lock: FolderLock, store: Path, previous: dict | None, rid: s
     if not lock.held:
         raise BenchError(f"{store}: read-only, and {rid} has no finished result to reuse; pass a writable "
                          "--runs-dir to train and store it")
-    if isinstance(previous, dict) and previous.get("status") in ("failed", "malformed"):
-        log(f"{rid}: the last attempt {previous['status']} ({previous.get('error')}); retrying")
+    status = previous.get("status") if isinstance(previous, dict) else None
+    if status == "failed":
+        log(f"{rid}: the last attempt failed ({previous.get('error')}); retrying")
+    elif status == "malformed":
+        log(f"{rid}: its stored result is malformed ({previous.get('error')}); redoing it")
 
 
 def _check_inputs(method: Any, profile: Profile, set_folder: Path, eval_folder: Path, device: Any,
