@@ -103,7 +103,7 @@ def test_every_field_declares_a_rule_and_the_profiles_obey_theirs():
     ("data.test_sequences=0",
      "--set data.test_sequences=0: data.test_sequences takes whole numbers from 1 to 100000"),
     ("train.crop=40", "--set train.crop=40: train.crop takes multiples of 16 from 16 to 4096"),
-    ("data.source=footage", "--set data.source='footage': data.source takes one of synthetic, gopro"),
+    ("data.source=footage", "--set data.source='footage': data.source takes one of synthetic, gopro, video"),
     ("train.device=gpu", "--set train.device='gpu': train.device takes auto, cpu, cuda, cuda:K or mps"),
     ("train.zoom_min=3", "--set train.zoom_min=3.0: train.zoom_min must not exceed train.zoom_max (2.0); "
                          "raise train.zoom_max or lower train.zoom_min"),

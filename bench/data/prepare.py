@@ -345,12 +345,13 @@ def prepare(source: str | None = None, root: str | Path | None = None, frames: t
     """
     with ExitStack() as held:
         return _prepare(held, source, root, frames, profile, data_dir, seed, gamma, workers, fresh, progress,
-                        log)
+                        log, video_options)
 
 
 def _prepare(held: ExitStack, source: str | None, root: str | Path | None, frames: tuple[int, ...],
              profile: str | Profile, data_dir: str | Path | None, seed: int, gamma: float | None,
-             workers: int | None, fresh: bool, progress: bool, log: Log | None) -> list[Path]:
+             workers: int | None, fresh: bool, progress: bool, log: Log | None,
+             video_options: video.VideoOptions | None) -> list[Path]:
     say = log or (lambda _msg: None)
     prof = profile if isinstance(profile, Profile) else get_profile(profile)
     source = source or prof.data.source
@@ -372,7 +373,7 @@ def _prepare(held: ExitStack, source: str | None, root: str | Path | None, frame
     sequences: list[gopro.FootageSequence] = []
     clips: list[video.Clip] = []
     if source == "video":
-        root = Path(root).expanduser().resolve()
+        root = _resolve_root(root)
         clips = video.discover(root, seed, video_options)
     elif footage:
         if root is None:
