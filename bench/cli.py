@@ -12,7 +12,7 @@ import sys
 import click
 
 from bench import __version__
-from bench.errors import BenchError
+from bench.errors import BenchError, one_line
 
 VERBS = {
     "prepare": "builds 7- and 9-frame blur datasets from a source of sharp frames",
@@ -48,6 +48,7 @@ def cli() -> None:
 
 
 def main() -> None:
+    """The `bench` executable: every refusal, ours or click's, is one `error: ...` line and exit status 2."""
     try:
         cli.main(standalone_mode=False)
     except BenchError as err:
@@ -57,8 +58,17 @@ def main() -> None:
         click.echo("aborted", err=True)
         sys.exit(130)
     except click.ClickException as err:
-        err.show()
-        sys.exit(err.exit_code)
+        click.echo(f"error: {_click_message(err)}", err=True)
+        sys.exit(2)
     except KeyboardInterrupt:
         click.echo("interrupted: rerun the same command to resume", err=True)
         sys.exit(130)
+
+
+def _click_message(err: click.ClickException) -> str:
+    """Click's own usage errors in the suite's format: one line, naming the command and its --help."""
+    text = one_line(err.format_message())
+    ctx = getattr(err, "ctx", None)
+    if isinstance(err, click.UsageError) and ctx is not None:
+        return f"{ctx.command_path}: {text[:1].lower()}{text[1:]} (see {ctx.command_path} --help)"
+    return text

@@ -263,15 +263,30 @@ def deblur_entry(method: MethodAPI, nets: nn.Module) -> tuple[Callable[[torch.Te
 
 def parse_resolution(text: str) -> tuple[int, int]:
     """`WIDTHxHEIGHT` (e.g. 1280x704, the paper's GoPro test size) -> (height, width)."""
+    from bench.config import SIDE
     from bench.errors import BenchError
 
     try:
         w, h = (int(v) for v in text.lower().split("x"))
     except ValueError:
         raise BenchError(f"--resolution {text!r}: expected WIDTHxHEIGHT, e.g. 1280x704") from None
-    if w < 16 or h < 16:
-        raise BenchError(f"--resolution {text!r}: width and height must be at least 16")
+    if not (SIDE.accepts(w) and SIDE.accepts(h)):
+        raise BenchError(f"--resolution {text}: width and height take {SIDE.allowed(int)}, e.g. 1280x704")
     return h, w
+
+
+def check_fits(method: MethodAPI, nets: nn.Module, frames: int, hw: tuple[int, int], device: torch.device,
+               resolution: str) -> None:
+    """Refuse a measurement whose forward pass would not fit in the free memory of `device`, from the
+    parameters and the probe estimate of activations per pixel (`bench.memory`), before allocating it."""
+    from bench.memory import available_memory, forward_bytes_per_pixel, require
+
+    h, w = hw
+    pixels = (h + (-h) % 16) * (w + (-w) % 16)
+    params = sum(p.numel() * p.element_size() for p in nets.parameters())
+    per_pixel = forward_bytes_per_pixel(method, nets, frames, torch.device("cpu"))
+    require(params + per_pixel * pixels, available_memory(device), f"--resolution {resolution}: "
+            f"{method.name}", "pass a smaller --resolution, e.g. 1280x704")
 
 
 def measure_method(method: MethodAPI, nets: nn.Module, frames: int, hw: tuple[int, int], device: torch.device,

@@ -24,6 +24,7 @@ from bench.store import (
     atomic_write_json,
     load_weights,
     read_json,
+    read_metrics,
     run_id,
     runs_dir,
     save_weights,
@@ -140,18 +141,20 @@ def execute(spec: RunSpec, dist: Dist = LOCAL, log: Any = print) -> RunOutcome |
     out_dir = folder / "evals" / eval_folder.name if spec.eval_data else folder
     metrics_path = out_dir / "metrics.json"
 
-    lock = FolderLock(folder, on_wait=lambda p: log(f"waiting for another process using {p.parent}"))
+    # A read-only store is entered unlocked: it can still serve a finished run (writes are atomic).
+    lock = FolderLock(folder, on_wait=lambda p: log(f"waiting for another process using {p.parent}"),
+                      places=_places(folder, out_dir), hint="pass a writable --runs-dir", readonly_ok=True)
     if dist.main:
         lock.__enter__()
     try:
         if dist.main:
-            previous = read_json(metrics_path)
+            previous = read_metrics(metrics_path)
             if isinstance(previous, dict) and previous.get("status") == "finished" and not spec.fresh:
                 outcome = RunOutcome(folder, previous, cached=True, metrics_path=metrics_path)
             else:
                 outcome = None
-                if isinstance(previous, dict) and previous.get("status") == "failed":
-                    log(f"{rid}: the last attempt failed ({previous.get('error')}); retrying")
+                _ready_to_write(lock, store, previous, rid, log)
+                _check_inputs(method, profile, set_folder, eval_folder, device, weights)
                 _write_config(folder, spec, method, profile, resolved, device)
         flag = [outcome is not None] if dist.main else [False]
         if dist.active:
@@ -175,6 +178,42 @@ def execute(spec: RunSpec, dist: Dist = LOCAL, log: Any = print) -> RunOutcome |
     finally:
         if dist.main:
             lock.__exit__(None, None, None)
+
+
+def _places(folder: Path, out_dir: Path) -> tuple[str, ...]:
+    """The subfolders of a run folder that its writes use (where killed writes leave temporaries)."""
+    rel = out_dir.relative_to(folder)
+    return tuple(dict.fromkeys(p.as_posix() for p in (Path("samples"), rel, rel / "samples")))
+
+
+def _ready_to_write(lock: FolderLock, store: Path, previous: dict | None, rid: str, log: Any) -> None:
+    """Before anything is trained or written: a read-only store is refused, an earlier attempt explained."""
+    if not lock.held:
+        raise BenchError(f"{store}: read-only, and {rid} has no finished result to reuse; pass a writable "
+                         "--runs-dir to train and store it")
+    status = previous.get("status") if isinstance(previous, dict) else None
+    if status == "failed":
+        log(f"{rid}: the last attempt failed ({previous.get('error')}); retrying")
+    elif status == "malformed":
+        log(f"{rid}: its stored result is malformed ({previous.get('error')}); redoing it")
+
+
+def _check_inputs(method: Any, profile: Profile, set_folder: Path, eval_folder: Path, device: Any,
+                  weights: dict | None) -> None:
+    """What would otherwise fail only after training: an empty split, or networks or test frames that do
+    not fit in memory."""
+    from bench.data.manifest import load_manifest, split_counts
+    from bench.memory import check_run
+
+    training = bool(method.stages) and weights is None
+    if training and split_counts(load_manifest(set_folder))["train"] == 0:
+        raise BenchError(f"{set_folder}: no training samples (every sequence is in the test split); give the "
+                         "footage train/ sequences, or score trained weights on it with --eval-data")
+    scored = load_manifest(eval_folder)
+    if split_counts(scored)["test"] == 0:
+        raise BenchError(f"{eval_folder}: the test split is empty; prepare footage with test/ sequences")
+    model = weights["model"] if weights is not None else asdict(profile.model)
+    check_run(method, model, scored["frames"], scored["resolution"], device, training)
 
 
 def _record_failure(metrics_path: Path, rid: str, err: BaseException) -> None:

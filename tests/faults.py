@@ -61,7 +61,7 @@ def _faulty(path, data):
                 time.sleep(0.02)
         elif _seen[0] == _k:
             path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.parent / f".{path.name}.fault.tmp"
+            tmp = path.parent / f"{store.temporary_prefix(path)}fault{store.TMP_SUFFIX}"  # the suite's tag
             with open(tmp, "wb") as fh:
                 fh.write(data[: len(data) // 2])
                 fh.flush()
@@ -192,7 +192,8 @@ def rng(seed: int) -> random.Random:
 
 
 def stray_temporaries(root: Path) -> list[Path]:
-    """Temporary files of atomic writes (`.<name>.*.tmp`) present as real files under `root`."""
+    """Temporary files of atomic writes (`.<name>.bench-*.tmp`, and any other `.*.tmp*`) present as real
+    files under `root`."""
     return sorted(p for p in Path(root).rglob(".*.tmp*") if p.is_file() and not p.is_symlink())
 
 

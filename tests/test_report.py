@@ -8,6 +8,7 @@ import json
 import math
 from pathlib import Path
 
+import faults
 import numpy as np
 import pandas as pd
 import pytest
@@ -356,3 +357,57 @@ def test_report_is_built_when_the_registry_fails(store: Path, tmp_path: Path,
     assert result.claims == []
     assert "did not load" in (tmp_path / "r" / "tables" / "claims.md").read_text()
     assert (tmp_path / "r" / "tables" / "video.md").is_file()
+
+
+# --- the report's folder may hold the user's files (issue 19) -----------------------------------------------
+
+USER_FILES = {"figures/my_plot.png": b"\x89PNG user plot", "tables/data.csv": b"a,b\n1,2\n",
+              "tables/notes.md": b"# my notes\n", "deep/nested/.session.tmp": b"editor state"}
+
+
+def _user_folder(root: Path, readme: bool) -> dict[str, bytes]:
+    files = dict(USER_FILES, **({"README.md": b"# My project\n"} if readme else {}))
+    for rel, data in files.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_bytes(data)
+    return files
+
+
+def _files(root: Path) -> dict[str, bytes]:
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+
+
+def test_report_into_a_folder_of_user_files_leaves_every_one_byte_identical(store: Path,
+                                                                            tmp_path: Path) -> None:
+    out = tmp_path / "project"
+    user = _user_folder(out, readme=False)
+    args = ["report", "--runs-dir", str(store), "--out", str(out), "--format", "md,csv,png"]
+    code, _, err = faults.invoke(args)
+    assert code == 0, err
+    assert {rel: _files(out)[rel] for rel in user} == user
+    assert (out / "README.md").read_text().startswith("# Blurred Moments Bench: report")
+    written = set(_files(out)) - set(user)
+    # A rerun without the figures' runs: the report's own stale figures go, the user's plot stays.
+    smaller = tmp_path / "runs"
+    smaller.mkdir()
+    for folder in store.iterdir():
+        if folder.name.startswith(("ours-9f", "blurred-9f")):
+            (smaller / folder.name).symlink_to(folder)
+    code, _, err = faults.invoke([*args[:2], str(smaller), *args[3:]])
+    assert code == 0, err
+    after = _files(out)
+    assert {rel: after[rel] for rel in user} == user
+    gone = written - set(after)
+    assert gone and all(rel.startswith(("figures/", "tables/")) for rel in gone), gone
+
+
+def test_report_refuses_to_replace_a_readme_it_did_not_write_and_writes_nothing(store: Path,
+                                                                                tmp_path: Path) -> None:
+    out = tmp_path / "project"
+    user = _user_folder(out, readme=True)
+    code, _, err = faults.invoke(["report", "--runs-dir", str(store), "--out", str(out),
+                                  "--format", "md,png"])
+    faults.assert_one_line_error(code, err)
+    assert err.strip() == (f"error: {out / 'README.md'}: a file that bench report did not write (or that was "
+                           "changed since) is in the way; it is kept: move it away or choose another --out")
+    assert _files(out) == user  # byte-identical, and not one file added (no lock, no record)

@@ -102,3 +102,111 @@ def test_weights_round_trip_and_refusals(tmp_path):
     (tmp_path / "trunc.pt").write_bytes(path.read_bytes()[:100])
     with pytest.raises(BenchError, match="not a loadable weights file"):
         load_weights(tmp_path / "trunc.pt")
+
+
+# --- nothing lost, nothing misplaced (issue 19) -------------------------------------------------------------
+
+def test_clean_temporaries_removes_only_the_suites_own_in_that_folder(tmp_path):
+    from bench.store import clean_temporaries, temporary_prefix
+
+    ours = tmp_path / f"{temporary_prefix(tmp_path / 'metrics.json')}ab12cd_x.tmp"
+    video = tmp_path / f"{temporary_prefix(tmp_path / 'video.mp4')}zz9.tmp.mp4"
+    others = [tmp_path / ".session.tmp", tmp_path / ".x.tmp", tmp_path / ".metrics.json.ab12cd_x.tmp",
+              tmp_path / "sub" / f"{temporary_prefix(tmp_path / 'a')}nested.tmp"]
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    theirs = elsewhere / f"{temporary_prefix(elsewhere / 'b')}theirs.tmp"
+    (tmp_path / "link").symlink_to(elsewhere)
+    for path in [ours, video, *others, theirs]:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"x")
+    assert clean_temporaries(tmp_path) == 2 and not ours.exists() and not video.exists()
+    assert all(p.exists() for p in others)  # another program's names, and no recursive search
+    assert clean_temporaries(tmp_path / "link") == 0 and theirs.exists()  # never through a symlink
+
+
+def test_folder_lock_below_a_file_is_one_line(tmp_path):
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(BenchError) as err:
+        with FolderLock(tmp_path / "file" / "runs" / "ours-1", hint="pass a writable --runs-dir"):
+            pass
+    assert str(err.value) == (f"{tmp_path / 'file' / 'runs' / 'ours-1'}: cannot lock this folder (not a "
+                              "directory); pass a writable --runs-dir")
+
+
+def _out(tmp_path):
+    from bench.store import OutputFolder
+
+    return OutputFolder(tmp_path / "out", "report")
+
+
+def test_output_folder_replaces_and_deletes_only_what_it_wrote(tmp_path):
+    out = tmp_path / "out"
+    user = {out / "README.md": b"my project", out / "tables" / "mine.csv": b"1,2",
+            out / "tables" / "claims.md": b"my own claims"}
+    for path, data in user.items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+    with _out(tmp_path) as folder:
+        folder.write(out / "tables" / "video.md", b"v1")
+        folder.write(out / "figures" / "old.png", b"png")
+        with pytest.raises(BenchError) as err:
+            folder.write(out / "README.md", b"report")
+        assert str(err.value) == (f"{out / 'README.md'}: a file that bench report did not write (or that "
+                                  "was changed since) is in the way; it is kept: move it away or choose "
+                                  "another --out")
+        with pytest.raises(BenchError, match="claims.md: a file that bench report did not write"):
+            folder.write(out / "tables" / "claims.md", b"my own claims")  # even the very same bytes
+    with _out(tmp_path) as folder:
+        folder.write(out / "tables" / "video.md", b"v2")  # its own: replaced
+        removed = folder.remove_stale(lambda rel: True)
+    assert removed == [out / "figures" / "old.png"] and not (out / "figures").exists()
+    assert {p: p.read_bytes() for p in user} == user and (out / "tables" / "video.md").read_bytes() == b"v2"
+
+
+def test_output_folder_keeps_a_file_the_user_changed_and_refuses_links_and_escapes(tmp_path):
+    out = tmp_path / "out"
+    with _out(tmp_path) as folder:
+        folder.write(out / "a.md", b"ours")
+    (out / "a.md").write_bytes(b"edited by the user")
+    with _out(tmp_path) as folder:
+        assert not folder.owns(out / "a.md")
+        assert folder.remove_stale(lambda rel: True) == []
+    assert (out / "a.md").read_bytes() == b"edited by the user"
+    (tmp_path / "elsewhere").mkdir()
+    (out / "figures").symlink_to(tmp_path / "elsewhere")
+    with _out(tmp_path) as folder:
+        with pytest.raises(BenchError, match="a symbolic link inside .* writes no file through a link"):
+            folder.write(out / "figures" / "x.png", b"png")
+        with pytest.raises(BenchError, match="outside the output folder"):
+            folder.write(out / ".." / "escaped.md", b"x")
+    assert list((tmp_path / "elsewhere").iterdir()) == [] and not (tmp_path / "escaped.md").exists()
+
+
+def test_a_claim_made_before_a_kill_keeps_both_versions_provably_ours(tmp_path):
+    out = tmp_path / "out"
+    with _out(tmp_path) as folder:
+        folder.write(out / "t.md", b"old")
+    with _out(tmp_path) as folder:
+        folder.claim({out / "t.md": b"new"})  # the process dies here, before the bytes are written
+    with _out(tmp_path) as folder:
+        assert folder.owns(out / "t.md")  # still the old bytes, still provably its own
+        folder.write(out / "t.md", b"new")
+    assert (out / "t.md").read_bytes() == b"new"
+
+
+def test_malformed_weights_and_metrics_are_one_line(tmp_path):
+    from bench.store import read_metrics
+
+    net = torch.nn.Conv2d(3, 4, 3)
+    path = save_weights(tmp_path / "weights.pt", "ours", 9, {"dm_width": "16"}, {"dm": net.state_dict()})
+    with pytest.raises(BenchError) as err:
+        load_weights(path)
+    assert str(err.value) == f"{path}: model.dm_width='16': model.dm_width takes whole numbers from 0 to 1024"
+    save_weights(path, "ours", 8, {}, {"dm": net.state_dict()})
+    with pytest.raises(BenchError, match="malformed weights file .frames 8 is not an odd N >= 3"):
+        load_weights(path)
+    atomic_write_json(tmp_path / "m.json", {"status": "finished", "aggregate": [1, 2]})
+    assert read_metrics(tmp_path / "m.json")["status"] == "malformed"
+    atomic_write_json(tmp_path / "m.json", ["not", "an", "object"])
+    assert read_metrics(tmp_path / "m.json")["status"] == "malformed"

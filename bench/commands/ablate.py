@@ -59,7 +59,8 @@ def command(only: str | None, profile: str, frames: int, seeds: str, data_dir: P
     Interrupted, the same command continues: finished runs and stages are cached in the store.
     """
     from bench.ablate import ablation_names, plan, table
-    from bench.config import parse_int_list
+    from bench.config import SEED, parse_int_list
+    from bench.data.blur import check_frames
     from bench.run import RunSpec, execute
     from bench.store import iter_runs
     from bench.store import runs_dir as resolve_runs_dir
@@ -69,7 +70,8 @@ def command(only: str | None, profile: str, frames: int, seeds: str, data_dir: P
     for name in variants:
         if name not in known:
             raise BenchError(f"--only {name}: not an ablation; choose from {', '.join(known)}")
-    seed_list = parse_int_list(seeds, "--seeds", "0,1,2")
+    seed_list = parse_int_list(seeds, "--seeds", "0,1,2", rule=SEED)
+    check_frames(frames)
     started = time.perf_counter()
     dataset = None
     for seed in seed_list:

@@ -1,5 +1,5 @@
 """`bench infer PHOTO...`: a trained method on the user's own blurred photos (SPEC 1). Thin: the work is in
-`bench/infer.py`."""
+`bench/infer/`."""
 
 from __future__ import annotations
 
@@ -48,12 +48,15 @@ def command(photos: tuple[str, ...], method: str | None, frames: int | None, run
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+    from bench.config import FPS, TILE, check_option
+    from bench.data.blur import check_frames
     from bench.infer import expand_inputs, infer_photos, load_method
 
-    if fps <= 0:
-        raise click.BadParameter("must be positive", param_hint="--fps")
-    if tile is not None and (tile < 32 or tile % 16):
-        raise click.BadParameter("use a multiple of 16 of at least 32", param_hint="--tile")
+    check_option("--fps", fps, FPS)
+    if tile is not None:
+        check_option("--tile", tile, TILE)
+    if frames is not None:
+        check_frames(frames)  # 0 is refused, not read as "the default"
     paths, failed = expand_inputs(photos)
     for item, message in failed:
         click.echo(f"error: {item}: {message}", err=True)

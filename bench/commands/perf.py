@@ -28,7 +28,7 @@ def run_perf(methods: list[str], resolution: str, device: str, repeats: int, war
     from bench.config import get_profile
     from bench.devices import resolve_device
     from bench.errors import BenchError
-    from bench.perf import device_name, matmul_rate, measure_method, parse_resolution
+    from bench.perf import check_fits, device_name, matmul_rate, measure_method, parse_resolution
     from methods import registry
 
     hw = parse_resolution(resolution)
@@ -39,6 +39,13 @@ def run_perf(methods: list[str], resolution: str, device: str, repeats: int, war
             raise BenchError(f"--methods: unknown method {name!r}; known: {', '.join(registry.names())}")
     from rich.console import Console
 
+    built: dict[str, object] = {}
+    for name in methods:
+        method = registry.get(name)
+        if _frames_problem(method, frames) is None:
+            torch.manual_seed(0)  # untrained, seeded networks: timing does not depend on the weights' values
+            built[name] = method.build(model)
+            check_fits(method, built[name], frames, hw, dev, resolution)  # every refusal before any timing
     status = Console(stderr=True)
     rate = matmul_rate(dev, size=matmul_size)
     status.print(f"matmul rate {rate / 1e9:.1f} GMAC/s on {device_name(dev)}")
@@ -46,19 +53,24 @@ def run_perf(methods: list[str], resolution: str, device: str, repeats: int, war
     for name in methods:
         method = registry.get(name)
         status.print(f"measuring {name} (N={frames}, {resolution}, {repeats} timed passes after {warmup})")
-        try:
-            method.check_frames(frames)
-        except ValueError as err:
+        if name not in built:
             row = {k: None for k in ROW_KEYS}
             row.update(method=name, frames=frames, resolution=resolution, device=device_name(dev),
-                       skipped=str(err))
+                       skipped=_frames_problem(method, frames))
             rows.append(row)
             continue
-        torch.manual_seed(0)  # untrained, seeded networks: timing does not depend on the weights' values
-        nets = method.build(model)
-        rows.append(measure_method(method, nets, frames, hw, dev, repeats, warmup, rate, compile, amp,
+        rows.append(measure_method(method, built[name], frames, hw, dev, repeats, warmup, rate, compile, amp,
                                    channels_last, breakdown))
     return rows, rate
+
+
+def _frames_problem(method: object, frames: int) -> str | None:
+    """Why `method` cannot produce `frames` frames (its row is then skipped), or None."""
+    try:
+        method.check_frames(frames)
+    except ValueError as err:
+        return str(err)
+    return None
 
 
 def _fmt(x: float | None, spec: str) -> str:

@@ -19,7 +19,8 @@ def _runs_dir(option: str | None) -> Path:
 @click.command("report")
 @click.option("--runs-dir", default=None, help="results store (default: $BENCH_RUNS, else ./runs)")
 @click.option("--out", "out_dir", default="reports", show_default=True,
-              help="folder the report is written to")
+              help="folder the report is written to; files there that bench report did not write are never "
+                   "replaced or deleted (it stops instead, naming the file)")
 @click.option("--format", "formats", default="md,csv,tex,png,pdf,gif", show_default=True,
               help="comma-separated outputs: md,csv,tex (tables), png,pdf,gif (figures); README.md always")
 @click.option("--profile", default=None,

@@ -83,10 +83,12 @@ def command(method: str, profile: str, frames: str, seeds: str, overrides: tuple
             device: str | None, weights: Path | None, eval_data: str | None, nproc: int, fresh: bool,
             floor: bool) -> None:
     """Train (or reuse) METHOD, evaluate it on the test split and store the results (SPEC 8)."""
-    from bench.config import apply_overrides, get_profile
+    from bench.config import SEED, apply_overrides, get_profile
+    from bench.data.blur import check_frames
 
-    frame_list, seed_list = parse_int_list(frames, "--frames"), parse_int_list(seeds, "--seeds", "0,1,2")
-    apply_overrides(get_profile(profile), list(overrides))  # reject unknown keys before any work
+    frame_list = [check_frames(n) for n in parse_int_list(frames, "--frames")]
+    seed_list = parse_int_list(seeds, "--seeds", "0,1,2", rule=SEED)
+    apply_overrides(get_profile(profile), list(overrides))  # the whole profile validated before any work
     if nproc < 1:
         raise BenchError(f"--nproc {nproc}: give a positive number of processes")
     if nproc > 1 and "WORLD_SIZE" not in os.environ:

@@ -68,8 +68,17 @@ def _sequence_dir(folder: Path) -> Path | None:
 
 
 def discover(root: Path | str, seed: int = 0, splits_dir: Path = SPLITS_DIR) -> list[FootageSequence]:
-    """Find the sequences under `root` and assign each a split (see the module docstring)."""
-    root = Path(root).expanduser()
+    """Find the sequences under `root` and assign each a split (see the module docstring). A folder that
+    cannot be listed (permissions, a link loop) is a one-line error naming it."""
+    try:
+        return _discover(Path(root).expanduser(), seed, splits_dir)
+    except OSError as err:
+        where = err.filename or root
+        raise BenchError(f"--root {root}: cannot read {where} ({(err.strerror or str(err)).lower()}); fix "
+                         "its permissions or point --root at another folder") from None
+
+
+def _discover(root: Path, seed: int, splits_dir: Path) -> list[FootageSequence]:
     if not root.exists():
         raise BenchError(f"--root {root}: no such folder; {OBTAIN}, or point --root at sequence folders")
     if not root.is_dir():

@@ -77,8 +77,13 @@ def safe_path(folder: Path, rel: object, where: Path) -> Path:
         raise BenchError(f"{bad}; a manifest lists relative paths only; rebuild the set with --fresh")
     path = folder / rel
     # resolve() follows symlinks, so a link inside the set that leads out of it is caught here too.
-    base = folder.resolve()
-    if os.path.lexists(path) and not path.resolve().is_relative_to(base):
+    try:
+        base = folder.resolve()
+        leads_out = os.path.lexists(path) and not path.resolve().is_relative_to(base)
+    except (OSError, RuntimeError):  # Python raises RuntimeError on a symlink loop
+        raise BenchError(f"{bad} is a symbolic link loop; run `{repair_command(folder)}` to repair the "
+                         "set") from None
+    if leads_out:
         raise BenchError(f"{bad} leads outside {folder}; remove the link and rebuild the set with --fresh")
     return path
 

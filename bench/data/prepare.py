@@ -19,9 +19,9 @@ import hashlib
 import io
 import multiprocessing as mp
 import os
-import shutil
 from collections import Counter
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,7 +41,7 @@ from bench.data.manifest import (
     set_name,
 )
 from bench.errors import BenchError
-from bench.store import atomic_write_bytes, atomic_write_json
+from bench.store import FolderLock, atomic_write_bytes, atomic_write_json, clean_temporaries
 
 SOURCES = ("synthetic", "gopro", "video")
 Log = Callable[[str], None]
@@ -220,11 +220,82 @@ def _identity(manifest: dict) -> dict:
     return {k: manifest.get(k) for k in keys}
 
 
-def _clean_temporaries(folder: Path) -> None:
-    """Remove temporary files that a killed run left behind (atomic writes never leave any otherwise)."""
-    if folder.is_dir():
-        for tmp in folder.rglob(".*.tmp"):
-            tmp.unlink(missing_ok=True)
+def _clean_temporaries(folder: Path, sequences: list[str]) -> None:
+    """Remove the suite's temporaries that a killed run left, at the places a build writes: the set folder
+    and each sequence's folders. Never a recursive search, never through a link leading out of the set."""
+    base = folder.resolve()
+    places = [folder] + [folder / sub / name for sub in ("sequences", "blur", "flow") for name in sequences]
+    for place in places:
+        try:
+            inside = place.resolve().is_relative_to(base)
+        except (OSError, RuntimeError):  # a symlink loop: nothing there is a file to clean
+            inside = False
+        if inside:
+            clean_temporaries(place)
+
+
+def _lock_sets(held: ExitStack, folders: dict[int, Path], say: Log) -> dict[int, str | None]:
+    """Take each set folder's lock, as `bench run` takes a run's, so two prepares of one set take turns.
+    Returns, per N, why the set can be read but not written (a folder that is a symlink: writing through
+    it would change someone else's folder; a read-only data dir), or None."""
+    why: dict[int, str | None] = {}
+    for n in sorted(folders):
+        folder = folders[n]
+        if folder.is_symlink():
+            why[n] = (f"{folder} is a symbolic link; bench prepare writes and deletes only in real folders "
+                      "under --data-dir: remove the link (its target is left alone), or pass the --data-dir "
+                      "that holds the real set")
+            continue
+        lock = FolderLock(folder, on_wait=lambda p: say(f"waiting for another process using {p.parent}"),
+                          hint="pass a writable --data-dir", readonly_ok=True)
+        held.enter_context(lock)
+        why[n] = None if lock.held else f"{folder}: read-only; pass a writable --data-dir to build or fix it"
+    return why
+
+
+def _remove_set(folder: Path) -> int:
+    """`--fresh`: delete the files the set's manifest lists (and the manifest), then the folders that left
+    empty. A set whose manifest cannot be read proves nothing, so nothing is deleted; the rebuild then
+    rewrites every file in place. Returns how many files were removed."""
+    try:
+        listed = list(load_manifest(folder)["sha256"])
+    except BenchError:
+        return 0
+    removed = 0
+    for rel in [*listed, MANIFEST]:
+        path = folder / rel
+        if path.is_file() or path.is_symlink():
+            path.unlink()
+            removed += 1
+    for sub in ("sequences", "blur", "flow"):
+        top = folder / sub
+        if top.is_dir() and not top.is_symlink():
+            for child in sorted(top.iterdir()):
+                if child.is_dir() and not child.is_symlink() and not any(child.iterdir()):
+                    child.rmdir()
+            if not any(top.iterdir()):
+                top.rmdir()
+    return removed
+
+
+def _check_windows(prof: Profile, ns: list[int]) -> None:
+    """Every synthetic sequence must hold at least one window of the largest N (footage: `check_lengths`)."""
+    length, n = int(prof.data.sequence_length), max(ns)
+    if n > length:
+        largest = length if length % 2 else length - 1
+        raise BenchError(f"--frames {n}: the {prof.name} profile's synthetic sequences have {length} frames "
+                         f"(data.sequence_length), fewer than one {n}-frame window; choose an odd --frames "
+                         f"up to {largest}, or raise data.sequence_length (bench run --set "
+                         f"data.sequence_length={n})")
+
+
+def _resolve_root(root: str | Path) -> Path:
+    """The footage root as an absolute path; a symlink loop or an unreadable path is a one-line error."""
+    try:
+        return Path(root).expanduser().resolve()
+    except (OSError, RuntimeError) as err:
+        why = "a symbolic link loop" if isinstance(err, RuntimeError) else (err.strerror or str(err)).lower()
+        raise BenchError(f"--root {root}: {why}; point --root at a real folder of footage") from None
 
 
 def _run_jobs(jobs: list[_Job], workers: int, progress: bool) -> Iterator[dict]:
@@ -269,8 +340,18 @@ def prepare(source: str | None = None, root: str | Path | None = None, frames: t
 
     Each blur is the mean of N consecutive sharp frames (paper Sec. 3.1, `bench.data.blur`). A set whose
     manifest exists and whose digests match is left alone; one that fails verification is repaired in place;
-    `fresh` deletes and rebuilds.
+    `fresh` deletes the files its manifest lists and rebuilds. Each set is built holding its folder's lock
+    (released on return); a set folder that is a symlink, or in a read-only data dir, is only verified.
     """
+    with ExitStack() as held:
+        return _prepare(held, source, root, frames, profile, data_dir, seed, gamma, workers, fresh, progress,
+                        log, video_options)
+
+
+def _prepare(held: ExitStack, source: str | None, root: str | Path | None, frames: tuple[int, ...],
+             profile: str | Profile, data_dir: str | Path | None, seed: int, gamma: float | None,
+             workers: int | None, fresh: bool, progress: bool, log: Log | None,
+             video_options: video.VideoOptions | None) -> list[Path]:
     say = log or (lambda _msg: None)
     prof = profile if isinstance(profile, Profile) else get_profile(profile)
     source = source or prof.data.source
@@ -292,7 +373,7 @@ def prepare(source: str | None = None, root: str | Path | None = None, frames: t
     sequences: list[gopro.FootageSequence] = []
     clips: list[video.Clip] = []
     if source == "video":
-        root = Path(root).expanduser().resolve()
+        root = _resolve_root(root)
         clips = video.discover(root, seed, video_options)
     elif footage:
         if root is None:
@@ -301,12 +382,14 @@ def prepare(source: str | None = None, root: str | Path | None = None, frames: t
                 raise BenchError(f"--source {source} needs --root (the folder holding train/ and test/); "
                                  f"nothing at {guess}; see datasets/README.md")
             root = guess
-        root = Path(root).expanduser().resolve()
+        root = _resolve_root(root)
         sequences = gopro.discover(root, seed)
         gopro.check_lengths(sequences, max(ns))
     elif root is not None:
         raise BenchError(f"--root {root}: the synthetic source renders its own frames; drop --root or add "
                          f"--source gopro")
+    else:
+        _check_windows(prof, ns)
 
     from bench.data.synthetic import render_identity
 
@@ -322,11 +405,14 @@ def prepare(source: str | None = None, root: str | Path | None = None, frames: t
     if source == "video":
         base["video"] = video_options.identity()
     folders = {n: data_dir / set_name(source, prof.name, n) for n in ns}
+    unwritable = _lock_sets(held, folders, say)
     pending: list[int] = []
     for n in sorted(set(ns)):
         folder = folders[n]
-        if fresh and folder.exists():
-            shutil.rmtree(folder)
+        if fresh and unwritable[n]:
+            raise BenchError(f"--fresh: {unwritable[n]}")
+        if fresh:
+            _remove_set(folder)
         if not (folder / MANIFEST).is_file():
             pending.append(n)
             continue
@@ -354,9 +440,10 @@ def prepare(source: str | None = None, root: str | Path | None = None, frames: t
     if not pending:
         say(f"nothing to do: {', '.join(str(folders[n]) for n in ns)} already prepared and verified")
         return [folders[n] for n in ns]
-
     for n in pending:
-        _clean_temporaries(folders[n])
+        if unwritable[n]:
+            raise BenchError(unwritable[n])
+
     sets = tuple((n, str(folders[n])) for n in pending)
     failed: list[dict] = []  # video: {file, error} of each video left out
     if source == "video":
@@ -371,6 +458,8 @@ def prepare(source: str | None = None, root: str | Path | None = None, frames: t
                 for i in range(int(count))]
     if not jobs and source != "video":
         raise BenchError(f"profile {prof.name!r} renders no sequences; raise data.train_sequences")
+    for n in pending:
+        _clean_temporaries(folders[n], [job.name for job in jobs])
 
     results = list(_run_jobs(jobs, workers, progress))
     results, failed = video.partition(results, failed, root, say)

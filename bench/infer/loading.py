@@ -59,6 +59,10 @@ def load_method(method: str | None = None, frames: int | None = None, run: str |
 
     if run and checkpoint:
         raise BenchError("pass either --run or --checkpoint, not both")
+    if frames is not None:
+        from bench.data.blur import check_frames
+
+        check_frames(frames)
     root = store.runs_dir(runs_option)
     if checkpoint or run:
         if checkpoint:
@@ -76,15 +80,13 @@ def load_method(method: str | None = None, frames: int | None = None, run: str |
         held = str(payload.get("method"))
         if method and method != held:
             raise BenchError(f"{weights} holds {held}, not {method}; drop --method or pass a run of {method}")
-        n, model = payload.get("frames"), payload.get("model") or {}
-        if not isinstance(n, int) or not isinstance(model, dict):
-            raise BenchError(f"{weights}: malformed weights file (frames or model missing); re-export it")
-        if frames and frames != n:
+        n, model = payload["frames"], payload["model"]  # types checked by load_weights
+        if frames is not None and frames != n:
             raise BenchError(f"{weights} was trained for {n} frames, not {frames}; use --frames {n} or a "
                              f"run trained with {frames} frames")
         name, source = held, str(weights)
     else:
-        name, n = method or "ours", frames or 9
+        name, n = method or "ours", 9 if frames is None else frames
         payload, source, model = None, "", {}
     from bench.run import get_method
 
@@ -109,13 +111,10 @@ def load_method(method: str | None = None, frames: int | None = None, run: str |
         if payload.get("method") != name:
             raise BenchError(f"{weights} holds {payload.get('method')}, not {name}; the store is "
                              "inconsistent: rerun the bench run command")
-        source, model = str(weights), payload.get("model") or {}
-        if not isinstance(model, dict):
-            raise BenchError(f"{weights}: malformed weights file (model is not a dict); rerun "
-                             f"`{_train_command(name, n, runs_option)}`")
+        source, model = str(weights), payload["model"]
     nets = entry.build(model or None)
     if payload is not None:
-        states = payload.get("state_dicts") or {}
+        states = payload["state_dicts"]
         # Networks used only in training (the RVE) may be absent from a weights file; the rest may not.
         needed = entry.inference_keys()
         missing = [c for c in needed if c not in states]
@@ -131,3 +130,4 @@ def load_method(method: str | None = None, frames: int | None = None, run: str |
     dev = resolve_device((device or "auto").lower())
     nets = entry.for_inference(nets, dev)
     return LoadedMethod(method=entry, nets=nets, frames=n, device=dev, source=source)
+

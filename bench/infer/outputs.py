@@ -1,17 +1,16 @@
-"""Outputs per photo: frame PNGs, an animated GIF, an MP4 and a side-by-side strip, written atomically."""
+"""Outputs per photo: frame PNGs, an animated GIF, an MP4 and a side-by-side strip, written atomically
+through the output folder's record of its own files (`bench.store.OutputFolder`)."""
 
 from __future__ import annotations
 
 import io
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from bench.data.images import encode_png
 from bench.errors import BenchError
-from bench.store import atomic_write_bytes
+from bench.store import OutputFolder
 
 FORMATS = ("png", "gif", "mp4")  # frame outputs; deblurred.png and strip.png are always written
 STRIP_HEIGHT = 240  # panel height of the side-by-side strip (never upscaled)
@@ -36,35 +35,28 @@ def encode_gif(frames: np.ndarray, fps: float) -> bytes:
     return buf.getvalue()
 
 
-def write_mp4(path: Path, frames: np.ndarray, fps: float) -> Path:
-    """Frames `(n, h, w, 3)` uint8 -> an MP4 (mp4v) at `path`, atomically: OpenCV writes a temporary file in
-    the same folder, which is fsynced and renamed. Odd sizes get their last row/column repeated (mp4v
-    needs even sizes)."""
+def encode_mp4(frames: np.ndarray, fps: float, scratch: Path) -> bytes:
+    """Frames `(n, h, w, 3)` uint8 -> MP4 (mp4v) bytes. OpenCV writes only to a path: `scratch`, a temporary
+    of the suite's (`OutputFolder.scratch`), removed here; the caller writes the bytes atomically. Odd sizes
+    get their last row/column repeated (mp4v needs even sizes)."""
     import cv2
 
     n, h, w, _ = frames.shape
     frames = np.pad(frames, ((0, 0), (0, h % 2), (0, w % 2), (0, 0)), mode="edge")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp.mp4", dir=path.parent)
-    os.close(fd)
     try:
-        writer = cv2.VideoWriter(tmp, cv2.VideoWriter_fourcc(*"mp4v"), float(fps),
+        writer = cv2.VideoWriter(str(scratch), cv2.VideoWriter_fourcc(*"mp4v"), float(fps),
                                  (frames.shape[2], frames.shape[1]))
         if not writer.isOpened():
-            raise BenchError(f"{path}: OpenCV cannot write mp4v video here; use --format gif,png")
+            raise BenchError(f"{scratch.parent}: OpenCV cannot write mp4v video here; use --format gif,png")
         for frame in frames:
             writer.write(np.ascontiguousarray(frame[:, :, ::-1]))
         writer.release()
-        if os.path.getsize(tmp) == 0:
-            raise BenchError(f"{path}: OpenCV wrote an empty video; use --format gif,png")
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+        data = scratch.read_bytes()
+        if not data:
+            raise BenchError(f"{scratch.parent}: OpenCV wrote an empty video; use --format gif,png")
+        return data
+    finally:
+        scratch.unlink(missing_ok=True)
 
 
 def make_strip(blur: np.ndarray, deblurred: np.ndarray, frames: np.ndarray,
@@ -88,19 +80,24 @@ def make_strip(blur: np.ndarray, deblurred: np.ndarray, frames: np.ndarray,
     return np.concatenate(row, axis=1)
 
 
-def write_outputs(folder: Path, blur: np.ndarray, deblurred: np.ndarray, frames: np.ndarray,
-                  formats: tuple[str, ...] = FORMATS, fps: float = 10.0) -> list[Path]:
-    """Everything for one photo into `folder`: deblurred.png and strip.png always, and per `formats`
-    frames/frame_XX.png (png), video.gif (gif), video.mp4 (mp4). Every file is written atomically."""
-    written = [atomic_write_bytes(folder / "deblurred.png", encode_png(deblurred))]
+def write_outputs(out: OutputFolder, folder: Path, blur: np.ndarray, deblurred: np.ndarray,
+                  frames: np.ndarray, formats: tuple[str, ...] = FORMATS, fps: float = 10.0) -> list[Path]:
+    """Everything for one photo into `folder` (inside `out`): deblurred.png and strip.png always, and per
+    `formats` frames/frame_XX.png (png), video.gif (gif), video.mp4 (mp4). Every file is claimed, then
+    written atomically; what an earlier run wrote in `folder` and this one did not (the frames of another N,
+    a format dropped) is removed, and files that are not the suite's are never touched."""
+    items = {folder / "deblurred.png": encode_png(deblurred)}
     if "png" in formats:
         digits = max(2, len(str(len(frames))))
         for i, frame in enumerate(frames, 1):
-            target = folder / "frames" / f"frame_{i:0{digits}d}.png"
-            written.append(atomic_write_bytes(target, encode_png(frame)))
+            items[folder / "frames" / f"frame_{i:0{digits}d}.png"] = encode_png(frame)
     if "gif" in formats:
-        written.append(atomic_write_bytes(folder / "video.gif", encode_gif(frames, fps)))
+        items[folder / "video.gif"] = encode_gif(frames, fps)
     if "mp4" in formats:
-        written.append(write_mp4(folder / "video.mp4", frames, fps))
-    written.append(atomic_write_bytes(folder / "strip.png", encode_png(make_strip(blur, deblurred, frames))))
+        items[folder / "video.mp4"] = encode_mp4(frames, fps, out.scratch(folder / "video.mp4", ".tmp.mp4"))
+    items[folder / "strip.png"] = encode_png(make_strip(blur, deblurred, frames))
+    out.claim(items)
+    written = [out.write(path, data) for path, data in items.items()]
+    prefix = out.rel(folder) + "/"
+    out.remove_stale(lambda rel: rel.startswith(prefix))
     return written

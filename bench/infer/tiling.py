@@ -2,76 +2,28 @@
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import numpy as np
 
+from bench import memory
 from bench.errors import BenchError
 from bench.infer.loading import LoadedMethod
+from bench.memory import available_memory
 
 OVERLAP = 32  # pixels shared by neighbouring tiles, blended with linear ramps
 MIN_TILE = 96  # smaller tiles see too little context to be worth running
-PROBE = 32  # side of the probe image; per-pixel memory measured at 32, 64 and 128 agrees exactly
 SMALL_PHOTO = 128 * 128  # pixels up to which a photo runs in one pass without measuring
-ACTIVATION_FACTOR = 6  # live tensors at the peak, in units of the largest (inputs + output) of one layer
 
 
 # --- memory -------------------------------------------------------------------------------------------------
 
-def available_memory(device: Any) -> int:
-    """Bytes free for one photo's forward pass on `device` (CUDA: free device memory; else free RAM)."""
-    import torch
-
-    if getattr(device, "type", str(device)) == "cuda":
-        free, _total = torch.cuda.mem_get_info(device)
-        return int(free)
-    try:
-        with open("/proc/meminfo") as fh:
-            for line in fh:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    try:
-        return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
-    except (ValueError, OSError, AttributeError):
-        return 8 << 30  # unknown platform: assume a modest 8 GiB
-
 
 def forward_bytes_per_pixel(loaded: LoadedMethod) -> int:
-    """Bytes of activation memory per input pixel at the peak of one forward pass (measured, then cached).
-
-    A 32x32 probe runs with hooks on every leaf layer; the largest `inputs + output` of one layer (dense
-    blocks concatenate, so a layer's input can be far wider than its output) times ACTIVATION_FACTOR stands
-    for the tensors alive at once (skip connections, recurrent state), plus the N output frames and flows.
-    Conservative on purpose: an overestimate only tiles earlier, an underestimate can kill the process.
-    """
-    if loaded._per_pixel is not None:
-        return loaded._per_pixel
-    import torch
-
-    peak = 0
-
-    def hook(_module: Any, inputs: tuple, output: Any) -> None:
-        nonlocal peak
-        total = sum(t.numel() * t.element_size() for t in inputs if torch.is_tensor(t))
-        outs = output if isinstance(output, (tuple, list)) else (output,)
-        total += sum(t.numel() * t.element_size() for t in outs if torch.is_tensor(t))
-        peak = max(peak, total)
-
-    handles = [m.register_forward_hook(hook) for m in loaded.nets.modules() if not list(m.children())]
-    try:
-        probe = torch.rand(1, 3, PROBE, PROBE, device=loaded.device)
-        with torch.inference_mode():
-            loaded.method.predict(loaded.nets, probe, loaded.frames)
-    finally:
-        for h in handles:
-            h.remove()
-    pixels = PROBE * PROBE
-    # frames (n,3) + flows (n,2) + deblurred + input, float32, twice: the uint8 conversion makes temporaries.
-    outputs = (loaded.frames * 5 + 3 + 3) * 4 * 2
-    loaded._per_pixel = int(np.ceil(peak * ACTIVATION_FACTOR / pixels)) + outputs
+    """`bench.memory.forward_bytes_per_pixel` of the loaded method, measured once and cached on it."""
+    if loaded._per_pixel is None:
+        loaded._per_pixel = memory.forward_bytes_per_pixel(loaded.method, loaded.nets, loaded.frames,
+                                                           loaded.device)
     return loaded._per_pixel
 
 
@@ -80,9 +32,10 @@ def plan_tile(loaded: LoadedMethod, height: int, width: int, tile: int | None = 
     """The tile side for a `height` x `width` photo: None (one pass), `tile` when forced, else the largest
     multiple of 16 whose forward fits `budget` (default: half the free memory) next to the full-size
     output buffers. A photo whose outputs alone do not fit raises a one-line error."""
-    if tile:
-        if tile < 32 or tile % 16:
-            raise BenchError(f"--tile {tile}: use a multiple of 16 of at least 32")
+    if tile is not None:
+        from bench.config import TILE, check_option
+
+        check_option("--tile", tile, TILE)
         return tile if tile < max(height, width) else None
     if height * width <= SMALL_PHOTO:
         return None  # measuring would cost about as much as just running it

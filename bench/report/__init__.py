@@ -2,6 +2,11 @@
 
 `build_report(runs_dir, out, formats, profile, dataset)` writes `out/README.md` (provenance, the claims table,
 missing and failed runs, links), `out/tables/<name>.{md,csv,tex}` and `out/figures/*.{png,pdf,gif}`.
+
+`out` may hold other files (`--out .` in a project): the report goes through `bench.store.OutputFolder`, so
+it replaces or deletes only files it wrote itself (recorded in `out/.bench-outputs.json`). When a name it
+needs (README.md first of all) is taken by a file it did not write, it stops before writing anything, naming
+that file: a project's README is never replaced, the report asks for another `--out` instead.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ from bench.report.tables import (
     all_tables,
     select,
 )
-from bench.store import atomic_write_text
+from bench.store import OutputFolder
 
 FORMATS = ("md", "csv", "tex", "png", "pdf", "gif")
 
@@ -178,16 +183,26 @@ def build_report(runs_dir: Path, out: Path, formats: set[str], profile: str | No
     result.claims = evaluate_claims(ctx.summary, ctx.frames)
     tables = [claims_table(ctx, result.claims), *all_tables(ctx)]
     writers = {"md": Table.markdown, "csv": Table.csv, "tex": Table.latex}
-    for table in tables:
-        for ext, write in writers.items():
-            if ext in formats:
-                result.tables.append(atomic_write_text(out / "tables" / f"{table.name}.{ext}", write(table)))
-    from bench.report.figures import all_figures  # matplotlib only when figures are asked for
+    targets = {out / "tables" / f"{t.name}.{ext}": (t, write)
+               for t in tables for ext, write in writers.items() if ext in formats}
+    folder = OutputFolder(out, "report")
+    folder.check([result.readme, *targets])  # refused before anything is written (or locked)
+    with folder:
+        for path, (table, write) in targets.items():
+            result.tables.append(folder.write(path, write(table).encode("utf-8")))
+        from bench.report.figures import all_figures  # matplotlib only when figures are asked for
 
-    result.figures = all_figures(ctx, out / "figures", formats)
-    _remove_stale(out, set(result.tables) | set(result.figures), formats)
-    result.missing = missing_runs(ctx)
-    claims = tables[0]
+        result.figures = all_figures(ctx, out / "figures", formats, folder.write)
+        # A run that is gone must not leave its figure behind: this verb's own files of the rebuilt formats
+        # that this report did not write go; the user's files, whatever their names, stay.
+        folder.remove_stale(lambda rel: rel.split("/")[0] in ("tables", "figures")
+                            and rel.rsplit(".", 1)[-1] in formats)
+        result.missing = missing_runs(ctx)
+        folder.write(result.readme, _readme(ctx, runs, result, tables[0], out).encode("utf-8"))
+    return result
+
+
+def _readme(ctx: Context, runs: pd.DataFrame, result: ReportResult, claims: Table, out: Path) -> str:
     lines = ["# Blurred Moments Bench: report", ""]
     if ctx.synthetic:
         lines += [f"> **Built from synthetic data ({ctx.data_text}). Its numbers are NOT comparable with "
@@ -208,19 +223,6 @@ def build_report(runs_dir: Path, out: Path, formats: set[str], profile: str | No
     lines += ["", *_links(out, result.tables, result.figures), "## Metric definitions", ""]
     lines += [f"- `{k}`: {v}" for k, v in ctx.definitions.items()] or ["- see bench/metrics.py"]
     lines += ["", f"- {EQ6_PAIRING}", ""]
-    atomic_write_text(result.readme, "\n".join(lines))
-    return result
+    return "\n".join(lines)
 
 
-def _remove_stale(out: Path, written: set[Path], formats: set[str]) -> None:
-    """Drop files a previous report wrote in the formats rebuilt now and this one did not (a run that is
-    gone must not leave its figure behind), and the temporaries of a report killed mid-write."""
-    from bench.store import clean_temporaries
-
-    clean_temporaries(out)
-    for sub in ("tables", "figures"):
-        folder = out / sub
-        if folder.is_dir():
-            for p in folder.iterdir():
-                if p.is_file() and p.suffix[1:] in formats and p not in written:
-                    p.unlink()

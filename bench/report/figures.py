@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import math
+from collections.abc import Callable
 from pathlib import Path
 
 import matplotlib
@@ -22,6 +23,8 @@ from bench.report.load import load_curves, load_sample_images  # noqa: E402
 from bench.report.tables import CENTRE_FLOOR_NAMES, VIDEO_METHODS, Context  # noqa: E402
 from bench.store import atomic_write_bytes  # noqa: E402
 
+Write = Callable[[Path, bytes], Path]  # how a figure's bytes reach the disk (`OutputFolder.write` in reports)
+
 UNITS = {"eq6": "Eq. 6 error (0-255 scale, lower is better)", "ppsnr": "pPSNR (dB, higher is better)",
          "pwpsnr": "PW-PSNR (dB, higher is better)", "mid_psnr": "middle-frame PSNR (dB, higher is better)",
          "deblur_psnr": "PSNR (dB, higher is better)", "deblur_ssim": "SSIM (unitless, higher is better)"}
@@ -35,14 +38,15 @@ def _footer(ctx: Context, fig: plt.Figure) -> None:
     fig.text(0.01, 0.005, text, fontsize=7, va="bottom", ha="left", color="0.3")
 
 
-def save(fig: plt.Figure, path_stem: Path, formats: set[str]) -> list[Path]:
-    """Write `fig` as `<stem>.png` / `.pdf` (those in `formats`) atomically; closes the figure."""
+def save(fig: plt.Figure, path_stem: Path, formats: set[str],
+         write: Write = atomic_write_bytes) -> list[Path]:
+    """Write `fig` as `<stem>.png` / `.pdf` (those in `formats`) through `write`; closes the figure."""
     written = []
     for ext in ("png", "pdf"):
         if ext in formats:
             buf = io.BytesIO()
             fig.savefig(buf, format=ext, dpi=130, bbox_inches="tight")
-            written.append(atomic_write_bytes(path_stem.with_suffix(f".{ext}"), buf.getvalue()))
+            written.append(write(path_stem.with_suffix(f".{ext}"), buf.getvalue()))
     plt.close(fig)
     return written
 
@@ -91,21 +95,21 @@ def _grouped_bars(ctx: Context, methods: list[str], metrics: list[str], title: s
     return fig
 
 
-def bar_charts(ctx: Context, out: Path, formats: set[str]) -> list[Path]:
+def bar_charts(ctx: Context, out: Path, formats: set[str], write: Write) -> list[Path]:
     written = []
     video = [m for m, _ in VIDEO_METHODS] + list(CENTRE_FLOOR_NAMES)
     fig = _grouped_bars(ctx, video, ["eq6", "ppsnr", "pwpsnr", "mid_psnr"],
                         "Video extraction, mean over seeds")
     if fig is not None:
-        written += save(fig, out / "bars_video", formats)
+        written += save(fig, out / "bars_video", formats, write)
     fig = _grouped_bars(ctx, ["blurred", "srn", "ours", "ours-static", "jin2018"],
                         ["deblur_psnr", "deblur_ssim"], "Single-image deblurring, mean over seeds")
     if fig is not None:
-        written += save(fig, out / "bars_deblur", formats)
+        written += save(fig, out / "bars_deblur", formats, write)
     return written
 
 
-def eq6_vs_blur(ctx: Context, out: Path, formats: set[str]) -> list[Path]:
+def eq6_vs_blur(ctx: Context, out: Path, formats: set[str], write: Write) -> list[Path]:
     """Eq. 6 error against blur size (the number N of frames averaged into the blur), per method."""
     s = ctx.summary.dropna(subset=["eq6"])
     if s.empty:
@@ -128,7 +132,7 @@ def eq6_vs_blur(ctx: Context, out: Path, formats: set[str]) -> list[Path]:
     ax.legend(fontsize=8)
     fig.tight_layout(rect=(0, 0.08, 1, 1))
     _footer(ctx, fig)
-    return save(fig, out / "eq6_vs_blur_size", formats)
+    return save(fig, out / "eq6_vs_blur_size", formats, write)
 
 
 def _first_runs(ctx: Context, n: int) -> dict[str, Path]:
@@ -150,7 +154,7 @@ def _img(path: Path | None) -> np.ndarray | None:
         return np.asarray(im.convert("RGB"))
 
 
-def strips(ctx: Context, out: Path, formats: set[str]) -> list[Path]:
+def strips(ctx: Context, out: Path, formats: set[str], write: Write) -> list[Path]:
     """Per test sample and N: the blur and true frames on top, then per method its deblurred frame and
     its N frames."""
     written = []
@@ -193,7 +197,7 @@ def strips(ctx: Context, out: Path, formats: set[str]) -> list[Path]:
             fig.tight_layout(rect=(0, 0.45 / height, 1, 1 - 0.35 / height))
             _footer(ctx, fig)
             safe = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in sid)
-            written += save(fig, out / f"strip_{n}f_{safe}", formats)
+            written += save(fig, out / f"strip_{n}f_{safe}", formats, write)
     return written
 
 
@@ -203,7 +207,7 @@ def _label(image: np.ndarray, text: str) -> np.ndarray:
     return np.asarray(canvas)
 
 
-def gifs(ctx: Context, out: Path) -> list[Path]:
+def gifs(ctx: Context, out: Path, write: Write) -> list[Path]:
     """One animated GIF per method and N: its extracted video (left) beside the true one (right), first
     stored test sample; small images are enlarged (nearest neighbour) to stay visible."""
     written = []
@@ -227,11 +231,11 @@ def gifs(ctx: Context, out: Path) -> list[Path]:
             buf = io.BytesIO()
             frames[0].save(buf, format="GIF", save_all=True, append_images=frames[1:], duration=200, loop=0)
             safe = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in variant)
-            written.append(atomic_write_bytes(out / f"video_{safe}_{n}f.gif", buf.getvalue()))
+            written.append(write(out / f"video_{safe}_{n}f.gif", buf.getvalue()))
     return written
 
 
-def training_curves(ctx: Context, out: Path, formats: set[str]) -> list[Path]:
+def training_curves(ctx: Context, out: Path, formats: set[str], write: Write) -> list[Path]:
     """Loss against iteration for each trained method (lowest seed), one line per training stage."""
     panels = []
     for n in sorted(set(finished(ctx.runs)["frames"])):
@@ -259,16 +263,17 @@ def training_curves(ctx: Context, out: Path, formats: set[str]) -> list[Path]:
     fig.suptitle("Training curves (lowest seed per method)")
     fig.tight_layout(rect=(0, 0.06, 1, 1))
     _footer(ctx, fig)
-    return save(fig, out / "training_curves", formats)
+    return save(fig, out / "training_curves", formats, write)
 
 
-def all_figures(ctx: Context, out: Path, formats: set[str]) -> list[Path]:
+def all_figures(ctx: Context, out: Path, formats: set[str],
+                write: Write = atomic_write_bytes) -> list[Path]:
     written: list[Path] = []
     if formats & {"png", "pdf"}:
-        written += bar_charts(ctx, out, formats)
-        written += eq6_vs_blur(ctx, out, formats)
-        written += strips(ctx, out, formats)
-        written += training_curves(ctx, out, formats)
+        written += bar_charts(ctx, out, formats, write)
+        written += eq6_vs_blur(ctx, out, formats, write)
+        written += strips(ctx, out, formats, write)
+        written += training_curves(ctx, out, formats, write)
     if "gif" in formats:
-        written += gifs(ctx, out)
+        written += gifs(ctx, out, write)
     return written

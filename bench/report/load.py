@@ -33,7 +33,7 @@ def _read_json(path: Path) -> Any:
     """A JSON file, or None when absent or unreadable (a half-made run must not break the report)."""
     try:
         return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return None
 
 
