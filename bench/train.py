@@ -40,6 +40,7 @@ from torch import nn
 
 from bench.code_identity import stage_code
 from bench.config import Profile
+from bench.data.loaders import collate, make_loader, to_float
 from bench.errors import BenchError
 from bench.store import (
     FolderLock,
@@ -204,8 +205,7 @@ class PlannedBatches(torch.utils.data.Dataset):
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
         plan = batch_plan(self.seed, self.key, self.start + i, self.batch, len(self.trainset))
         mine = plan[self.dist.rank::self.dist.world]  # strided shard, as DistributedSampler
-        items = [self.trainset[pair] for pair in mine]
-        return {k: torch.stack([it[k] for it in items]) for k in self.fields}  # the objective's fields
+        return collate(self.trainset, mine, self.fields)  # the objective's fields, uint8 images
 
 
 PROBE_SAMPLES = 16  # at least this many samples in the probe batch, so one odd crop cannot decide
@@ -228,7 +228,8 @@ def probe_loss(method: MethodAPI, stage: Stage, nets: nn.ModuleDict, data: dict[
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(derive_seed(seed, key, "probe"))
         with torch.no_grad():
-            loss, _parts = method.stage_loss(stage, nets, {k: v.to(device) for k, v in data.items()})
+            batch = to_float({k: v.to(device) for k, v in data.items()})
+            loss, _parts = method.stage_loss(stage, nets, batch)
     return float(loss)
 
 
@@ -416,7 +417,7 @@ class StageRun:
 
     def step(self, it: int, data: dict[str, torch.Tensor], scaler: Any, use_amp: bool) -> float:
         """One iteration on this rank's batch: loss, divergence check, backward, all-reduce, clip, Adam."""
-        data = {k: v.to(self.device, non_blocking=True) for k, v in data.items()}
+        data = to_float({k: v.to(self.device, non_blocking=True) for k, v in data.items()})
         torch.manual_seed(derive_seed(self.seed, self.stream, it, "step"))
         with _autocast(self.device, use_amp):
             loss, _parts = self.method.stage_loss(self.stage, self.nets, data)
@@ -458,10 +459,9 @@ class StageRun:
     def train(self, trainset: Any, progress: bool) -> tuple[float, float]:
         """Iterations `start` .. `total`, checkpointed and logged; returns (data wait, step time), seconds."""
         t = self.profile.train
-        loader = torch.utils.data.DataLoader(
-            PlannedBatches(trainset, self.seed, self.stream, self.start, self.total, self.result.batch,
-                           self.dist, self.stage.objective.fields),
-            batch_size=None, shuffle=False, num_workers=t.workers, persistent_workers=False)
+        loader = make_loader(PlannedBatches(trainset, self.seed, self.stream, self.start, self.total,
+                                            self.result.batch, self.dist, self.stage.objective.fields),
+                             t.workers, self.device)
         use_amp = t.amp and self.device.type == "cuda"
         scaler = torch.amp.GradScaler("cuda") if use_amp and not torch.cuda.is_bf16_supported() else None
         wait_s, step_s, session_start = 0.0, 0.0, time.perf_counter()

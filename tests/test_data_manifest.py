@@ -34,7 +34,8 @@ def test_manifest_follows_the_contract(smoke_data: Path, n: int) -> None:
         assert len(s["sharp"]) == n
         # Flows are stored for test samples only: training never reads them.
         assert (s["flow"] is not None) == (s["split"] == "test")
-        for rel in [s["blur"], *s["sharp"], *(s["flow"] or [])]:
+        # The packed copy (bench.data.packed) is listed with the PNGs, and digested like them.
+        for rel in [s["blur"], *s["sharp"], *(s["flow"] or []), s["packed"]["frames"], s["packed"]["blur"]]:
             assert not Path(rel).is_absolute() and ".." not in Path(rel).parts
             listed.add(rel)
     assert listed == set(m["sha256"])

@@ -83,3 +83,27 @@ def test_stored_flows_are_the_renderers(smoke_data: Path) -> None:
     _, top = seq.render(t)
     stored = np.load(folder / sample["flow"][0]).astype(np.float32)
     assert np.allclose(stored, seq.flow(t, t + 4, top), atol=0.05)
+
+
+def test_write_footage_root_writes_a_gopro_layout_root(tmp_path: Path) -> None:
+    from bench.data import gopro
+    from bench.data.images import read_rgb
+    from bench.data.synthetic import write_footage_root
+
+    folders = write_footage_root(tmp_path / "a", height=24, width=40, train=2, test=1, length=5, seed=2)
+    assert [f.relative_to(tmp_path / "a").as_posix() for f in folders] == [
+        "train/synth_train_000", "train/synth_train_001", "test/synth_test_000"]
+    for folder in folders:
+        assert sorted(p.name for p in folder.iterdir()) == [f"{t:06d}.png" for t in range(1, 6)]
+    frames = [read_rgb(folders[0] / f"{t:06d}.png") for t in range(1, 6)]
+    assert frames[0].shape == (24, 40, 3) and not np.array_equal(frames[0], frames[4])  # it moves
+    # The footage reader takes it as it is, splits from the train/ and test/ folders.
+    found = {s.name: (s.split, len(s.frames)) for s in gopro.discover(tmp_path / "a")}
+    assert found == {"synth_train_000": ("train", 5), "synth_train_001": ("train", 5),
+                     "synth_test_000": ("test", 5)}
+    # A function of its arguments: the same seed gives the same bytes, another seed other frames.
+    write_footage_root(tmp_path / "b", height=24, width=40, train=2, test=1, length=5, seed=2)
+    write_footage_root(tmp_path / "c", height=24, width=40, train=2, test=1, length=5, seed=3)
+    png = "train/synth_train_000/000003.png"
+    assert (tmp_path / "a" / png).read_bytes() == (tmp_path / "b" / png).read_bytes()
+    assert (tmp_path / "a" / png).read_bytes() != (tmp_path / "c" / png).read_bytes()

@@ -117,6 +117,60 @@ def print_rows(rows: list[dict], rate: float) -> None:
                       f"size {ours['size_mb']:.1f} vs {jin['size_mb']:.1f} MB")
 
 
+def run_loader(source: str | None, root: str | None, data_dir: str, profile_name: str, frames: int,
+               workers_text: str, batches: int, device: str, breakdown: bool) -> list[dict]:
+    """`bench perf --loader`: prepare (or verify) the set, then measure each stage at each worker count."""
+    from rich.console import Console
+
+    from bench.config import get_profile, parse_int_list
+    from bench.data import throughput
+    from bench.data.prepare import ensure_prepared
+    from bench.devices import resolve_device
+    from bench.errors import BenchError
+
+    workers = parse_int_list(workers_text, "--workers", "1,2,4")
+    if not workers or min(workers) < 0:
+        raise BenchError(f"--workers {workers_text!r}: expected worker counts >= 0, e.g. --workers 1,2,4")
+    profile = get_profile(profile_name)
+    dev = resolve_device(device)
+    status = Console(stderr=True)
+    folder = ensure_prepared(source, frames, profile, data_dir, root=root, progress=True,
+                             log=lambda msg: status.print(msg, markup=False, highlight=False))
+    rows = []
+    for stage in throughput.STAGES:
+        for k in workers:
+            status.print(f"measuring the {stage} batch with {k} worker(s) ({batches} batches)")
+            rows.append(throughput.measure(folder, profile, stage, k, batches, dev))
+    parts = throughput.breakdown(folder, profile) if breakdown else None
+    for row in rows:
+        row["breakdown_ms_per_video_sample"] = parts
+    print_loader_rows(rows)
+    return rows
+
+
+def print_loader_rows(rows: list[dict]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    if not rows:
+        return
+    r0 = rows[0]
+    table = Table(title=f"bench perf --loader: {r0['set']} ({r0['resolution']}), crop {r0['crop']}, "
+                        f"N={r0['frames']}, to {r0['device']}")
+    for col in ("stage", "fields", "batch", "workers", "samples/s", "batches/s"):
+        table.add_column(col, justify="left" if col in ("stage", "fields") else "right")
+    for r in rows:
+        table.add_row(r["stage"], "+".join(r["fields"]), str(r["batch"]), str(r["workers"]),
+                      f"{r['samples_per_s']:.1f}", f"{r['batches_per_s']:.2f}")
+    console = Console()
+    console.print(table)
+    console.print(f"CPU: {r0['cpu']}; timed after one batch per worker and one more")
+    if r0.get("breakdown_ms_per_video_sample"):
+        parts = r0["breakdown_ms_per_video_sample"]
+        console.print("one video sample (blur + N frames) in one process: "
+                      + ", ".join(f"{k} {v:.2f} ms" for k, v in parts.items()))
+
+
 @click.command("perf")
 @click.option("--methods", "methods_opt", default=None, help="comma-separated method names (default: the "
               "paper's methods and the baselines)")
@@ -124,7 +178,8 @@ def print_rows(rows: list[dict], rate: float) -> None:
 @click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda | mps")
 @click.option("--repeats", default=10, show_default=True, type=click.IntRange(1), help="timed passes")
 @click.option("--warmup", default=2, show_default=True, type=click.IntRange(0), help="untimed passes first")
-@click.option("--frames", default=7, show_default=True, type=click.IntRange(3), help="N, frames per video")
+@click.option("--frames", default=None, type=click.IntRange(3),
+              help="N, frames per video (default: 7 for methods, 9 with --loader)")
 @click.option("--profile", "profile_name", default="paper", show_default=True,
               help="whose network widths to build (paper = the paper-sized networks)")
 @click.option("--json", "json_path", default=None, type=click.Path(dir_okay=False),
@@ -138,14 +193,31 @@ def print_rows(rows: list[dict], rate: float) -> None:
               "operator (convolution, concatenation, copies, ...)")
 @click.option("--matmul-size", default=2048, show_default=True, type=click.IntRange(64),
               help="side of the square matrices of the matmul-rate measurement")
-def command(methods_opt: str | None, resolution: str, device: str, repeats: int, warmup: int, frames: int,
-            profile_name: str, json_path: str | None, compile_: bool, amp: bool, channels_last: bool,
-            breakdown: bool, matmul_size: int) -> None:
-    """Measure runtime, size, MACs and peak memory of methods side by side, untrained (seeded) networks."""
-    methods = [m.strip() for m in methods_opt.split(",") if m.strip()] if methods_opt else default_methods()
-    rows, rate = run_perf(methods, resolution, device, repeats, warmup, frames, profile_name, compile_, amp,
-                          matmul_size, channels_last, breakdown)
-    print_rows(rows, rate)
+@click.option("--loader", is_flag=True, help="measure the training data path instead of the methods: "
+              "samples/s of the DM and video batches at the profile's crop and batch sizes")
+@click.option("--source", default=None, help="--loader: where the frames come from (default: the profile's "
+              "source; paper = gopro); the set is prepared or verified first")
+@click.option("--root", default=None, type=click.Path(path_type=str), help="--loader: footage root")
+@click.option("--data-dir", envvar="BENCH_DATA", default="datasets", show_default=True,
+              help="--loader: data home of the prepared sets (env BENCH_DATA)")
+@click.option("--workers", "workers_text", default="1,2,4", show_default=True,
+              help="--loader: DataLoader worker counts to measure, comma-separated")
+@click.option("--batches", default=20, show_default=True, type=click.IntRange(1),
+              help="--loader: timed batches per measurement (after one per worker and one more)")
+def command(methods_opt: str | None, resolution: str, device: str, repeats: int, warmup: int,
+            frames: int | None, profile_name: str, json_path: str | None, compile_: bool, amp: bool,
+            channels_last: bool, breakdown: bool, matmul_size: int, loader: bool, source: str | None,
+            root: str | None, data_dir: str, workers_text: str, batches: int) -> None:
+    """Measure runtime, size, MACs and peak memory of methods side by side, untrained (seeded) networks;
+    with --loader, the samples per second the training data path delivers."""
+    if loader:
+        rows = run_loader(source, root, data_dir, profile_name, frames or 9, workers_text, batches, device,
+                          breakdown)
+    else:
+        names = [m.strip() for m in methods_opt.split(",") if m.strip()] if methods_opt else default_methods()
+        rows, rate = run_perf(names, resolution, device, repeats, warmup, frames or 7, profile_name,
+                              compile_, amp, matmul_size, channels_last, breakdown)
+        print_rows(rows, rate)
     if json_path:
         from bench.store import atomic_write_text
 

@@ -12,6 +12,7 @@ import json
 import os
 from pathlib import Path, PurePosixPath
 
+from bench.data.packed import ENTRY_KEYS
 from bench.errors import BenchError
 from bench.store import sha256_file
 
@@ -89,7 +90,23 @@ def safe_path(folder: Path, rel: object, where: Path) -> Path:
 
 
 def _paths(sample: dict) -> list[str]:
-    return [sample["blur"], *sample["sharp"], *(sample["flow"] or [])]
+    paths = [sample["blur"], *sample["sharp"], *(sample["flow"] or [])]
+    if isinstance(sample.get("packed"), dict):
+        paths += [sample["packed"]["frames"], sample["packed"]["blur"]]
+    return paths
+
+
+def _check_packed(sample: dict, where: Path, fix: str) -> None:
+    """A sample's optional `packed` entry: where its frames and blur sit in the packed copy."""
+    entry = sample.get("packed")
+    if entry is None:
+        return  # prepared before the packed copy existed: `bench prepare` adds it
+    ok = isinstance(entry, dict) and all(k in entry for k in ENTRY_KEYS)
+    if ok:
+        ok = all(isinstance(entry[k], int) and not isinstance(entry[k], bool) and entry[k] >= 0
+                 for k in ("first", "index"))
+    if not ok:
+        raise BenchError(f"{where}: sample {sample['id']!r} has a malformed packed entry; {fix}")
 
 
 def load_manifest(folder: Path | str, verify: bool = False) -> dict:
@@ -129,6 +146,7 @@ def load_manifest(folder: Path | str, verify: bool = False) -> dict:
         if not isinstance(sample["sharp"], list) or len(sample["sharp"]) != n or (
                 flows is not None and (not isinstance(flows, list) or len(flows) != n)):
             raise BenchError(f"{where}: sample {sample['id']!r} does not list {n} frames; {fix}")
+        _check_packed(sample, where, fix)
         for rel in _paths(sample):
             if rel not in digests:
                 raise BenchError(f"{where}: {rel!r} has no sha256 entry; {fix}")
@@ -137,15 +155,24 @@ def load_manifest(folder: Path | str, verify: bool = False) -> dict:
     return manifest
 
 
-def verify_files(folder: Path, manifest: dict) -> None:
-    """Check every listed file against its sha256; the first mismatch raises a one-line BenchError."""
+def damaged_files(folder: Path, manifest: dict) -> list[tuple[str, str]]:
+    """Every listed file that is missing or whose sha256 does not match: `(relpath, one-line message)`."""
     fix = f"run `{repair_command(folder, manifest)}` again to repair it"
+    bad = []
     for rel, digest in manifest["sha256"].items():
         path = safe_path(folder, rel, folder / MANIFEST)
         if not path.is_file():
-            raise BenchError(f"{path}: missing from the prepared set; {fix}")
-        if sha256_file(path) != digest:
-            raise BenchError(f"{path}: content does not match its sha256 in the manifest; {fix}")
+            bad.append((rel, f"{path}: missing from the prepared set; {fix}"))
+        elif sha256_file(path) != digest:
+            bad.append((rel, f"{path}: content does not match its sha256 in the manifest; {fix}"))
+    return bad
+
+
+def verify_files(folder: Path, manifest: dict) -> None:
+    """Check every listed file against its sha256; a mismatch raises a one-line BenchError (the first)."""
+    bad = damaged_files(folder, manifest)
+    if bad:
+        raise BenchError(bad[0][1])
 
 
 def split_counts(manifest: dict) -> dict[str, int]:

@@ -5,6 +5,7 @@ Layout of a set folder (one per N; see docs/ARCHITECTURE.md for the manifest key
     sequences/<sequence>/<t:06d>.png      sharp frames, stored once per sequence (samples reference them)
     blur/<sequence>/w<k:03d>.png          the blur of window k (frames k*N .. k*N+N-1)
     flow/<sequence>/w<k:03d>_<j>.npy      synthetic test samples only: backward flow, centre to frame j
+    packed/<sequence>/{frames,blur}.npy   the same frames and blurs decoded, for training (bench.data.packed)
     manifest.json                         written last, so its presence means the set is complete
 
 Work is split by sequence over processes; each sequence's output depends only on its own inputs and the
@@ -29,7 +30,7 @@ import numpy as np
 
 from bench import __version__
 from bench.config import Profile, get_profile
-from bench.data import gopro, video
+from bench.data import gopro, packed, video
 from bench.data.blur import WindowBlur, center_offset, check_frames, check_gamma, window_count
 from bench.data.images import decode_image, encode_png, is_plain_png
 from bench.data.manifest import (
@@ -125,18 +126,13 @@ class _Writer:
         return rel
 
     def _unlink_links(self, rel: str) -> bool:
-        """Remove any symlink on the way from the set folder to `rel` (the links themselves, never what they
-        point at). A set holds real files only: a link could lead outside it, where a rerun must neither
-        trust bytes (the manifest check refuses such links) nor write through it. True if one was removed."""
-        found = False
-        here = self.folder
-        for part in Path(rel).parts:
-            here = here / part
-            if here.is_symlink():
-                here.unlink()
-                found = True
-                break  # everything below a removed folder link is gone from the set's view
-        return found
+        return packed.remove_links(self.folder, rel)
+
+    def finish_pack(self, pack: packed.SequencePack) -> None:
+        for rel, (digest, wrote) in pack.finish().items():
+            self.sha256[rel] = digest
+            self.written += wrote
+            self.kept += not wrote
 
 
 def write_or_explain(path: Path, data: bytes | dict) -> None:
@@ -169,7 +165,8 @@ def build_sequence(job: _Job) -> dict:
     per_set = []
     for n, folder in job.sets:
         per_set.append({"n": n, "writer": _Writer(folder), "blur": WindowBlur(n, job.gamma),
-                        "limit": window_count(_length(job), n) * n, "samples": [], "sharp": []})
+                        "limit": window_count(_length(job), n) * n, "samples": [], "sharp": [],
+                        "pack": packed.SequencePack(Path(folder), job.name)})
     notes: Counter[str] = Counter()
     resolution = None
     for t, rgb, png, extra in _frames(job):
@@ -181,6 +178,7 @@ def build_sequence(job: _Job) -> dict:
             if t >= s["limit"]:
                 continue
             s["sharp"].append(w.put(f"sequences/{job.name}/{t:06d}.png", png))
+            s["pack"].frame(rgb)
             k = t // n
             if with_flow:
                 seq, top = extra
@@ -189,6 +187,7 @@ def build_sequence(job: _Job) -> dict:
                                                       _npy_bytes(flow)))
             blur = s["blur"].add(rgb)
             if blur is not None:
+                s["pack"].blur(blur)
                 s["samples"].append({
                     "id": f"{job.name}-w{k:03d}",
                     "split": job.split,
@@ -197,7 +196,10 @@ def build_sequence(job: _Job) -> dict:
                     "blur": w.put(f"blur/{job.name}/w{k:03d}.png", encode_png(blur)),
                     "sharp": s["sharp"][k * n:(k + 1) * n],
                     "flow": s["flow"][k * n:(k + 1) * n] if with_flow else None,
+                    "packed": packed.entry(job.name, k, n),
                 })
+    for s in per_set:
+        s["writer"].finish_pack(s["pack"])
     return {
         "name": job.name,
         "split": job.split,
@@ -224,7 +226,8 @@ def _clean_temporaries(folder: Path, sequences: list[str]) -> None:
     """Remove the suite's temporaries that a killed run left, at the places a build writes: the set folder
     and each sequence's folders. Never a recursive search, never through a link leading out of the set."""
     base = folder.resolve()
-    places = [folder] + [folder / sub / name for sub in ("sequences", "blur", "flow") for name in sequences]
+    places = [folder] + [folder / sub / name for sub in ("sequences", "blur", "flow", packed.PACKED_DIR)
+                         for name in sequences]
     for place in places:
         try:
             inside = place.resolve().is_relative_to(base)
@@ -267,7 +270,7 @@ def _remove_set(folder: Path) -> int:
         if path.is_file() or path.is_symlink():
             path.unlink()
             removed += 1
-    for sub in ("sequences", "blur", "flow"):
+    for sub in ("sequences", "blur", "flow", packed.PACKED_DIR):
         top = folder / sub
         if top.is_dir() and not top.is_symlink():
             for child in sorted(top.iterdir()):
@@ -407,6 +410,7 @@ def _prepare(held: ExitStack, source: str | None, root: str | Path | None, frame
     folders = {n: data_dir / set_name(source, prof.name, n) for n in ns}
     unwritable = _lock_sets(held, folders, say)
     pending: list[int] = []
+    to_pack: dict[int, tuple[dict, set[str] | None]] = {}
     for n in sorted(set(ns)):
         folder = folders[n]
         if fresh and unwritable[n]:
@@ -426,19 +430,27 @@ def _prepare(held: ExitStack, source: str | None, root: str | Path | None, frame
             diff = next(k for k in mine if mine[k] != theirs[k])
             raise BenchError(f"{folder / MANIFEST}: prepared with {diff}={theirs[diff]!r}, not "
                              f"{mine[diff]!r}; add --fresh to rebuild it, or choose another --data-dir")
-        try:
-            load_manifest(folder, verify=True)
-        except BenchError as err:
-            say(f"repairing {folder}: {err}")
+        action, why, only = packed.plan(folder, old)
+        if action == "rebuild":
+            say(f"repairing {folder}: {why}")
             pending.append(n)
             continue
-        if source == "video" and (why := video.stale(old, clips, folder / MANIFEST)):
-            say(f"updating {folder}: {why}")
+        if source == "video" and (stale := video.stale(old, clips, folder / MANIFEST)):
+            say(f"updating {folder}: {stale}")
             pending.append(n)
+            continue
+        if action == "pack":
+            say(f"{folder}: {why}")
+            to_pack[n] = (old, only)
             continue
         say(f"{folder}: already prepared, {len(old['sha256'])} files verified")
+    for n, (old, only) in to_pack.items():
+        if unwritable[n]:
+            raise BenchError(unwritable[n])
+        _pack_from_pngs(folders[n], old, only, workers, say)
     if not pending:
-        say(f"nothing to do: {', '.join(str(folders[n]) for n in ns)} already prepared and verified")
+        if not to_pack:
+            say(f"nothing to do: {', '.join(str(folders[n]) for n in ns)} already prepared and verified")
         return [folders[n] for n in ns]
     for n in pending:
         if unwritable[n]:
@@ -502,6 +514,14 @@ def _prepare(held: ExitStack, source: str | None, root: str | Path | None, frame
     if failed:
         raise video.failures(failed, len(results))
     return [folders[n] for n in ns]
+
+
+def _pack_from_pngs(folder: Path, old: dict, only: set[str] | None, workers: int, say: Log) -> None:
+    """Add (or repair) the packed copy of a set whose PNGs verified, then rewrite its manifest."""
+    _clean_temporaries(folder, sorted({s["sequence"] for s in old["samples"]}))
+    manifest, wrote = packed.pack_existing(folder, old, workers, only)
+    write_or_explain(folder / MANIFEST, manifest)
+    say(f"{folder}: wrote {wrote} packed files from its PNGs, {len(manifest['sha256'])} files listed")
 
 
 def _samples_of(results: list[dict], n: int) -> Iterator[dict]:

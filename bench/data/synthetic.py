@@ -251,3 +251,37 @@ class SyntheticSequence:
             q = g @ p
             flow[sel] = (q[:2] / q[2:3] - p[:2]).T
         return flow.reshape(self.h, self.w, 2).astype(np.float32)
+
+
+def write_footage_root(root: str | Path, height: int = 720, width: int = 1280, train: int = 4, test: int = 1,
+                       length: int = 40, seed: int = 0, motion_px: float | None = None,
+                       max_layers: int = 4) -> list[Path]:
+    """Render a footage root in the GoPro layout, `<split>/<sequence>/000001.png ...`; returns the
+    sequence folders.
+
+    It stands in for GOPRO_Large_all wherever real footage is not at hand (loader throughput at 720p, the
+    GPU checks): `bench prepare --source gopro --root ROOT` reads it like any footage. `motion_px` (camera
+    path over a 9-frame window) defaults to the quick profile's 8 px per 160 px of width, so the blur
+    covers the same share of the frame at any size. Sequence names (`synth_<split>_<i>`) are in neither
+    GoPro split list, so the `train/` and `test/` folders decide the split. Frames already on disk are
+    rewritten (atomically): the output depends only on the arguments.
+    """
+    from dataclasses import replace
+
+    from bench.config import DataConfig
+    from bench.data.images import write_png
+
+    if min(height, width) < 16 or length < 3 or train < 0 or test < 0 or train + test < 1:
+        raise ValueError("write_footage_root wants frames of at least 16x16, length >= 3 and a sequence")
+    motion = 8.0 * width / 160 if motion_px is None else float(motion_px)
+    cfg = replace(DataConfig(), height=int(height), width=int(width), sequence_length=int(length),
+                  motion_px=motion, max_layers=int(max_layers))
+    folders = []
+    for split, count in (("train", train), ("test", test)):
+        for i in range(int(count)):
+            seq = SyntheticSequence(cfg, split, i, seed)
+            folder = Path(root) / split / f"synth_{split}_{i:03d}"
+            for t in range(seq.length):
+                write_png(folder / f"{t + 1:06d}.png", seq.render(t)[0])  # GoPro numbers frames from 1
+            folders.append(folder)
+    return folders
