@@ -193,7 +193,7 @@ def test_fields_are_honoured_and_share_one_draw(smoke_data) -> None:
     assert list(only) == ["sharp"] and torch.equal(only["sharp"], full["sharp"])
     with pytest.raises(BenchError, match="no flows"):
         TrainSet(folder, 32, fields=("blur", "flow"))  # the train split has none
-    with pytest.raises(BenchError, match="choose one or more"):
+    with pytest.raises(ValueError, match="depth"):
         TrainSet(folder, 32, fields=("blur", "depth"))
 
 
@@ -220,7 +220,7 @@ def test_a_batch_is_its_items_stacked(smoke_data) -> None:
     fields = ("blur", "sharp", "center", "flow")
     ds = TrainSet(smoke_data / "synthetic-smoke-9f", 32, split="test", fields=fields)
     keys = [(0, 4), (1, 9), (0, 11)]
-    batch = collate(ds, keys)
+    batch = collate(ds, keys, fields)
     assert list(batch) == ["blur", "sharp", "center", "flow"]
     for f, t in batch.items():
         assert torch.equal(t, torch.stack([ds[k][f] for k in keys])), f
@@ -231,7 +231,10 @@ def test_a_batch_is_its_items_stacked(smoke_data) -> None:
         def __getitem__(self, key):
             return {"x": torch.full((2,), float(key[0])), "id": str(key)}
 
-    assert collate(Plain(), [(1, 0), (2, 0)])["x"].tolist() == [[1.0, 1.0], [2.0, 2.0]]
+    assert collate(Plain(), [(1, 0), (2, 0)], ("x",))["x"].tolist() == [[1.0, 1.0], [2.0, 2.0]]
+    assert list(collate(ds, keys, ("sharp",))) == ["sharp"]  # a subset, as a stage's objective asks
+    with pytest.raises(ValueError, match="depth"):
+        collate(ds, keys, ("depth",))
 
 
 def test_worker_processes_give_the_items_of_the_main_process(smoke_data) -> None:
@@ -243,7 +246,7 @@ def test_worker_processes_give_the_items_of_the_main_process(smoke_data) -> None
             return len(keys)
 
         def __getitem__(self, i):
-            batch = collate(ds, keys[i:i + 1])
+            batch = collate(ds, keys[i:i + 1], ds.fields)
             return {k: v[0] for k, v in batch.items()} | {"shared": torch.tensor(batch["sharp"].is_shared())}
 
     # OpenCV's threads busy then idle in this process before the fork: the case that hung workers which set

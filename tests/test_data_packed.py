@@ -183,7 +183,7 @@ def test_a_killed_stream_leaves_a_temporary_that_the_next_prepare_removes(smoke_
     name = "synthetic-smoke-7f"
     shutil.copytree(smoke_data / name, tmp_path / name)
     target = tmp_path / name / packed.frames_rel("train_000")
-    stray = target.parent / f".{target.name}.killed{os.getpid()}.tmp"
+    stray = target.parent / f".{target.name}.bench-killed{os.getpid()}.tmp"
     stray.write_bytes(b"half a file")  # what a SIGKILL mid-stream leaves
     target.unlink()
     prepare("synthetic", None, (7,), "smoke", tmp_path, workers=1)

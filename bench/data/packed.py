@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.errors import BenchError
-from bench.store import TMP_SUFFIX, sha256_file
+from bench.store import TMP_SUFFIX, sha256_file, temporary_prefix
 
 PACKED_DIR = "packed"
 ENTRY_KEYS = ("frames", "first", "blur", "index")
@@ -95,7 +95,8 @@ class NpyStream:
         self._shape: tuple[int, ...] | None = None
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=TMP_SUFFIX, dir=self.path.parent)
+            fd, tmp = tempfile.mkstemp(prefix=temporary_prefix(self.path), suffix=TMP_SUFFIX,
+                                       dir=self.path.parent)
         except OSError as err:
             raise _write_error(self.path, err) from None
         self._tmp = tmp
