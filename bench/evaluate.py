@@ -23,9 +23,6 @@ from bench.perf import deblur_entry, device_name, inference_params, params_of, s
 if TYPE_CHECKING:
     from methods.registry import MethodAPI
 
-# The per-sample keys (SPEC 8), averaged into the aggregate.
-SAMPLE_KEYS = ("deblur_psnr", "deblur_ssim", "deblur_lpips", "eq6", "ppsnr", "pwpsnr", "mid_psnr", "epe")
-
 
 def _json_float(x: Any) -> float | None:
     """A plain JSON float; None for missing or non-finite values (inf PSNR of a perfect frame, NaN)."""
@@ -35,8 +32,11 @@ def _json_float(x: Any) -> float | None:
     return x if math.isfinite(x) else None
 
 
-def _mean(values: list[float | None]) -> float | None:
-    # A metric missing for one sample (no true flow, no LPIPS) is missing for the set, not averaged over less.
+def _mean(values: list[float | None], over_defined: bool = False) -> float | None:
+    """The mean over samples; None when a sample lacks the value, unless the metric is `over_defined`
+    (`metrics.MEAN_OVER_DEFINED`), whose mean is over the samples where it is defined."""
+    if over_defined:
+        values = [v for v in values if v is not None]
     if not values or any(v is None for v in values):
         return None
     m = float(np.mean(values))
@@ -77,6 +77,7 @@ def score_sample(deblurred: np.ndarray, frames: np.ndarray, sharp: np.ndarray,
         "ppsnr": metrics.ppsnr(frames, sharp),
         "pwpsnr": metrics.pwpsnr(frames, sharp),
         "mid_psnr": metrics.mid_psnr(frames, sharp),
+        "motion_ratio": metrics.motion_ratio(frames, sharp),
         "epe": None if flows is None or true_flows is None else metrics.flow_epe(flows, true_flows),
     }
 
@@ -158,7 +159,8 @@ def evaluate(method: MethodAPI, nets: nn.Module, set_folder: Path | str, profile
 
     runtime = _runtimes(method, nets, first_inputs, n_frames, device, profile)
     params = inference_params(method, nets)
-    aggregate: dict[str, Any] = {k: _mean([s[k] for s in samples]) for k in SAMPLE_KEYS}
+    aggregate: dict[str, Any] = {k: _mean([s[k] for s in samples], k in metrics.MEAN_OVER_DEFINED)
+                                 for k in metrics.SAMPLE_METRICS}
     if aggregate["deblur_lpips"] is None:
         aggregate["deblur_lpips_note"] = lpips_note or "LPIPS not computed for every sample"
     aggregate.update({

@@ -28,6 +28,30 @@ PEAK = 255.0  # the data range of uint8 images
 # Aggregate keys of metrics.json where a smaller value is better (tables, arrows and verdicts read this).
 LOWER_IS_BETTER = frozenset({"deblur_lpips", "eq6", "epe", "runtime_deblur_s", "runtime_video_s", "params",
                              "size_mb"})
+# Keys best at 1 (neither direction is better): the motion ratio, where 0 is a still video and >1 flicker.
+BEST_AT_ONE = frozenset({"motion_ratio"})
+# The per-sample keys of metrics.json ("samples" rows and "aggregate", where they are means over samples).
+SAMPLE_METRICS: tuple[str, ...] = ("deblur_psnr", "deblur_ssim", "deblur_lpips", "eq6", "ppsnr", "pwpsnr",
+                                   "mid_psnr", "motion_ratio", "epe")
+# Per-sample keys whose aggregate is the mean over the samples where they are defined; for the others a
+# value missing for one sample (no true flow, no LPIPS) is missing for the set, never averaged over fewer.
+MEAN_OVER_DEFINED = frozenset({"motion_ratio"})  # undefined only where the true video is static
+# The cost keys of the aggregate: measured once per evaluation, not per sample.
+COST_METRICS: tuple[str, ...] = ("runtime_deblur_s", "runtime_video_s", "params", "size_mb")
+
+
+def direction(key: str) -> str:
+    """Which way `key` improves, in words: "lower is better", "higher is better" or "1 is best"."""
+    if key in BEST_AT_ONE:
+        return "1 is best"
+    return "lower is better" if key in LOWER_IS_BETTER else "higher is better"
+
+
+def arrow(key: str) -> str:
+    """The table arrow of `key`: ↓ lower is better, ↑ higher is better, →1 best at one."""
+    if key in BEST_AT_ONE:
+        return "→1"
+    return "↓" if key in LOWER_IS_BETTER else "↑"
 
 DEFINITIONS: dict[str, str] = {
     "deblur_psnr": "PSNR of the deblurred image vs the true central frame: 10 log10(255^2 / MSE), MSE over "
@@ -45,6 +69,9 @@ DEFINITIONS: dict[str, str] = {
     "pwpsnr": "PW-PSNR (blur2vid, 2025): 10 log10(255^2 / mean_p min_d (1/N) sum_t (x^d_t(p)-x_t(p))^2), "
     "the order d (predicted or reversed) chosen per pixel p; squared errors averaged over the 3 channels",
     "mid_psnr": "PSNR of the predicted middle frame (n=(N+1)/2) vs the true middle frame",
+    "motion_ratio": "motion of the predicted video over the true one: mean_n mean|x^_{n+1}-x^_n| / "
+    "mean_n mean|x_{n+1}-x_n| on [0,255] frames; 0 for a still video, 1 when it moves as much as the truth; "
+    "the aggregate is the mean over the samples whose true video moves",
     "epe": "flow end-point error: mean over frames and pixels of the Euclidean distance between predicted "
     "and true backward flows (pixels), the better of the predicted and reversed frame orders; synthetic only",
     "runtime_deblur_s": "median wall time of one deblurring forward pass (batch 1, the test resolution "
@@ -155,6 +182,25 @@ def mid_psnr(pred: np.ndarray, true: np.ndarray) -> float:
     _check_pair(pred, true, 4, "mid_psnr")
     c = pred.shape[0] // 2
     return psnr(pred[c], true[c])
+
+
+def motion_ratio(pred: np.ndarray, true: np.ndarray) -> float:
+    """How much a predicted video moves, relative to the true one: two uint8 videos `(N, h, w, 3)`, N >= 2.
+
+    mean_n mean|x^_{n+1} - x^_n| / mean_n mean|x_{n+1} - x_n| over n = 1..N-1, inner means over pixels and
+    channels, on [0, 255] float64 frames. 0 for a static prediction (a floor that repeats one frame scores
+    well on Eq. 6 but 0 here), about 1 when the prediction moves as much as the truth, above 1 when it
+    flickers more; invariant to reversing the predicted order. nan when the true video is static (no motion
+    to compare with). Range [0, inf).
+    """
+    _check_pair(pred, true, 4, "motion_ratio")
+    if pred.shape[0] < 2:
+        raise ValueError(f"motion_ratio: needs at least 2 frames, got {pred.shape[0]}")
+    p = pred.astype(np.float64)  # (N, h, w, 3)
+    t = true.astype(np.float64)
+    moved = float(np.mean(np.abs(np.diff(p, axis=0))))
+    truth = float(np.mean(np.abs(np.diff(t, axis=0))))
+    return math.nan if truth == 0.0 else moved / truth
 
 
 def flow_epe(pred: np.ndarray, true: np.ndarray) -> float:

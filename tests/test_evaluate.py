@@ -15,7 +15,7 @@ from bench.config import get_profile
 from methods.registry import CLAIM_METRICS, Component, Method, Prediction
 
 SPEC8_KEYS = {"deblur_psnr", "deblur_ssim", "deblur_lpips", "eq6", "ppsnr", "pwpsnr", "mid_psnr", "epe",
-              "runtime_deblur_s", "runtime_video_s", "params", "size_mb", "device"}
+              "motion_ratio", "runtime_deblur_s", "runtime_video_s", "params", "size_mb", "device"}
 
 
 def _repeat(method: Method, nets: nn.ModuleDict, blur: torch.Tensor, n: int, center: torch.Tensor | None
@@ -85,6 +85,8 @@ def test_blurred_floor_scores_match_direct_computation(smoke_set, no_lpips, tmp_
     assert agg["eq6"] == pytest.approx(np.mean(eq6), rel=1e-12)
     assert agg["deblur_psnr"] == pytest.approx(np.mean(psnr), rel=1e-12)
     assert agg["eq6"] > 0
+    # A repeated frame does not move: motion ratio 0 for every sample (the truth moves in this set).
+    assert agg["motion_ratio"] == 0.0 and all(s["motion_ratio"] == 0.0 for s in out["samples"])
     sid = out["samples"][0]["id"]
     written = {p.name for p in (tmp_path / "samples").iterdir()}
     assert {f"{sid}_blur.png", f"{sid}_deblurred.png", f"{sid}_frame1.png", f"{sid}_truth5.png"} <= written
@@ -127,3 +129,12 @@ def test_registry_method_runs_through_evaluate(smoke_set, no_lpips) -> None:
     own = evaluate(Repeat(), nn.ModuleDict({"dm": nn.Identity()}), smoke_set, get_profile("smoke"), "cpu",
                    progress=False)
     assert out["aggregate"]["eq6"] == pytest.approx(own["aggregate"]["eq6"])
+
+
+def test_aggregate_means_skip_undefined_values_only_where_the_metric_says_so() -> None:
+    from bench.evaluate import _mean
+
+    assert _mean([1.0, None, 3.0], over_defined=True) == 2.0  # motion ratio: a static truth is left out
+    assert _mean([1.0, None, 3.0]) is None  # any other metric: missing for one sample, missing for the set
+    assert _mean([None], over_defined=True) is None and _mean([]) is None
+    assert metrics.MEAN_OVER_DEFINED == {"motion_ratio"}

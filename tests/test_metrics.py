@@ -181,3 +181,29 @@ def test_lpips_loads_the_cached_backbone(tmp_path, monkeypatch) -> None:
     path.write_bytes(b"not a checkpoint")
     bad, why = metrics.load_lpips()
     assert bad is None and "cannot read" in why
+
+
+def _moving_ramp(n: int = 7, h: int = 12, w: int = 40, step: float = 2.0) -> np.ndarray:
+    """A horizontal ramp translating `step` pixels per frame: every frame differs from the next."""
+    x = np.arange(w, dtype=np.float64)[None, :] - step * np.arange(n, dtype=np.float64)[:, None]  # (n, w)
+    values = np.clip(4.0 * x + 40.0, 0, 255)  # slope 4 per pixel, away from clipping for these sizes
+    return np.broadcast_to(values[:, None, :, None], (n, h, w, 3)).round().astype(np.uint8).copy()
+
+
+def test_motion_ratio_static_truth_half_and_reversed() -> None:
+    true = _moving_ramp()
+    assert metrics.motion_ratio(true, true) == pytest.approx(1.0, abs=1e-12)
+    assert metrics.motion_ratio(true[::-1].copy(), true) == pytest.approx(1.0, abs=1e-12)
+    still = np.repeat(true[3:4], true.shape[0], axis=0)  # the centre frame repeated: a floor's answer
+    assert metrics.motion_ratio(still, true) == 0.0
+    half = _moving_ramp(step=1.0)  # the same ramp moving half as far per frame
+    assert metrics.motion_ratio(half, true) == pytest.approx(0.5, abs=0.02)
+    # Half-amplitude motion about the centre frame: x^_n = (x_n + x_c) / 2, differences halved up to rounding.
+    blend = ((true.astype(np.float64) + true[3:4].astype(np.float64)) / 2).round().astype(np.uint8)
+    assert metrics.motion_ratio(blend, true) == pytest.approx(0.5, abs=0.03)
+    flicker = true.copy()
+    flicker[1::2] = 255 - flicker[1::2]
+    assert metrics.motion_ratio(flicker, true) > 2.0
+    assert math.isnan(metrics.motion_ratio(true, still))  # no true motion: undefined, not 0 or inf
+    with pytest.raises(ValueError, match="shapes differ"):
+        metrics.motion_ratio(true, true[:3])

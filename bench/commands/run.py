@@ -11,10 +11,9 @@ import click
 
 from bench.config import DEFAULT_PROFILE, parse_int_list
 from bench.errors import BenchError
-from bench.metrics import LOWER_IS_BETTER
+from bench.metrics import COST_METRICS, SAMPLE_METRICS, direction
 
-TABLE_KEYS = ("deblur_psnr", "deblur_ssim", "deblur_lpips", "eq6", "ppsnr", "pwpsnr", "mid_psnr", "epe",
-              "runtime_deblur_s", "runtime_video_s", "params", "size_mb")
+TABLE_KEYS = SAMPLE_METRICS + COST_METRICS
 
 
 def _fmt(value: object) -> str:
@@ -38,7 +37,7 @@ def print_table(outcome: object, floor: object | None) -> None:
     if floor is not None:
         table.add_column("blurred (floor)", justify="right")
     for key in TABLE_KEYS:
-        row = [f"{key} ({'lower' if key in LOWER_IS_BETTER else 'higher'} is better)", _fmt(agg.get(key))]
+        row = [f"{key} ({direction(key)})", _fmt(agg.get(key))]
         if floor is not None:
             row.append(_fmt(floor.metrics.get("aggregate", {}).get(key)))
         table.add_row(*row)
