@@ -20,6 +20,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from bench.store import RunRecord
     from methods.registry import Claim
 
 
@@ -72,36 +73,35 @@ def judge(claim: Claim, owner: str, better: list[float | None], worse: list[floa
             "held": None if verdict == NOT_MEASURED else verdict == HELD, "verdict": verdict}
 
 
-def _by_method(runs: Iterable[dict], frames: int, profile: str, dataset: str | None,
+def _by_method(runs: Iterable[RunRecord], frames: int, profile: str, data_sha256: str | None,
                seeds: Iterable[int] | None) -> dict[str, dict[int, dict]]:
-    """method -> seed -> aggregate metrics of the finished runs that share the ablations' data and budget."""
+    """method -> seed -> aggregate metrics of the intact finished runs that share the ablations' data (by
+    digest) and budget."""
     wanted = None if seeds is None else {int(s) for s in seeds}
     out: dict[str, dict[int, dict]] = {}
     for record in runs:
-        cfg, metrics = record.get("config") or {}, record.get("metrics") or {}
-        if metrics.get("status") != "finished":
+        if record.status != "finished":
             continue
-        if cfg.get("frames") != frames or cfg.get("profile") != profile:
-            continue
-        if dataset is not None and cfg.get("dataset") != dataset:
-            continue
-        if wanted is not None and cfg.get("seed") not in wanted:
-            continue
-        if cfg.get("overrides"):
+        cfg = record.config
+        if cfg.frames != frames or cfg.profile != profile or cfg.overrides:
             continue  # a run with overrides is not on the shared budget
-        out.setdefault(cfg.get("method"), {})[cfg.get("seed")] = metrics.get("aggregate", {})
+        if data_sha256 is not None and cfg.data_sha256 != data_sha256:
+            continue
+        if wanted is not None and cfg.seed not in wanted:
+            continue
+        out.setdefault(cfg.method, {})[cfg.seed] = record.metrics.aggregate
     return out
 
 
-def table(runs: Iterable[dict], variants: list[str], frames: int, profile: str,
-          dataset: str | None = None, seeds: Iterable[int] | None = None) -> list[dict]:
+def table(runs: Iterable[RunRecord], variants: list[str], frames: int, profile: str,
+          data_sha256: str | None = None, seeds: Iterable[int] | None = None) -> list[dict]:
     """Judge each claim of each variant from stored runs (`bench.store.iter_runs` records), one row each.
 
-    Only finished runs without `--set` overrides on the same profile, N and (when given) dataset and seeds
-    count, so every row compares runs made on the same data and budget, and `--seeds 0` means seed 0 only
-    even when other seeds are stored.
+    Only intact finished runs without `--set` overrides on the same profile, N and (when given) training
+    data digest and seeds count, so every row compares runs made on the same data and budget, and
+    `--seeds 0` means seed 0 only even when other seeds are stored.
     """
-    by_method = _by_method(runs, frames, profile, dataset, seeds)
+    by_method = _by_method(runs, frames, profile, data_sha256, seeds)
     rows = []
     for name in variants:
         for claim in claims_of(name):

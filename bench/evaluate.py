@@ -84,17 +84,16 @@ def score_sample(deblurred: np.ndarray, frames: np.ndarray, sharp: np.ndarray,
 
 def _write_samples(out_dir: Path, sid: str, blur: np.ndarray, deblurred: np.ndarray, frames: np.ndarray,
                    sharp: np.ndarray) -> None:
+    """The sample images of the run record (`bench.store.sample_image_name`): blur, deblurred, N frames and
+    the N true frames."""
     from bench.data.images import write_png
+    from bench.store import sample_image_name
 
-    write_png(out_dir / f"{sid}_blur.png", blur)
-    write_png(out_dir / f"{sid}_deblurred.png", deblurred)
+    write_png(out_dir / sample_image_name(sid, "blur"), blur)
+    write_png(out_dir / sample_image_name(sid, "deblurred"), deblurred)
     for t in range(frames.shape[0]):
-        write_png(out_dir / f"{sid}_frame{t + 1}.png", frames[t])
-        write_png(out_dir / f"{sid}_truth{t + 1}.png", sharp[t])
-
-
-def _safe_id(sid: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in str(sid))
+        write_png(out_dir / sample_image_name(sid, "frame", t + 1), frames[t])
+        write_png(out_dir / sample_image_name(sid, "truth", t + 1), sharp[t])
 
 
 def evaluate(method: MethodAPI, nets: nn.Module, set_folder: Path | str, profile: Any,
@@ -154,7 +153,7 @@ def evaluate(method: MethodAPI, nets: nn.Module, set_folder: Path | str, profile
             samples.append({"id": item["id"], **{k: _json_float(v) for k, v in row.items()}})
             if out_dir is not None and i < profile.eval.samples_saved:
                 blur_img = metrics.to_numpy_images(item["blur"])
-                _write_samples(Path(out_dir), _safe_id(item["id"]), blur_img, deblurred, frames, sharp)
+                _write_samples(Path(out_dir), item["id"], blur_img, deblurred, frames, sharp)
             bar.advance(task)
 
     runtime = _runtimes(method, nets, first_inputs, n_frames, device, profile)

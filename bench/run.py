@@ -1,11 +1,13 @@
 """One run, end to end: resolve the config, find or make its folder, train (or reuse, resume, load),
 evaluate, store the results (`config.json`, `metrics.json`, `weights.pt`).
 
-A run is (method, profile with overrides, dataset, frames, seed, evaluation set); its folder is
-`runs/<method>-<hash of that>`. The folder holds `config.json`, `env.json`, `metrics.json` (per sample and
-aggregate, `status` finished or failed), `weights.pt` (portable), `curves.json` (loss per stage) and a few
-sample PNGs. A finished run is reused; a failed one is retried; the training stages live in the shared stage
-cache (`runs/stages/`, see bench/train.py) so an interrupted run resumes from its last checkpoint.
+A run is (method, profile with overrides, training set and its content digest, frames, seed, weights file);
+its folder is `runs/<method>-<hash of that>`, holding the run record of `bench.store` (config, env, metrics
+per sample and aggregate, portable weights, loss curves, a few sample PNGs). A score on another set
+(`--eval-data`) goes to `evals/<set>-<digest12>/` of the run. Results are content-addressed: reused only
+when every file behind them is intact and they were computed from byte-identical data; a failed, damaged
+or pre-digest entry is recomputed, saying why in one line. The training stages live in the shared stage
+cache (`runs/stages/`, see bench/train.py), so an interrupted run resumes from its last checkpoint.
 """
 
 from __future__ import annotations
@@ -20,15 +22,29 @@ from bench.config import Profile, apply_overrides, get_profile, to_dict
 from bench.devices import resolve_device
 from bench.errors import BenchError
 from bench.store import (
+    CONFIG,
+    ENV,
+    METRICS,
+    WEIGHTS,
     FolderLock,
+    RecordError,
+    RunConfig,
+    RunMetrics,
     atomic_write_json,
+    checked_name,
+    data_digest,
+    eval_folder_name,
     load_weights,
+    read_config,
+    read_curves,
+    read_env,
     read_json,
     read_metrics,
     run_id,
     runs_dir,
     save_weights,
     sha256_file,
+    verify_weights,
 )
 from bench.train import LOCAL, Dist, StageResult, barrier, train_method, trained_state_dicts
 
@@ -61,9 +77,21 @@ class RunSpec:
 @dataclass
 class RunOutcome:
     path: Path  # the run folder
-    metrics: dict  # what metrics.json holds
+    metrics: RunMetrics  # what metrics.json holds
     cached: bool = False  # True when a finished result was reused
     metrics_path: Path = field(default=Path())
+
+
+@dataclass(frozen=True)
+class Identity:
+    """What makes a result this result: the run id hashes `resolved`; the evaluation adds its set's digest."""
+
+    resolved: dict  # method, resolved profile, training set name and digest, frames, seed, weights digest
+    run_id: str
+    data_sha256: str  # the training set's content digest
+    eval_dataset: str  # the set scored: the training set, or --eval-data
+    eval_sha256: str  # its content digest
+    evals_folder: str | None  # `<set>-<digest12>` for --eval-data, None for the run's own test split
 
 
 def get_method(name: str, frames: int | None = None) -> MethodAPI:
@@ -89,8 +117,9 @@ def resolve_profile(spec: RunSpec) -> Profile:
 
 
 def _resolve_set(data_dir: Path, name: str, frames: int) -> Path:
-    """A prepared set given by folder name under the data dir, or by path; checks it holds N frames."""
+    """A prepared set given by folder name under the data dir, or by path; checks its name and N."""
     folder = Path(name) if Path(name).is_dir() else data_dir / name
+    checked_name(folder.name, f"--eval-data {name}: folder name", "pass the prepared set's folder itself")
     manifest = read_json(folder / "manifest.json")
     if not isinstance(manifest, dict):
         raise BenchError(f"--eval-data {name}: no prepared set at {folder} (no readable manifest.json); "
@@ -101,11 +130,21 @@ def _resolve_set(data_dir: Path, name: str, frames: int) -> Path:
     return folder
 
 
+def identity(spec: RunSpec, method: MethodAPI, profile: Profile, set_folder: Path,
+             eval_folder: Path) -> Identity:
+    """The content-addressed identity of a run and of its evaluation (module docstring)."""
+    digest = data_digest(set_folder)
+    eval_digest = data_digest(eval_folder) if spec.eval_data else digest
+    resolved = {"method": method.name, "profile": to_dict(profile),
+                "dataset": checked_name(set_folder.name, "prepared set"), "data_sha256": digest,
+                "frames": spec.frames, "seed": spec.seed, "eval_set": "test",
+                "weights_sha256": sha256_file(spec.weights) if spec.weights else None}
+    return Identity(resolved, run_id(method.name, resolved), digest, eval_folder.name, eval_digest,
+                    eval_folder_name(eval_folder.name, eval_digest) if spec.eval_data else None)
+
+
 def execute(spec: RunSpec, dist: Dist = LOCAL, log: Any = print) -> RunOutcome | None:
     """Do one run; returns its outcome on rank 0 (None on the other ranks of a distributed run)."""
-    from bench.data.manifest import default_data_dir
-    from bench.data.prepare import ensure_prepared
-
     method = get_method(spec.method, spec.frames)
     profile = resolve_profile(spec)
     if profile.train.threads > 0:
@@ -113,33 +152,16 @@ def execute(spec: RunSpec, dist: Dist = LOCAL, log: Any = print) -> RunOutcome |
 
         torch.set_num_threads(profile.train.threads)
     device = resolve_device(spec.device or profile.train.device, dist.local_rank)
-    data_dir = default_data_dir(spec.data_dir)
     store = runs_dir(spec.runs_dir)
-    source = spec.source or profile.data.source
-
-    # Rank 0 prepares; the others wait, then find the finished set.
-    def prepared() -> Path:
-        return Path(ensure_prepared(source, spec.frames, profile, data_dir, DATA_SEED, root=spec.root,
-                                    progress=spec.progress and dist.main, log=log))
-
-    if dist.main:
-        set_folder = prepared()
-    barrier(dist)
-    if not dist.main:
-        set_folder = prepared()
-    eval_folder = _resolve_set(data_dir, spec.eval_data, spec.frames) if spec.eval_data else set_folder
-
+    set_folder, eval_folder = _data(spec, profile, dist, log)
     weights = load_weights(spec.weights) if spec.weights else None
     if weights is not None and weights["method"] != method.name:
         raise BenchError(f"{spec.weights}: holds {weights['method']} weights, not {method.name}; "
                          f"pass --method {weights['method']}")
-    resolved = {"method": method.name, "profile": to_dict(profile), "dataset": set_folder.name,
-                "frames": spec.frames, "seed": spec.seed, "eval_set": "test",
-                "weights_sha256": sha256_file(spec.weights) if spec.weights else None}
-    rid = run_id(method.name, resolved)
-    folder = store / rid
-    out_dir = folder / "evals" / eval_folder.name if spec.eval_data else folder
-    metrics_path = out_dir / "metrics.json"
+    ident = identity(spec, method, profile, set_folder, eval_folder)
+    folder = store / ident.run_id
+    out_dir = folder / "evals" / ident.evals_folder if ident.evals_folder else folder
+    metrics_path = out_dir / METRICS
 
     # A read-only store is entered unlocked: it can still serve a finished run (writes are atomic).
     lock = FolderLock(folder, on_wait=lambda p: log(f"waiting for another process using {p.parent}"),
@@ -147,34 +169,24 @@ def execute(spec: RunSpec, dist: Dist = LOCAL, log: Any = print) -> RunOutcome |
     if dist.main:
         lock.__enter__()
     try:
+        outcome = None
         if dist.main:
-            previous = read_metrics(metrics_path)
-            if isinstance(previous, dict) and previous.get("status") == "finished" and not spec.fresh:
-                outcome = RunOutcome(folder, previous, cached=True, metrics_path=metrics_path)
+            stored = None if spec.fresh else stored_result(spec, folder, out_dir, ident, log)
+            if stored is not None:
+                outcome = RunOutcome(folder, stored, cached=True, metrics_path=metrics_path)
             else:
-                outcome = None
-                _ready_to_write(lock, store, previous, rid, log)
+                _ready_to_write(lock, store, ident.run_id)
                 _check_inputs(method, profile, set_folder, eval_folder, device, weights)
-                _write_config(folder, spec, method, profile, resolved, device)
-        flag = [outcome is not None] if dist.main else [False]
+                _write_config(folder, spec, method, profile, ident, device)
+        flag = [outcome is not None]
         if dist.active:
             import torch.distributed as td
 
             td.broadcast_object_list(flag, 0)
         if flag[0]:
             return outcome if dist.main else None
-        try:
-            return _train_and_score(spec, method, profile, device, set_folder, eval_folder, folder, out_dir,
-                                    weights, dist, log)
-        except BenchError as err:
-            if dist.main:
-                _record_failure(metrics_path, rid, err)
-            raise
-        except Exception as err:
-            if dist.main:
-                _record_failure(metrics_path, rid, err)
-            raise BenchError(f"{rid} failed: {type(err).__name__}: {err}; recorded in {metrics_path}") \
-                from err
+        return _attempt(spec, method, profile, device, (set_folder, eval_folder), folder, out_dir, ident,
+                        weights, dist, log)
     finally:
         if dist.main:
             lock.__exit__(None, None, None)
@@ -186,16 +198,11 @@ def _places(folder: Path, out_dir: Path) -> tuple[str, ...]:
     return tuple(dict.fromkeys(p.as_posix() for p in (Path("samples"), rel, rel / "samples")))
 
 
-def _ready_to_write(lock: FolderLock, store: Path, previous: dict | None, rid: str, log: Any) -> None:
-    """Before anything is trained or written: a read-only store is refused, an earlier attempt explained."""
+def _ready_to_write(lock: FolderLock, store: Path, rid: str) -> None:
+    """Before anything is trained or written: a read-only store is refused (it can only serve results)."""
     if not lock.held:
-        raise BenchError(f"{store}: read-only, and {rid} has no finished result to reuse; pass a writable "
-                         "--runs-dir to train and store it")
-    status = previous.get("status") if isinstance(previous, dict) else None
-    if status == "failed":
-        log(f"{rid}: the last attempt failed ({previous.get('error')}); retrying")
-    elif status == "malformed":
-        log(f"{rid}: its stored result is malformed ({previous.get('error')}); redoing it")
+        raise BenchError(f"{store}: read-only, and {rid} has no intact finished result to reuse; pass a "
+                         "writable --runs-dir to train and store it")
 
 
 def _check_inputs(method: Any, profile: Profile, set_folder: Path, eval_folder: Path, device: Any,
@@ -216,71 +223,175 @@ def _check_inputs(method: Any, profile: Profile, set_folder: Path, eval_folder: 
     check_run(method, model, scored["frames"], scored["resolution"], device, training)
 
 
+def _data(spec: RunSpec, profile: Profile, dist: Dist, log: Any) -> tuple[Path, Path]:
+    """(training set, set scored): rank 0 prepares the training set; the others wait, then find it."""
+    from bench.data.manifest import default_data_dir
+    from bench.data.prepare import ensure_prepared
+
+    data_dir = default_data_dir(spec.data_dir)
+    source = spec.source or profile.data.source
+
+    def prepared() -> Path:
+        return Path(ensure_prepared(source, spec.frames, profile, data_dir, DATA_SEED, root=spec.root,
+                                    progress=spec.progress and dist.main, log=log))
+
+    set_folder = prepared() if dist.main else None
+    barrier(dist)
+    if not dist.main:
+        set_folder = prepared()
+    return set_folder, (_resolve_set(data_dir, spec.eval_data, spec.frames) if spec.eval_data else set_folder)
+
+
+def stored_result(spec: RunSpec, folder: Path, out_dir: Path, ident: Identity, log: Any) -> RunMetrics | None:
+    """The finished result at `out_dir` when every file behind it is intact and it was computed from exactly
+    these data; otherwise None, after one line saying why it is recomputed (none when nothing is stored)."""
+    path = out_dir / METRICS
+    if not path.exists() and not path.is_symlink():
+        legacy = legacy_entry(folder.parent, ident)
+        if legacy is not None:
+            log(f"{legacy}: stored before data digests were recorded; not reused, recomputing as "
+                f"{ident.run_id}")
+        return None
+    try:
+        metrics = _check_stored(spec, folder, path, ident)
+    except RecordError as err:
+        log(f"{ident.run_id}: {err}; recomputing")
+        return None
+    if metrics.status == "failed":
+        log(f"{ident.run_id}: the last attempt failed ({metrics.error}); retrying")
+        return None
+    return metrics
+
+
+def _check_stored(spec: RunSpec, folder: Path, path: Path, ident: Identity) -> RunMetrics:
+    """The stored metrics when config, env, metrics (and, for the run's own result, weights and curves)
+    are intact and name these data; RecordError with the first problem otherwise."""
+    config, _ = read_config(folder), read_env(folder)
+    metrics = read_metrics(path)
+    if metrics.status == "failed":
+        return metrics
+    if (config.data_sha256, metrics.data_sha256, metrics.eval_sha256) != \
+            (ident.data_sha256, ident.data_sha256, ident.eval_sha256):
+        raise RecordError(f"{path}: computed from other data than {ident.eval_dataset} as prepared now")
+    if ident.evals_folder is None and spec.weights is None:
+        if metrics.weights_sha256 is None:
+            raise RecordError(f"{path}: records no weights.pt for a trained run")
+        problem = verify_weights(folder, metrics)
+        if problem:
+            raise RecordError(problem)
+        read_curves(folder)
+    return metrics
+
+
+def legacy_entry(store: Path, ident: Identity) -> Path | None:
+    """A finished run folder written before data digests (config.json without "record") for the same
+    method, profile, set name, frames and seed, or None: it is reported, never reused."""
+    want = ident.resolved
+    for folder in sorted(store.glob(f"{want['method']}-*")):
+        config = read_json(folder / CONFIG)
+        if not isinstance(config, dict) or "record" in config:
+            continue
+        same = all(config.get(key) == want[mine] for key, mine in (
+            ("method", "method"), ("resolved_profile", "profile"), ("dataset", "dataset"),
+            ("frames", "frames"), ("seed", "seed")))
+        if same and isinstance(read_json(folder / METRICS), dict):
+            return folder
+    return None
+
+
+def _attempt(spec: RunSpec, method: MethodAPI, profile: Profile, device: Any, sets: tuple[Path, Path],
+             folder: Path, out_dir: Path, ident: Identity, weights: dict | None, dist: Dist,
+             log: Any) -> RunOutcome | None:
+    """Train and score; a failure is recorded in metrics.json (so the next command retries) and re-raised as
+    a one-line BenchError."""
+    metrics_path = out_dir / METRICS
+    try:
+        return _train_and_score(spec, method, profile, device, sets, folder, out_dir, ident, weights, dist,
+                                log)
+    except BenchError as err:
+        if dist.main:
+            _record_failure(metrics_path, ident.run_id, err)
+        raise
+    except Exception as err:
+        if dist.main:
+            _record_failure(metrics_path, ident.run_id, err)
+        raise BenchError(f"{ident.run_id} failed: {type(err).__name__}: {err}; recorded in {metrics_path}") \
+            from err
+
+
 def _record_failure(metrics_path: Path, rid: str, err: BaseException) -> None:
     """A failed run is stored as failed (never as a result) so the next command retries it."""
     reason = f"{type(err).__name__}: {err}".splitlines()[0]
     try:
-        atomic_write_json(metrics_path, {"status": "failed", "run_id": rid, "error": reason})
+        atomic_write_json(metrics_path, RunMetrics("failed", rid, error=reason).to_json())
     except OSError as write_err:  # a full disk can refuse the record too; say both, lose nothing more
         raise BenchError(f"{rid} failed ({reason}); could not record it in {metrics_path} "
                          f"({write_err.strerror or write_err}); previous files are intact") from None
 
 
-def _write_config(folder: Path, spec: RunSpec, method: MethodAPI, profile: Profile, resolved: dict,
+def _write_config(folder: Path, spec: RunSpec, method: MethodAPI, profile: Profile, ident: Identity,
                   device: Any) -> None:
     from bench.env import environment
 
-    stages = [{"name": s.name, "trains": list(s.trains), "lr": dict(s.lr), "init_from": list(s.init_from),
-               "batch": s.batch, "iters_keys": list(s.iters_keys)} for s in method.stages]
-    atomic_write_json(folder / "config.json", {
-        "method": method.name, "profile": profile.name, "dataset": resolved["dataset"], "frames": spec.frames,
-        "seed": spec.seed, "overrides": list(spec.overrides), "family": method.family,
-        "resolved_profile": resolved["profile"], "stages": stages, "run_id": folder.name,
-        "weights_file": str(spec.weights) if spec.weights else None,
-        "weights_sha256": resolved["weights_sha256"]})
-    atomic_write_json(folder / "env.json", environment(str(device)))
+    stages = tuple({"name": s.name, "trains": list(s.trains), "lr": dict(s.lr),
+                    "init_from": list(s.init_from), "batch": s.batch, "iters_keys": list(s.iters_keys)}
+                   for s in method.stages)
+    config = RunConfig(run_id=folder.name, method=method.name, family=method.family, profile=profile.name,
+                       overrides=tuple(spec.overrides), resolved_profile=ident.resolved["profile"],
+                       dataset=ident.resolved["dataset"], data_sha256=ident.data_sha256, frames=spec.frames,
+                       seed=spec.seed, stages=stages,
+                       weights_from=str(spec.weights) if spec.weights else None,
+                       weights_from_sha256=ident.resolved["weights_sha256"])
+    atomic_write_json(folder / CONFIG, config.to_json())
+    atomic_write_json(folder / ENV, environment(str(device)))
 
 
-def _train_and_score(spec: RunSpec, method: MethodAPI, profile: Profile, device: Any, set_folder: Path,
-                     eval_folder: Path, folder: Path, out_dir: Path, weights: dict | None, dist: Dist,
+def _train_and_score(spec: RunSpec, method: MethodAPI, profile: Profile, device: Any, sets: tuple[Path, Path],
+                     folder: Path, out_dir: Path, ident: Identity, weights: dict | None, dist: Dist,
                      log: Any) -> RunOutcome | None:
-    import torch
-
     from bench.evaluate import evaluate
-    from bench.train import derive_seed, load_components
 
     started = time.perf_counter()
     results: list[StageResult] = []
     if weights is not None:
-        torch.manual_seed(derive_seed(spec.seed, method.name, "assemble"))
-        nets = method.build(weights["model"])
-        for name in weights["state_dicts"]:
-            if name not in nets:
-                raise BenchError(f"{spec.weights}: component {name!r} is not part of {method.name}")
-        load_components(nets, weights["state_dicts"], source=spec.weights, fix="re-export it with bench run")
-        nets = nets.to(device).eval()
-        model = weights["model"]
+        nets, model = _assemble(spec, method, weights, device), weights["model"]
     else:
-        nets, results = train_method(method, profile, set_folder, spec.seed, folder.parent / "stages", device,
+        nets, results = train_method(method, profile, sets[0], spec.seed, folder.parent / "stages", device,
                                      dist=dist, progress=spec.progress, fresh=spec.fresh, log=log)
         model = asdict(profile.model)
     if not dist.main:
         return None
     if spec.fresh and (out_dir / "samples").is_dir():
         shutil.rmtree(out_dir / "samples")
-    metrics = evaluate(method, nets, eval_folder, profile, device, out_dir=out_dir / "samples",
-                       progress=spec.progress)
-    metrics = dict(metrics)
-    metrics.update({
-        "status": "finished", "run_id": folder.name, "method": method.name, "dataset": set_folder.name,
-        "eval_dataset": eval_folder.name, "frames": spec.frames, "seed": spec.seed, "profile": profile.name,
-        "training": {r.name: r.summary() for r in results},
-        "training_time_s": sum(r.time_s for r in results),
-        "wall_s": time.perf_counter() - started,
-    })
+    scored = evaluate(method, nets, sets[1], profile, device, out_dir=out_dir / "samples",
+                      progress=spec.progress)
+    stored_weights = None
     if weights is None and not spec.eval_data:
-        save_weights(folder / "weights.pt", method.name, spec.frames, model,
-                     trained_state_dicts(nets, results))
+        stored_weights = save_weights(folder / WEIGHTS, method.name, spec.frames, model,
+                                      trained_state_dicts(nets, results))
         atomic_write_json(folder / "curves.json", {r.name: r.curve for r in results})
-    atomic_write_json(out_dir / "metrics.json", metrics)
-    return RunOutcome(folder, metrics, cached=False, metrics_path=out_dir / "metrics.json")
+    metrics = RunMetrics(
+        "finished", folder.name, method=method.name, profile=profile.name, dataset=sets[0].name,
+        data_sha256=ident.data_sha256, eval_dataset=ident.eval_dataset, eval_sha256=ident.eval_sha256,
+        frames=spec.frames, seed=spec.seed, aggregate=scored["aggregate"], samples=tuple(scored["samples"]),
+        metric_definitions=scored["metric_definitions"], training={r.name: r.summary() for r in results},
+        training_time_s=sum(r.time_s for r in results), wall_s=time.perf_counter() - started,
+        weights_sha256=sha256_file(stored_weights) if stored_weights else None,
+        weights_bytes=stored_weights.stat().st_size if stored_weights else None)
+    atomic_write_json(out_dir / METRICS, metrics.to_json())
+    return RunOutcome(folder, metrics, cached=False, metrics_path=out_dir / METRICS)
+
+
+def _assemble(spec: RunSpec, method: MethodAPI, weights: dict, device: Any) -> Any:
+    """The method's networks holding a `--weights` file's state dicts, on `device`, in eval mode."""
+    import torch
+
+    from bench.train import derive_seed, load_components
+
+    torch.manual_seed(derive_seed(spec.seed, method.name, "assemble"))
+    nets = method.build(weights["model"])
+    for name in weights["state_dicts"]:
+        if name not in nets:
+            raise BenchError(f"{spec.weights}: component {name!r} is not part of {method.name}")
+    load_components(nets, weights["state_dicts"], source=spec.weights, fix="re-export it with bench run")
+    return nets.to(device).eval()

@@ -23,14 +23,17 @@ import errno
 import hashlib
 import io
 import json
+import math
 import os
 import re
 import tempfile
 from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 from bench.errors import BenchError
+from bench.metrics import COST_METRICS, SAMPLE_METRICS
 
 TMP_SUFFIX = ".tmp"  # suffix of in-flight atomic writes: `.<name>.bench-<random>.tmp` beside the target
 TMP_TAG = ".bench-"  # between the target's name and the random part: marks the suite's own temporaries
@@ -131,6 +134,40 @@ def stable_hash(obj: Any, length: int = 10) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:length]
 
 
+# --- names and data digests ---------------------------------------------------------------------------------
+
+
+def checked_name(name: str, what: str, fix: str = "rename it") -> str:
+    """`name` when it can name one folder or file inside another: not empty, not `.` or `..`, without path
+    separators, NUL or surrounding spaces; else a one-line BenchError saying `what` it is and the `fix`.
+    Every name derived from a user's path goes through here before it joins a path, so `--eval-data
+    <set>/x/..` (folder name `..`) can never land a result on another file."""
+    bad = (not isinstance(name, str) or name in ("", ".", "..") or "/" in name or "\\" in name
+           or "\x00" in name or name != name.strip())
+    if bad:
+        raise BenchError(f"{what} {name!r}: not usable as a folder or file name (empty, '.', '..', a path "
+                         f"separator or surrounding spaces); {fix}")
+    return name
+
+
+def data_digest(set_folder: Path | str) -> str:
+    """The content digest of a prepared set: the sha256 of its manifest.json, which pins every file of the
+    set by its own sha256. Results are reused only for the same digest, that is byte-identical data."""
+    from bench.data.manifest import MANIFEST  # late: bench.data imports this module
+
+    path = Path(set_folder) / MANIFEST
+    try:
+        return sha256_file(path)
+    except OSError as err:
+        raise BenchError(f"{path}: cannot read ({err.strerror or err}); prepare the set with bench prepare") \
+            from None
+
+
+def eval_folder_name(set_name: str, digest: str) -> str:
+    """`<set>-<digest12>`: an evaluation's folder under `runs/<run-id>/evals/`, one per exact data."""
+    return f"{checked_name(set_name, 'set name')}-{digest[:12]}"
+
+
 # --- run and stage folders ---------------------------------------------------------------------------------
 
 WEIGHTS_FORMAT = "bmb-weights/1"
@@ -145,61 +182,44 @@ def runs_dir(option: str | Path | None = None) -> Path:
 
 
 def read_json(path: Path | str) -> Any | None:
-    """The JSON in `path`, or None when it is missing or unreadable (a run folder being written)."""
+    """The JSON in `path`, or None when it is missing or unreadable (a stage folder being written)."""
     try:
         return json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, ValueError, RecursionError):
         return None
 
 
-def read_metrics(path: Path | str) -> dict | None:
-    """A run's `metrics.json` in the shape every reader assumes: None when missing or unreadable; a
-    malformed one (not an object, a non-text status, an aggregate that is not an object) is reported as
-    status "malformed" with the reason, so it is never reused and never crashes a table."""
-    data = read_json(path)
-    if data is None:
-        return None
-    problem = None
-    if not isinstance(data, dict):
-        problem = "not a JSON object"
-    elif not isinstance(data.get("status", ""), str):
-        problem = "status is not text"
-    elif not isinstance(data.get("aggregate", {}), dict):
-        problem = "aggregate is not an object"
-    if problem is None:
-        return data
-    return {"status": "malformed", "error": f"{path}: {problem}; rerun the bench run command to redo it"}
-
-
-def iter_runs(runs_dir: Path | str) -> list[dict]:
-    """Every run folder under `runs_dir` as `{"path", "config", "metrics"}`; folders without config.json
-    (and the shared `stages/` cache) are skipped. `metrics` is None while a run has not finished once."""
+def iter_runs(runs_dir: Path | str) -> list[RunRecord]:
+    """Every run folder under `runs_dir` (those holding a config.json), read and checked as `RunRecord`s;
+    a damaged or pre-digest entry comes back with its `problem`, never raises."""
     root = Path(runs_dir)
     if not root.is_dir():
         return []
-    out = []
+    records = []
     for folder in sorted(root.iterdir()):
-        if not folder.is_dir() or folder.name == "stages":
+        if folder.name in STORE_FOLDERS or not folder.is_dir():
             continue
-        config = read_json(folder / "config.json")
-        if not isinstance(config, dict):
-            continue
-        out.append({"path": folder, "config": config, "metrics": read_metrics(folder / "metrics.json")})
-    return out
+        record = read_record(folder)
+        if record is not None:
+            records.append(record)
+    return records
 
 
-def latest_run(runs_dir: Path | str, method: str, frames: int | None = None) -> Path | None:
-    """The newest finished run of `method` (by metrics.json's mtime), optionally at `frames`; None if none."""
+def latest_run(runs_dir: Path | str, method: str, frames: int | None = None,
+               with_weights: bool = False) -> Path | None:
+    """The newest intact finished run of `method` (by metrics.json's mtime), optionally at `frames` and only
+    among runs that wrote a weights.pt (`with_weights`, what `bench infer` needs); None if none."""
     best: tuple[float, Path] | None = None
-    for run in iter_runs(runs_dir):
-        cfg, met = run["config"], run["metrics"]
-        if cfg.get("method") != method or not isinstance(met, dict) or met.get("status") != "finished":
+    for record in iter_runs(runs_dir):
+        if record.status != "finished" or record.config.method != method:
             continue
-        if frames is not None and cfg.get("frames") != frames:
+        if frames is not None and record.config.frames != frames:
             continue
-        mtime = (run["path"] / "metrics.json").stat().st_mtime
+        if with_weights and record.metrics.weights_sha256 is None:
+            continue
+        mtime = (record.path / METRICS).stat().st_mtime
         if best is None or mtime > best[0]:
-            best = (mtime, run["path"])
+            best = (mtime, record.path)
     return best[1] if best else None
 
 
@@ -500,3 +520,360 @@ def _check_weights(path: Path, payload: dict) -> None:
             isinstance(sd, dict) and all(isinstance(k, str) and torch.is_tensor(t) for k, t in sd.items())
             for sd in states.values()):
         raise BenchError(f"{path}: malformed weights file (state_dicts is not a map of tensors); {fix}")
+# --- the run record ----------------------------------------------------------------------------------------
+# One schema for what a run folder holds, written by `bench run` and read, checked, by every reader (`list`,
+# `report`, `infer`, `ablate`, the reuse check). Layout:
+#   runs/<run-id>/config.json                     RunConfig: the run's identity
+#   runs/<run-id>/env.json                        RunEnv: packages, commit, device, date
+#   runs/<run-id>/metrics.json                    RunMetrics: finished (results) or failed (the reason)
+#   runs/<run-id>/curves.json                     {stage: [[iteration, loss], ...]} of the stages trained
+#   runs/<run-id>/weights.pt                      portable weights (WEIGHTS_FORMAT), digest in metrics.json
+#   runs/<run-id>/samples/<id>_<role>[<n>].png    roles blur, deblurred, frame<n>, truth<n> (n = 1..N)
+#   runs/<run-id>/evals/<set>-<digest12>/         metrics.json (and samples/) scored on another set
+
+RECORD_VERSION = 2  # config.json "record"; entries without it predate data digests and are never reused
+CONFIG, ENV, METRICS, CURVES, WEIGHTS = "config.json", "env.json", "metrics.json", "curves.json", "weights.pt"
+STORE_FOLDERS = ("stages", "perf")  # folders of the store that hold no run: the stage cache, bench perf
+SAMPLE_ROLES = ("blur", "deblurred", "frame", "truth")  # frame and truth carry a 1-based frame number
+
+
+class RecordError(BenchError):
+    """A store file that does not follow the run record; `kind` is "damaged" or "legacy" (pre-digest)."""
+
+    def __init__(self, message: str, kind: str = "damaged") -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+_KINDS = {"str": str, "int": int, "bool": bool, "dict": dict, "list": list, "number": (int, float)}
+
+
+def _get(data: dict, key: str, kind: str, path: Path) -> Any:
+    """`data[key]` checked against `kind`, a `_KINDS` name with `?` when null is allowed; else RecordError."""
+    if key not in data:
+        raise RecordError(f"{path}: no {key!r}")
+    value, base = data[key], kind.rstrip("?")
+    if value is None and kind.endswith("?"):
+        return None
+    ok = isinstance(value, _KINDS[base]) and (base == "bool" or not isinstance(value, bool))
+    if not ok or (base == "number" and not math.isfinite(value)):
+        raise RecordError(f"{path}: {key!r} is {type(value).__name__}, not {kind.replace('?', ' or null')}")
+    return value
+
+
+def _get_all(data: dict, kinds: dict[str, str], path: Path) -> dict[str, Any]:
+    return {key: _get(data, key, kind, path) for key, kind in kinds.items()}
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _load_object(path: Path) -> dict:
+    """The JSON object in `path`; RecordError when missing, unreadable or not an object."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise RecordError(f"{path}: missing") from None
+    except (OSError, ValueError) as err:
+        raise RecordError(f"{path}: unreadable ({type(err).__name__})") from None
+    if not isinstance(data, dict):
+        raise RecordError(f"{path}: holds a {type(data).__name__}, not a JSON object")
+    return data
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """config.json: what the run was asked; the run id hashes these (with the resolved profile)."""
+
+    run_id: str  # `<method>-<hash>`, the folder's name
+    method: str  # registry name
+    family: str  # "paper" | "ablation" | "baseline"
+    profile: str  # profile name (smoke, quick, paper)
+    overrides: tuple[str, ...]  # the `--set KEY=VALUE` items, as given
+    resolved_profile: dict  # every profile field after the overrides
+    dataset: str  # the training set's folder name
+    data_sha256: str  # the training set's content digest (`data_digest`)
+    frames: int  # N
+    seed: int  # initialisation and batch order (the data are fixed across seeds)
+    stages: tuple[dict, ...]  # the training schedule: name, trains, lr, init_from, batch, iters_keys
+    weights_from: str | None  # `--weights FILE` scored instead of training, else None
+    weights_from_sha256: str | None  # that file's sha256
+
+    def to_json(self) -> dict:
+        return dict(asdict(self), record=RECORD_VERSION, overrides=list(self.overrides),
+                    stages=list(self.stages))
+
+    @classmethod
+    def from_json(cls, data: dict, path: Path) -> RunConfig:
+        if data.get("record") != RECORD_VERSION:
+            raise RecordError(f"{path}: stored before data digests were recorded (no record "
+                              f"{RECORD_VERSION}); it is never reused: rerun its bench run command", "legacy")
+        values = _get_all(data, _CONFIG_KINDS, path)
+        if not all(isinstance(o, str) for o in values["overrides"]) or \
+                not all(isinstance(s, dict) for s in values["stages"]):
+            raise RecordError(f"{path}: 'overrides' must list strings and 'stages' objects")
+        return cls(**dict(values, overrides=tuple(values["overrides"]), stages=tuple(values["stages"])))
+
+
+_CONFIG_KINDS = {"run_id": "str", "method": "str", "family": "str", "profile": "str", "overrides": "list",
+                 "resolved_profile": "dict", "dataset": "str", "data_sha256": "str", "frames": "int",
+                 "seed": "int", "stages": "list", "weights_from": "str?", "weights_from_sha256": "str?"}
+
+
+@dataclass(frozen=True)
+class RunEnv:
+    """env.json: where and from what code the numbers came (`bench.env.environment`)."""
+
+    git_commit: str | None  # None outside a git checkout
+    git_dirty: bool | None  # tracked files differed from the commit
+    device: str  # the torch device string the run used
+    device_name: str  # its human name (GPU model, CPU model and threads)
+    python: str
+    platform: str
+    date: str  # UTC, ISO 8601, when the run was configured
+    packages: dict  # package -> version (None when not installed)
+
+    @classmethod
+    def from_json(cls, data: dict, path: Path) -> RunEnv:
+        return cls(**_get_all(data, {"git_commit": "str?", "git_dirty": "bool?", "device": "str",
+                                     "device_name": "str", "python": "str", "platform": "str", "date": "str",
+                                     "packages": "dict"}, path))
+
+    @property
+    def commit_text(self) -> str:
+        """The commit, with `+dirty` when uncommitted changes made the numbers; "" when unknown."""
+        return (self.git_commit or "") + ("+dirty" if self.git_commit and self.git_dirty else "")
+
+
+@dataclass(frozen=True)
+class RunMetrics:
+    """metrics.json: a finished result (scores per sample and aggregate) or a failure and its reason."""
+
+    status: str  # "finished" | "failed"
+    run_id: str
+    error: str | None = None  # failed: the reason, one line
+    method: str = ""
+    profile: str = ""
+    dataset: str = ""  # the training set's folder name ...
+    data_sha256: str = ""  # ... and digest
+    eval_dataset: str = ""  # the set scored (the training set unless --eval-data) ...
+    eval_sha256: str = ""  # ... and its digest
+    frames: int = 0
+    seed: int = 0
+    aggregate: dict = field(default_factory=dict)  # metrics.SAMPLE_METRICS (means), COST_METRICS, device
+    samples: tuple[dict, ...] = ()  # per test sample: "id" and metrics.SAMPLE_METRICS
+    metric_definitions: dict = field(default_factory=dict)  # metric -> the one-line definition used
+    training: dict = field(default_factory=dict)  # per stage: key, iterations, time_s, probe_loss, ...
+    training_time_s: float = 0.0  # stages summed (reused stages count their original time)
+    wall_s: float = 0.0  # this command's wall time
+    weights_sha256: str | None = None  # the weights.pt this run wrote; None when it wrote none
+    weights_bytes: int | None = None  # its size, so a truncated file shows without hashing it
+
+    def to_json(self) -> dict:
+        if self.status == "failed":
+            return {"status": "failed", "run_id": self.run_id, "error": self.error}
+        return dict(asdict(self), samples=list(self.samples))
+
+    @classmethod
+    def from_json(cls, data: dict, path: Path) -> RunMetrics:
+        status = _get(data, "status", "str", path)
+        if status == "failed":
+            return cls("failed", _get(data, "run_id", "str", path), error=_get(data, "error", "str", path))
+        if status != "finished":
+            raise RecordError(f"{path}: status {status!r} is neither finished nor failed")
+        values = _get_all(data, _METRICS_KINDS, path)
+        _check_scores(values["aggregate"], path, "aggregate", COST_METRICS)
+        _get(values["aggregate"], "device", "str", path)
+        for i, sample in enumerate(values["samples"]):
+            if not isinstance(sample, dict) or not isinstance(sample.get("id"), str):
+                raise RecordError(f"{path}: samples[{i}] is not an object with a string 'id'")
+            _check_scores(sample, path, f"samples[{i}]")
+        return cls(status, **dict(values, samples=tuple(values["samples"]),
+                                  training_time_s=float(values["training_time_s"]),
+                                  wall_s=float(values["wall_s"])))
+
+
+_METRICS_KINDS = {"run_id": "str", "method": "str", "profile": "str", "dataset": "str", "data_sha256": "str",
+                  "eval_dataset": "str", "eval_sha256": "str", "frames": "int", "seed": "int",
+                  "aggregate": "dict", "samples": "list", "metric_definitions": "dict", "training": "dict",
+                  "training_time_s": "number", "wall_s": "number", "weights_sha256": "str?",
+                  "weights_bytes": "int?"}
+
+
+def _check_scores(scores: dict, path: Path, where: str, extra: tuple[str, ...] = ()) -> None:
+    """Every per-sample metric key (and `extra`) present, each a finite number or null."""
+    for key in (*SAMPLE_METRICS, *extra):
+        if key not in scores:
+            raise RecordError(f"{path}: {where} has no {key!r}")
+        if scores[key] is not None and not _is_number(scores[key]):
+            raise RecordError(f"{path}: {where}[{key!r}] is {scores[key]!r}, not a number or null")
+
+
+def read_config(folder: Path | str) -> RunConfig:
+    """The checked config.json of the run in `folder`; RecordError when missing, damaged or pre-digest."""
+    return RunConfig.from_json(_load_object(Path(folder) / CONFIG), Path(folder) / CONFIG)
+
+
+def read_env(folder: Path | str) -> RunEnv:
+    """The checked env.json of the run in `folder`; RecordError when missing or damaged."""
+    return RunEnv.from_json(_load_object(Path(folder) / ENV), Path(folder) / ENV)
+
+
+def read_metrics(path: Path | str) -> RunMetrics | None:
+    """The checked metrics.json at `path`; None when there is none yet; RecordError when damaged."""
+    path = Path(path)
+    if not path.is_file() and not path.is_symlink():
+        return None
+    return RunMetrics.from_json(_load_object(path), path)
+
+
+def read_curves(folder: Path | str) -> dict[str, list[tuple[float, float]]]:
+    """curves.json of a run: stage -> [(iteration, loss), ...]; {} when the run wrote none (no training)."""
+    path = Path(folder) / CURVES
+    if not path.is_file():
+        return {}
+    curves = {}
+    for stage, points in _load_object(path).items():
+        pairs = isinstance(points, list) and all(isinstance(p, list) and len(p) == 2 for p in points)
+        if not pairs or not all(_is_number(v) for p in points for v in p):
+            raise RecordError(f"{path}: stage {stage!r} is not a list of [iteration, loss] pairs")
+        curves[stage] = [(float(i), float(v)) for i, v in points]
+    return curves
+
+
+_SAMPLE_PNG = re.compile(r"^(?P<sid>.+)_(?:(?P<image>blur|deblurred)|(?P<role>frame|truth)(?P<n>[1-9]\d*))"
+                         r"\.png$")
+
+
+def sample_image_name(sample_id: str, role: str, n: int | None = None) -> str:
+    """The file name of one stored sample image: `<id>_blur.png`, `<id>_deblurred.png`, `<id>_frame<n>.png`,
+    `<id>_truth<n>.png` (n = 1..N); the id is made file-safe."""
+    if role not in SAMPLE_ROLES or (n is None) != (role in ("blur", "deblurred")):
+        raise ValueError(f"sample image role {role!r} with frame {n!r}")
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in str(sample_id)).strip(".") or "sample"
+    return f"{safe}_{role}{'' if n is None else n}.png"
+
+
+def read_sample_images(folder: Path | str) -> dict[str, dict[str, Any]]:
+    """The sample images in `folder` (a run's or evaluation's `samples/`), by sample id:
+    {"blur": Path, "deblurred": Path, "frame": [Path by n], "truth": [Path by n]}; other files ignored."""
+    found: dict[str, dict[str, Any]] = {}
+    root = Path(folder)
+    if not root.is_dir():
+        return found
+    for png in sorted(root.iterdir()):
+        m = _SAMPLE_PNG.match(png.name)
+        if m is None or not png.is_file():
+            continue
+        entry = found.setdefault(m["sid"], {"frame": {}, "truth": {}})
+        if m["image"]:
+            entry[m["image"]] = png
+        else:
+            entry[m["role"]][int(m["n"])] = png
+    for entry in found.values():
+        for role in ("frame", "truth"):
+            entry[role] = [entry[role][k] for k in sorted(entry[role])]
+    return found
+
+
+@dataclass(frozen=True)
+class EvalRecord:
+    """One cross-dataset evaluation of a run: `runs/<run-id>/evals/<set>-<digest12>/`."""
+
+    path: Path
+    metrics: RunMetrics | None  # None while unfinished or when `problem` is set
+    problem: str | None = None  # one line: why it cannot be used
+    problem_kind: str = ""  # "damaged" | "legacy"
+
+    @property
+    def status(self) -> str:
+        """finished | failed | incomplete | damaged | legacy, as `RunRecord.status`."""
+        if self.problem:
+            return self.problem_kind
+        return self.metrics.status if self.metrics is not None else "incomplete"
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """A run folder, read and checked: its config, env and metrics, or the one-line `problem` that makes
+    it unusable (`problem_kind` "damaged" or "legacy"; the parts read before the problem are kept, for
+    display). An unusable entry is recomputed, never reused; readers check `status` first."""
+
+    path: Path
+    config: RunConfig | None
+    env: RunEnv | None
+    metrics: RunMetrics | None  # None while the run has not finished once
+    problem: str | None = None
+    problem_kind: str = ""
+    evals: tuple[EvalRecord, ...] = ()
+
+    @property
+    def status(self) -> str:
+        """finished | failed | incomplete (no metrics.json yet) | damaged | legacy."""
+        if self.problem:
+            return self.problem_kind
+        return self.metrics.status if self.metrics is not None else "incomplete"
+
+
+def read_record(folder: Path | str) -> RunRecord | None:
+    """The run in `folder` as a RunRecord (None when the folder holds no config.json: not a run)."""
+    folder = Path(folder)
+    if not (folder / CONFIG).exists() and not (folder / CONFIG).is_symlink():
+        return None
+    places = sorted(p for p in (folder / "evals").iterdir() if p.is_dir() and not p.is_symlink()) \
+        if (folder / "evals").is_dir() else []
+    env = metrics = None
+    try:
+        config = read_config(folder)
+    except RecordError as err:  # the evaluations of a pre-digest or unreadable run share its problem
+        evals = tuple(EvalRecord(p, None, str(err), err.kind) for p in places)
+        return RunRecord(folder, None, None, None, str(err), err.kind, evals)
+    evals = tuple(_read_eval(p) for p in places)
+    try:
+        if config.run_id != folder.name:
+            raise RecordError(f"{folder / CONFIG}: run_id {config.run_id!r} is not the folder's name")
+        env = read_env(folder)
+        metrics = read_metrics(folder / METRICS)
+        if metrics is not None and metrics.run_id != folder.name:
+            raise RecordError(f"{folder / METRICS}: run_id {metrics.run_id!r} is not the folder's name")
+        if metrics is not None and metrics.weights_sha256 is not None:
+            _check_weights_size(folder / WEIGHTS, metrics.weights_bytes)
+        if metrics is not None and metrics.status == "finished":
+            read_curves(folder)
+    except RecordError as err:
+        return RunRecord(folder, config, env, metrics, str(err), err.kind, evals)
+    return RunRecord(folder, config, env, metrics, evals=evals)
+
+
+def _read_eval(folder: Path) -> EvalRecord:
+    try:
+        metrics = read_metrics(folder / METRICS)
+        if metrics is not None and metrics.status == "finished" and \
+                folder.name != f"{metrics.eval_dataset}-{metrics.eval_sha256[:12]}":
+            raise RecordError(f"{folder / METRICS}: scored {metrics.eval_dataset} "
+                              f"({metrics.eval_sha256[:12]}), which this folder's name does not say")
+    except RecordError as err:
+        return EvalRecord(folder, None, str(err), err.kind)
+    return EvalRecord(folder, metrics)
+
+
+def _check_weights_size(path: Path, size: int | None) -> None:
+    try:
+        actual = path.stat().st_size
+    except OSError:
+        raise RecordError(f"{path}: missing; the run's metrics.json says it wrote one") from None
+    if size is not None and actual != size:
+        raise RecordError(f"{path}: {actual} bytes, not the {size} the run wrote (truncated or replaced)")
+
+
+def verify_weights(folder: Path | str, metrics: RunMetrics) -> str | None:
+    """None when the run's weights.pt is the file it wrote (sha256 as recorded); else the one-line reason."""
+    if metrics.weights_sha256 is None:
+        return None
+    path = Path(folder) / WEIGHTS
+    try:
+        digest = sha256_file(path)
+    except OSError as err:
+        return f"{path}: unreadable ({err.strerror or err})"
+    return None if digest == metrics.weights_sha256 else f"{path}: its sha256 differs from the one recorded"

@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from records import DIGEST, write_run
 
 from bench.ablate import ablation_names, claims_of, judge, plan, table
-from bench.store import atomic_write_json, iter_runs
+from bench.store import iter_runs
 from methods.registry import Claim
 
 
@@ -39,12 +40,9 @@ def test_judge_needs_the_difference_beyond_the_spread() -> None:
 
 
 def _store_run(root: Path, method: str, seed: int, eq6: float, psnr: float, frames: int = 9,
-               status: str = "finished", overrides: tuple = ()) -> None:
-    folder = root / f"{method}-s{seed}-{status}-{len(overrides)}"
-    atomic_write_json(folder / "config.json", {"method": method, "profile": "smoke", "dataset": "d",
-                                               "frames": frames, "seed": seed, "overrides": list(overrides)})
-    atomic_write_json(folder / "metrics.json", {"status": status,
-                                                "aggregate": {"eq6": eq6, "deblur_psnr": psnr}})
+               status: str = "finished", overrides: tuple = (), digest: str = DIGEST) -> None:
+    write_run(root, f"{method}-s{seed}-{status}-{len(overrides)}-{frames}-{digest[:2]}", method, frames, seed,
+              {"eq6": eq6, "deblur_psnr": psnr}, status=status, overrides=overrides, digest=digest)
 
 
 def test_table_marks_held_and_not_held_from_stored_runs(tmp_path: Path) -> None:
@@ -56,9 +54,10 @@ def test_table_marks_held_and_not_held_from_stored_runs(tmp_path: Path) -> None:
     _store_run(tmp_path, "ours-joint", 0, 99.0, 30.0, status="failed")
     _store_run(tmp_path, "ours-joint", 1, 99.0, 30.0, frames=7)
     _store_run(tmp_path, "ours-joint", 2, 99.0, 30.0, overrides=("train.iters_bie=1",))
+    _store_run(tmp_path, "ours-joint", 0, 99.0, 30.0, digest="a" * 64)  # other data under the same set name
     variants = ["ours-no-tv", "ours-intensity", "ours-joint"]
     rows = {r["variant"]: r for r in table(iter_runs(tmp_path), variants, frames=9, profile="smoke",
-                                           dataset="d")}
+                                           data_sha256=DIGEST)}
     assert rows["ours-no-tv"]["verdict"] == "held"
     assert rows["ours-no-tv"]["seeds"] == 3
     assert rows["ours-no-tv"]["variant_mean"] == pytest.approx(60.0)
@@ -66,7 +65,7 @@ def test_table_marks_held_and_not_held_from_stored_runs(tmp_path: Path) -> None:
     assert rows["ours-joint"]["verdict"] == "not measured"
     # `--seeds 0,1` judges those seeds only, though seed 2 is stored too.
     two = {r["variant"]: r for r in table(iter_runs(tmp_path), variants, frames=9, profile="smoke",
-                                          dataset="d", seeds=[0, 1])}
+                                          data_sha256=DIGEST, seeds=[0, 1])}
     assert two["ours-no-tv"]["seeds"] == 2 and two["ours-no-tv"]["variant_mean"] == pytest.approx(60.5)
 
 
@@ -80,9 +79,8 @@ def test_ablate_only_no_tv_on_smoke_end_to_end(smoke_data: Path, tmp_path: Path)
     result = CliRunner().invoke(cli, args, catch_exceptions=False)
     assert result.exit_code == 0, result.output
     assert "ours-no-tv" in result.output and "eq6" in result.output
-    methods = {r["config"]["method"]: r for r in iter_runs(runs)}
-    assert methods["ours"]["metrics"]["status"] == "finished"
-    assert methods["ours-no-tv"]["metrics"]["status"] == "finished"
+    methods = {r.config.method: r for r in iter_runs(runs)}
+    assert methods["ours"].status == "finished" and methods["ours-no-tv"].status == "finished"
     # The variant shares the DM stage with ours: one DM stage folder serves both.
     stages = [p for p in (runs / "stages").iterdir() if p.is_dir()]
     assert len(stages) < 2 * 3
@@ -117,8 +115,8 @@ def test_a_new_ablation_is_one_registry_entry(extra_ablation, tmp_path: Path) ->
     for seed in (0, 1):
         _store_run(tmp_path, "ours", seed, 50.0 + seed, 30.0)
         _store_run(tmp_path, name, seed, 60.0 + seed, 30.0)
-    rows = [r for r in table(iter_runs(tmp_path), ablation_names(), frames=9, profile="smoke", dataset="d")
-            if r["variant"] == name]
+    rows = [r for r in table(iter_runs(tmp_path), ablation_names(), frames=9, profile="smoke",
+                             data_sha256=DIGEST) if r["variant"] == name]
     text = extra_ablation.claims[0].text
     assert [(r["claim"], r["verdict"], r["seeds"]) for r in rows] == [(text, "held", 2)]
     out = tmp_path / "report"

@@ -292,9 +292,9 @@ def test_malformed_weights_and_metrics_in_the_store(tmp_path: Path, data: Path, 
     good = json.loads(metrics.read_text())
     metrics.write_text(json.dumps(dict(good, aggregate=[1, 2, 3])))
     code, out, err = faults.invoke(["list", "--runs", "--json", "--runs-dir", str(runs)])
-    assert code == 0 and json.loads(out)[0]["status"] == "malformed", err
+    assert code == 0 and json.loads(out)[0]["status"] == "damaged", err
     code, out, err = blurred_run(data, runs, "--no-floor")  # redone, not reused, not a crash
-    assert code == 0 and "aggregate is not an object" in out, err
+    assert code == 0 and "'aggregate' is list, not dict; recomputing" in out, err
     redone = json.loads(metrics.read_text())["aggregate"]
     assert {k: redone[k] for k in faults.QUALITY} == {k: good["aggregate"][k] for k in faults.QUALITY}
 

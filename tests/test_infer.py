@@ -3,7 +3,6 @@ existence, size and frame count; bad input gives one-line errors while the rest 
 
 from __future__ import annotations
 
-import json
 import os
 import struct
 import subprocess
@@ -18,6 +17,7 @@ from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
+from records import write_run
 
 from bench import infer
 from bench.commands.infer import command
@@ -226,18 +226,15 @@ def test_gif_holds_every_distinct_frame() -> None:
 
 
 def test_latest_run_in_store_is_used(tmp_path: Path, photos: dict[str, Path], weights: Path) -> None:
-    run = tmp_path / "runs" / "ours-abc"
-    run.mkdir(parents=True)
-    (run / "config.json").write_text(json.dumps({"method": "ours", "frames": N}))
-    (run / "metrics.json").write_text(json.dumps({"status": "finished"}))
-    (run / "weights.pt").write_bytes(weights.read_bytes())
-    # A newer finished run without weights (a cross-dataset evaluation) is passed over.
-    newer = tmp_path / "runs" / "ours-def"
-    newer.mkdir()
-    (newer / "config.json").write_text(json.dumps({"method": "ours", "frames": N}))
-    (newer / "metrics.json").write_text(json.dumps({"status": "finished"}))
+    run = write_run(tmp_path / "runs", "ours-abc", "ours", N, weights=weights.read_bytes())
+    # A newer finished run without weights (scored from a --weights file) is passed over, and so is a newer
+    # one whose weights.pt is damaged (shorter than it was written).
+    newer = write_run(tmp_path / "runs", "ours-def", "ours", N, weights=None)
+    broken = write_run(tmp_path / "runs", "ours-ghi", "ours", N, weights=weights.read_bytes())
+    (broken / "weights.pt").write_bytes(weights.read_bytes()[:100])
     stamp = (run / "metrics.json").stat().st_mtime
-    os.utime(newer / "metrics.json", (stamp + 60, stamp + 60))
+    for folder in (newer, broken):
+        os.utime(folder / "metrics.json", (stamp + 60, stamp + 60))
     out = tmp_path / "out"
     result = CliRunner().invoke(command, [str(photos["rgb.png"]), "--frames", str(N), "--runs-dir",
                                           str(tmp_path / "runs"), "--out", str(out), "--format", "gif"])

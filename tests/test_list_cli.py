@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from click.testing import CliRunner
+from records import write_run
 
 from bench.cli import cli
 from bench.store import atomic_write_json
@@ -34,17 +35,29 @@ def test_methods_json_has_the_spec8_keys_and_component_rows():
 
 
 def test_runs_and_profiles_sections(tmp_path):
-    atomic_write_json(tmp_path / "runs" / "ours-abc" / "config.json",
-                      {"method": "ours", "profile": "smoke", "dataset": "synthetic-smoke-9f", "frames": 9,
-                       "seed": 0})
-    atomic_write_json(tmp_path / "runs" / "ours-abc" / "metrics.json",
-                      {"status": "failed", "error": "boom"})
+    write_run(tmp_path / "runs", "ours-abc", "ours", 9, status="failed", digest="e" * 64)
     rows = json.loads(_run("--runs", "--json", "--runs-dir", str(tmp_path / "runs")))
     assert len(rows) == 1 and rows[0]["run"] == "ours-abc" and rows[0]["status"] == "failed"
+    assert rows[0]["data_sha256"] == "e" * 64 and rows[0]["problem"] is None
     profiles = json.loads(_run("--profiles", "--json"))
     assert [p["name"] for p in profiles] == ["smoke", "quick", "paper"]
     both = json.loads(_run("--runs", "--profiles", "--json", "--runs-dir", str(tmp_path / "runs")))
     assert set(both) == {"runs", "profiles"}
+
+
+def test_runs_show_the_data_digest_and_one_line_per_unusable_entry(tmp_path):
+    runs = tmp_path / "runs"
+    write_run(runs, "ours-good", "ours", 9, values={"eq6": 12.5, "motion_ratio": 0.75}, digest="f" * 64)
+    bad = write_run(runs, "ours-bad", "ours", 9)
+    stored = json.loads((bad / "metrics.json").read_text())
+    atomic_write_json(bad / "metrics.json", dict(stored, aggregate=[]))
+    atomic_write_json(runs / "ours-old" / "config.json", {"method": "ours", "frames": 9})
+    result = CliRunner().invoke(cli, ["list", "--runs", "--runs-dir", str(runs)], env={"COLUMNS": "220"})
+    assert result.exit_code == 0 and result.exception is None, result.output
+    assert "ffffffffffff" in result.output and "0.75" in result.output  # digest and motion ratio columns
+    lines = result.output.splitlines()
+    assert any(x.startswith("damaged: ") and "'aggregate' is list, not dict" in x for x in lines)
+    assert any(x.startswith("legacy: ") and "before data digests" in x for x in lines)
 
 
 def test_no_flag_shows_all_four_sections(tmp_path):

@@ -4,7 +4,6 @@ module makes real `smoke` runs when `bench run` is available."""
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
@@ -14,6 +13,7 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 from PIL import Image
+from records import write_eval, write_run
 
 from bench.report import build_report, parse_formats
 from bench.report.claims import HELD, NOT_HELD, NOT_MEASURED, decide, evaluate_claims, stat, summarise
@@ -25,31 +25,17 @@ KEYS = ("deblur_psnr", "deblur_ssim", "eq6", "ppsnr", "pwpsnr", "mid_psnr", "run
 
 
 def make_run(runs: Path, method: str, frames: int, seed: int, status: str = "finished", samples: int = 1,
-             overrides: tuple[str, ...] = (), **values: float) -> Path:
-    """A run folder as `bench run` writes it: config, env, metrics (aggregate + samples), curves, PNGs."""
+             overrides: tuple[str, ...] = (), commit: str = "abc1234", dirty: bool = False,
+             **values: float) -> Path:
+    """A run folder as `bench run` writes it (`records.write_run`): config, env, metrics (aggregate + two
+    samples averaging to it), curves, and `samples` sets of sample PNGs."""
     rid = f"{method}-{frames}f-s{seed}" + ("-" + "-".join(overrides).replace("=", "") if overrides else "")
-    folder = runs / rid
-    (folder / "samples").mkdir(parents=True)
-    cfg = {"method": method, "profile": "smoke", "dataset": f"synthetic-smoke-{frames}f", "frames": frames,
-           "seed": seed, "overrides": list(overrides)}
-    (folder / "config.json").write_text(json.dumps(cfg))
-    (folder / "env.json").write_text(json.dumps({"git_commit": "abc1234", "git_dirty": False, "device": "cpu",
-                                                 "device_name": "CPU: test", "date": "2026-01-01T00:00:00"}))
-    if status != "finished":
-        (folder / "metrics.json").write_text(json.dumps({"status": status, "error": "boom: out of memory"}))
-        return folder
-    agg = {k: None for k in KEYS}
-    agg.update(values)
-    agg.update({"deblur_lpips": None, "deblur_lpips_note": "AlexNet weights not cached", "epe": None,
-                "device": "CPU: test"})
-    # Two samples whose mean is the aggregate, so per-sample and aggregate stay consistent.
-    rows = [{"id": f"s{i}", **{k: (v if v is None else v + (0.5 if i else -0.5)) for k, v in agg.items()
-                               if k in KEYS}} for i in range(2)]
-    metrics = {"status": "finished", "aggregate": agg, "samples": rows, "training_time_s": 12.5}
-    (folder / "metrics.json").write_text(json.dumps(metrics))
-    (folder / "curves.json").write_text(json.dumps({"dm": [[2, 0.9], [4, 0.5], [6, 0.3]]}))
+    values = dict(values, deblur_lpips_note="AlexNet weights not cached")
+    folder = write_run(runs, rid, method, frames, seed, values, status=status, overrides=overrides,
+                       curves={"dm": [[2, 0.9], [4, 0.5], [6, 0.3]]}, commit=commit, dirty=dirty)
     rng = np.random.default_rng(seed)
-    for i in range(samples):
+    (folder / "samples").mkdir(exist_ok=True)
+    for i in range(samples if status == "finished" else 0):
         def png(name: str) -> None:
             Image.fromarray(rng.integers(0, 255, (16, 24, 3), dtype=np.uint8)).save(folder / "samples" / name)
         png(f"s{i}_blur.png")
@@ -69,7 +55,8 @@ def base_values(method: str, seed: int) -> dict[str, float]:
     noise = 0.1 * seed
     out = {"deblur_psnr": psnr + noise, "deblur_ssim": 0.8 + 0.001 * seed, "runtime_deblur_s": 0.01,
            "runtime_video_s": 0.05 if method != "jin2018" else 0.2, "params": 1e6, "size_mb": 4.0,
-           "ppsnr": 24.0 + noise, "pwpsnr": 25.0 + noise, "mid_psnr": 26.0 + noise}
+           "ppsnr": 24.0 + noise, "pwpsnr": 25.0 + noise, "mid_psnr": 26.0 + noise,
+           "motion_ratio": 0.0 if method in ("blurred", "ours-static") else 0.8 + noise}
     if method == "ours-static":
         out["size_mb"] = 1.0
     if method == "srn":
@@ -91,9 +78,7 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
         make_run(runs, "srn", 9, seed, samples=0, **base_values("srn", seed))
     make_run(runs, "ours-gt-center", 9, 0, status="failed")
     (runs / "stages").mkdir()  # the shared stage cache is not a run
-    cross = runs / "ours-9f-s0" / "evals" / "synthetic-other-9f"
-    cross.mkdir(parents=True)
-    (cross / "metrics.json").write_text(json.dumps({"status": "finished", "aggregate": {"eq6": 77.5}}))
+    write_eval(runs / "ours-9f-s0", "synthetic-other-9f", "a" * 64, {"eq6": 77.5})
     return runs
 
 
@@ -126,8 +111,8 @@ def test_curves_and_samples_are_parsed(store: Path) -> None:
     found = load_sample_images(store / "ours-9f-s0")
     assert set(found) == {"s0"}
     assert found["s0"]["blur"].name == "s0_blur.png" and found["s0"]["deblurred"].name == "s0_deblurred.png"
-    assert [p.name for p in found["s0"]["pred"]] == [f"s0_frame{t}.png" for t in range(1, 10)]
-    assert [p.name for p in found["s0"]["gt"]] == [f"s0_truth{t}.png" for t in range(1, 10)]
+    assert [p.name for p in found["s0"]["frame"]] == [f"s0_frame{t}.png" for t in range(1, 10)]
+    assert [p.name for p in found["s0"]["truth"]] == [f"s0_truth{t}.png" for t in range(1, 10)]
 
 
 def test_report_writes_every_table_and_figure(report: tuple[Path, object]) -> None:
@@ -163,10 +148,12 @@ def test_table_numbers_equal_stored_metrics(store: Path, report: tuple[Path, obj
     assert len(video) == 7  # ours, blurred, ours-static at 7 and 9; jin2018 at 7 (gt-center failed)
     for row in video.itertuples(index=False):
         stored = done[(done["method"] == row.method) & (done["frames"] == row.frames)]
-        for key in ("eq6", "ppsnr", "pwpsnr", "mid_psnr"):
+        for key in ("eq6", "ppsnr", "pwpsnr", "mid_psnr", "motion_ratio"):
             assert getattr(row, key) == pytest.approx(stored[key].mean(), abs=1e-12), (row.method, key)
             assert getattr(row, f"{key}_std") == pytest.approx(stored[key].std(ddof=1), abs=1e-12)
         assert row.n_seeds == 3
+    assert set(video[video["method"] == "blurred"]["motion_ratio"]) == {0.0}  # a repeated frame: no motion
+    assert "motion ratio →1" in (out / "tables" / "video.md").read_text()
     ours7 = video[(video["method"] == "ours") & (video["frames"] == 7)].iloc[0]
     assert ours7["paper_eq6_gopro"] == 44.12
     assert ours7["eq6_below_blurred_floor"] == pytest.approx(20.0)
@@ -181,7 +168,7 @@ def test_table_numbers_equal_stored_metrics(store: Path, report: tuple[Path, obj
     jin = runtime[runtime["method"] == "jin2018"].iloc[0]
     assert jin["runtime_video_s"] == pytest.approx(0.2) and jin["paper_runtime_video_s"] == 1.10
     cross = pd.read_csv(out / "tables" / "cross_dataset.csv", comment="#")
-    assert list(cross["evaluated_on"]) == ["synthetic-other-9f"] and list(cross["eq6"]) == [77.5]
+    assert list(cross["evaluated_on"]) == ["synthetic-other-9f-aaaaaaaaaaaa"] and list(cross["eq6"]) == [77.5]
     assert video[(video["method"] == "ours") & (video["frames"] == 9)]["eq6"].iloc[0] == pytest.approx(60.1)
     runs_csv = pd.read_csv(out / "tables" / "runs.csv", comment="#")
     assert len(runs_csv) == len(runs) and "failed" in set(runs_csv["status"])
@@ -213,7 +200,7 @@ def test_decide_uses_the_seed_spread() -> None:
         rows += [{"variant": "a", "method": "a", "frames": 7, "seed": seed, "eq6": a},
                  {"variant": "b", "method": "b", "frames": 7, "seed": seed, "eq6": b}]
     runs = pd.DataFrame(rows).assign(status="finished", eval_set="", device="cpu")
-    for key in KEYS + ("deblur_lpips", "epe", "train_time_s"):
+    for key in KEYS + ("deblur_lpips", "epe", "motion_ratio", "train_time_s"):
         if key not in runs:
             runs[key] = np.nan
     summary = summarise(runs)

@@ -21,6 +21,7 @@ import torch
 from click.testing import CliRunner
 
 from bench.cli import cli
+from bench.store import data_digest, eval_folder_name
 
 pytestmark = pytest.mark.slow
 
@@ -173,7 +174,8 @@ def test_weights_file_round_trip_only_evaluates(ours, data_dir, tmp_path):
 def test_eval_data_is_stored_as_its_own_evaluation(ours, data_dir):
     runs, folder, metrics, _ = ours
     run_ok(*_args("ours", data_dir, runs, "--no-floor", "--eval-data", "synthetic-smoke-9f"))
-    scored = json.loads((folder / "evals" / "synthetic-smoke-9f" / "metrics.json").read_text())
+    named = eval_folder_name("synthetic-smoke-9f", data_digest(data_dir / "synthetic-smoke-9f"))
+    scored = json.loads((folder / "evals" / named / "metrics.json").read_text())
     assert scored["eval_dataset"] == "synthetic-smoke-9f" and quality(scored) == quality(metrics)
     result = invoke(*_args("ours", data_dir, runs, "--no-floor", "--eval-data", "no-such-set"))
     assert result.exit_code != 0 and "no prepared set" in str(result.exception)

@@ -2,23 +2,29 @@
 
 from __future__ import annotations
 
+import json
 import os
 import time
 
 import pytest
 import torch
+from records import write_eval, write_run
 
 from bench.errors import BenchError
 from bench.store import (
     FolderLock,
     atomic_write_json,
+    checked_name,
     iter_runs,
     latest_run,
     load_weights,
+    read_sample_images,
     run_id,
     runs_dir,
+    sample_image_name,
     save_weights,
     stable_hash,
+    verify_weights,
 )
 
 
@@ -47,30 +53,119 @@ def test_runs_dir_precedence(monkeypatch, tmp_path):
     assert str(runs_dir(None)) == "runs"
 
 
-def _fake_run(root, name, method, frames, status, when):
-    folder = root / name
-    atomic_write_json(folder / "config.json", {"method": method, "frames": frames})
-    if status:
-        atomic_write_json(folder / "metrics.json", {"status": status})
-        os.utime(folder / "metrics.json", (when, when))
-    return folder
-
-
-def test_iter_and_latest_run_pick_the_newest_finished_run(tmp_path):
+def test_iter_and_latest_run_pick_the_newest_intact_finished_run(tmp_path):
     now = time.time()
-    old = _fake_run(tmp_path, "ours-a", "ours", 9, "finished", now - 100)
-    new7 = _fake_run(tmp_path, "ours-b", "ours", 7, "finished", now - 10)
-    _fake_run(tmp_path, "ours-c", "ours", 9, "failed", now)
-    _fake_run(tmp_path, "ours-d", "ours", 9, None, now)
+    old = write_run(tmp_path, "ours-a", "ours", 9)
+    new7 = write_run(tmp_path, "ours-b", "ours", 7)
+    write_run(tmp_path, "ours-c", "ours", 9, status="failed")
+    write_run(tmp_path, "ours-d", "ours", 9, status="incomplete")
+    scored = write_run(tmp_path, "ours-e", "ours", 9, weights=None)  # scored from a --weights file
+    broken = write_run(tmp_path, "ours-f", "ours", 9)
+    (broken / "weights.pt").write_bytes(b"trunc")  # shorter than recorded: damaged, never picked
+    for folder, age in ((old, 100), (new7, 10), (scored, 5), (broken, 1)):
+        os.utime(folder / "metrics.json", (now - age, now - age))
     (tmp_path / "stages" / "x").mkdir(parents=True)
     (tmp_path / "no-config").mkdir()
     runs = iter_runs(tmp_path)
-    assert [r["path"].name for r in runs] == ["ours-a", "ours-b", "ours-c", "ours-d"]
-    assert runs[3]["metrics"] is None
-    assert latest_run(tmp_path, "ours") == new7
-    assert latest_run(tmp_path, "ours", frames=9) == old
+    assert [r.path.name for r in runs] == ["ours-a", "ours-b", "ours-c", "ours-d", "ours-e", "ours-f"]
+    assert [r.status for r in runs] == ["finished", "finished", "failed", "incomplete", "finished", "damaged"]
+    assert runs[3].metrics is None and runs[2].metrics.error == "boom: out of memory"
+    assert "weights.pt: 5 bytes, not the 7 the run wrote" in runs[5].problem
+    assert latest_run(tmp_path, "ours") == scored
+    assert latest_run(tmp_path, "ours", with_weights=True) == new7
+    assert latest_run(tmp_path, "ours", frames=9, with_weights=True) == old
     assert latest_run(tmp_path, "srn") is None
     assert iter_runs(tmp_path / "missing") == []
+
+
+@pytest.mark.parametrize("damage", ["garbage", "list", "aggregate-list", "nan", "no-key", "sample-id"])
+def test_a_malformed_metrics_json_is_one_line_problem_not_a_traceback(tmp_path, damage):
+    folder = write_run(tmp_path, "ours-a", "ours", 9, values={"eq6": 1.0})
+    data = json.loads((folder / "metrics.json").read_text())
+    if damage == "garbage":
+        text = "{not json"
+    elif damage == "list":
+        text = "[1, 2]"
+    else:
+        if damage == "aggregate-list":
+            data["aggregate"] = [1, 2]
+        elif damage == "nan":
+            data["aggregate"]["eq6"] = "NaN"
+        elif damage == "no-key":
+            del data["samples"][1]["motion_ratio"]
+        else:
+            data["samples"][0]["id"] = 3
+        text = json.dumps(data)
+    (folder / "metrics.json").write_text(text)
+    (record,) = iter_runs(tmp_path)
+    assert record.status == "damaged" and "\n" not in record.problem
+    assert str(folder / "metrics.json") in record.problem
+    assert record.config.method == "ours"  # what was read before the problem stays, for display
+    assert latest_run(tmp_path, "ours") is None
+
+
+def test_pre_digest_entries_are_legacy_and_unfinished_curves_or_env_damaged(tmp_path):
+    old = tmp_path / "ours-old"
+    atomic_write_json(old / "config.json", {"method": "ours", "frames": 9, "dataset": "synthetic-smoke-9f"})
+    atomic_write_json(old / "metrics.json", {"status": "finished", "aggregate": {}})
+    bad_env = write_run(tmp_path, "ours-env", "ours")
+    (bad_env / "env.json").write_text('{"git_commit": 3}')
+    bad_curves = write_run(tmp_path, "ours-curves", "ours")
+    (bad_curves / "curves.json").write_text('{"dm": [[1, "x"]]}')
+    moved = write_run(tmp_path, "ours-moved", "ours")
+    (moved / "config.json").rename(moved / "c")
+    atomic_write_json(moved / "config.json", dict(json.loads((moved / "c").read_text()), run_id="ours-other"))
+    records = {r.path.name: r for r in iter_runs(tmp_path)}
+    assert records["ours-old"].status == "legacy" and "before data digests" in records["ours-old"].problem
+    assert records["ours-env"].status == "damaged" and "'git_commit' is int" in records["ours-env"].problem
+    assert records["ours-curves"].status == "damaged" and "curves.json" in records["ours-curves"].problem
+    assert "not the folder's name" in records["ours-moved"].problem
+
+
+def test_verify_weights_catches_a_same_size_change(tmp_path):
+    folder = write_run(tmp_path, "ours-a", "ours", weights=b"0123456789")
+    (record,) = iter_runs(tmp_path)
+    assert verify_weights(folder, record.metrics) is None
+    (folder / "weights.pt").write_bytes(b"0123456780")
+    (record,) = iter_runs(tmp_path)
+    assert record.status == "finished"  # the size check alone cannot see it ...
+    assert "sha256 differs" in verify_weights(folder, record.metrics)  # ... the digest does
+
+
+def test_evaluations_are_named_by_set_and_digest(tmp_path):
+    run = write_run(tmp_path, "ours-a", "ours")
+    good = write_eval(run, "gopro-9f", "a" * 64, {"eq6": 3.0})
+    assert good.name == "gopro-9f-" + "a" * 12
+    moved = run / "evals" / "gopro-9f"  # a result under a name that does not say its data
+    moved.mkdir()
+    (moved / "metrics.json").write_bytes((good / "metrics.json").read_bytes())
+    (record,) = iter_runs(tmp_path)
+    by_name = {e.path.name: e for e in record.evals}
+    assert by_name[good.name].status == "finished" and by_name[good.name].metrics.aggregate["eq6"] == 3.0
+    assert by_name["gopro-9f"].status == "damaged" and "does not say" in by_name["gopro-9f"].problem
+
+
+@pytest.mark.parametrize("name", ["", ".", "..", "a/b", "a\\b", " a", "a\x00"])
+def test_checked_name_refuses_what_could_leave_a_folder(name):
+    with pytest.raises(BenchError, match="not usable as a folder or file name") as err:
+        checked_name(name, "--eval-data x/..: folder name", "pass the folder itself")
+    assert "\n" not in str(err.value) and "pass the folder itself" in str(err.value)
+
+
+def test_checked_name_and_sample_names_accept_ordinary_names(tmp_path):
+    assert checked_name("gopro-9f", "set") == "gopro-9f"
+    assert checked_name("..x", "set") == "..x"  # dots inside a name are harmless
+    names = [sample_image_name("a/b", "blur"), sample_image_name("a/b", "deblurred"),
+             sample_image_name("a/b", "frame", 2), sample_image_name("a/b", "truth", 1)]
+    assert names == ["a_b_blur.png", "a_b_deblurred.png", "a_b_frame2.png", "a_b_truth1.png"]
+    for name in [*names, "a_b_frame1.png", "notes.png", "a_b_frame0.png"]:
+        (tmp_path / name).write_bytes(b"")
+    found = read_sample_images(tmp_path)
+    assert set(found) == {"a_b"}
+    assert [p.name for p in found["a_b"]["frame"]] == ["a_b_frame1.png", "a_b_frame2.png"]
+    assert found["a_b"]["blur"].name == "a_b_blur.png" and len(found["a_b"]["truth"]) == 1
+    with pytest.raises(ValueError):
+        sample_image_name("a", "frame")
 
 
 def test_folder_lock_excludes_a_second_holder(tmp_path):
@@ -196,7 +291,7 @@ def test_a_claim_made_before_a_kill_keeps_both_versions_provably_ours(tmp_path):
 
 
 def test_malformed_weights_and_metrics_are_one_line(tmp_path):
-    from bench.store import read_metrics
+    from bench.store import RecordError, read_metrics
 
     net = torch.nn.Conv2d(3, 4, 3)
     path = save_weights(tmp_path / "weights.pt", "ours", 9, {"dm_width": "16"}, {"dm": net.state_dict()})
@@ -206,7 +301,9 @@ def test_malformed_weights_and_metrics_are_one_line(tmp_path):
     save_weights(path, "ours", 8, {}, {"dm": net.state_dict()})
     with pytest.raises(BenchError, match="malformed weights file .frames 8 is not an odd N >= 3"):
         load_weights(path)
-    atomic_write_json(tmp_path / "m.json", {"status": "finished", "aggregate": [1, 2]})
-    assert read_metrics(tmp_path / "m.json")["status"] == "malformed"
+    atomic_write_json(tmp_path / "m.json", {"status": "failed", "run_id": "x", "error": ["not", "text"]})
+    with pytest.raises(RecordError, match="'error' is list, not str"):
+        read_metrics(tmp_path / "m.json")
     atomic_write_json(tmp_path / "m.json", ["not", "an", "object"])
-    assert read_metrics(tmp_path / "m.json")["status"] == "malformed"
+    with pytest.raises(RecordError, match="holds a list, not a JSON object"):
+        read_metrics(tmp_path / "m.json")

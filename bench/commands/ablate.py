@@ -73,14 +73,14 @@ def command(only: str | None, profile: str, frames: int, seeds: str, data_dir: P
     seed_list = parse_int_list(seeds, "--seeds", "0,1,2", rule=SEED)
     check_frames(frames)
     started = time.perf_counter()
-    dataset = None
+    digest = None
     for seed in seed_list:
         for name in plan(variants):
             click.echo(f"== {name}, seed {seed}")
             outcome = execute(RunSpec(method=name, profile=profile, frames=frames, seed=seed,
                                       data_dir=data_dir, runs_dir=runs_dir, device=device), log=click.echo)
-            dataset = outcome.metrics.get("dataset", dataset)
+            digest = outcome.metrics.data_sha256
     store = resolve_runs_dir(runs_dir)
-    rows = table(iter_runs(store), variants, frames, profile, dataset, seeds=seed_list)
+    rows = table(iter_runs(store), variants, frames, profile, digest, seeds=seed_list)
     print_table(rows, frames, profile, time.perf_counter() - started)
     click.echo(f"runs stored under {store}")

@@ -26,18 +26,22 @@ def dataset_rows(data_dir: Path) -> list[dict]:
 
 
 def run_rows(runs_dir: Path) -> list[dict]:
-    """One row per stored run: its identity and headline metrics (status failed/incomplete shown as such)."""
+    """One row per stored run: its identity, data digest and headline metrics; status failed, incomplete,
+    damaged or legacy (pre-digest) shown as such, with the one-line `problem` of an unusable entry."""
     from bench.store import iter_runs
 
     rows = []
-    for run in iter_runs(runs_dir):
-        cfg, met = run["config"], run["metrics"] if isinstance(run["metrics"], dict) else {}
-        agg = met.get("aggregate") or {}
-        rows.append({"run": run["path"].name, "method": cfg.get("method"), "profile": cfg.get("profile"),
-                     "dataset": cfg.get("dataset"), "frames": cfg.get("frames"), "seed": cfg.get("seed"),
-                     "status": met.get("status", "incomplete"), "eq6": agg.get("eq6"),
+    for record in iter_runs(runs_dir):
+        cfg, met = record.config, record.metrics
+        agg = met.aggregate if met is not None else {}
+        rows.append({"run": record.path.name, "method": cfg.method if cfg else None,
+                     "profile": cfg.profile if cfg else None, "dataset": cfg.dataset if cfg else None,
+                     "data_sha256": cfg.data_sha256 if cfg else None, "frames": cfg.frames if cfg else None,
+                     "seed": cfg.seed if cfg else None, "status": record.status, "eq6": agg.get("eq6"),
                      "ppsnr": agg.get("ppsnr"), "deblur_psnr": agg.get("deblur_psnr"),
-                     "training_time_s": met.get("training_time_s"), "path": str(run["path"])})
+                     "motion_ratio": agg.get("motion_ratio"),
+                     "training_time_s": met.training_time_s if met and met.status == "finished" else None,
+                     "problem": record.problem, "path": str(record.path)})
     return rows
 
 
@@ -133,7 +137,8 @@ def command(show_methods: bool, show_datasets: bool, show_runs: bool, show_profi
     titles = {"methods": "methods", "datasets": "datasets", "runs": "runs", "profiles": "profiles"}
     captions = {"methods": "sizes at the paper's widths (profiles may narrow them); bench run --method NAME",
                 "datasets": f"in {data_dir} (bench prepare)",
-                "runs": f"in {store}", "profiles": "bench run --profile NAME; --set section.field=value"}
+                "runs": f"in {store}; data = the first 12 hex digits of the training set's digest",
+                "profiles": "bench run --profile NAME; --set section.field=value"}
     skips = {"methods": ("components",), "runs": ("path", "dataset"), "profiles": (), "datasets": ("path",)}
     shown = dict(data)
     if "profiles" in shown:  # compact columns so the table fits a terminal; --json has every field
@@ -145,11 +150,14 @@ def command(show_methods: bool, show_datasets: bool, show_runs: bool, show_profi
     if "methods" in shown:  # compact, with the paper's sizes beside ours (Table 1, Sec. 3.3)
         shown["methods"] = [_method_view(r) for r in shown["methods"]]
     if "runs" in shown:
-        shown["runs"] = [{"run": r["run"], "profile": r["profile"], "N": r["frames"], "seed": r["seed"],
-                          "status": r["status"], "eq6": r["eq6"], "pPSNR": r["ppsnr"],
-                          "PSNR": r["deblur_psnr"]}
+        shown["runs"] = [{"run": r["run"], "profile": r["profile"], "data": (r["data_sha256"] or "")[:12],
+                          "N": r["frames"], "seed": r["seed"], "status": r["status"], "eq6": r["eq6"],
+                          "pPSNR": r["ppsnr"], "PSNR": r["deblur_psnr"], "motion": r["motion_ratio"]}
                          for r in shown["runs"]]
     for name in wanted:
         table = _table(titles[name], shown[name], skips[name])
         table.caption = captions[name]
         console.print(table)
+    for row in data.get("runs", []):  # an unusable entry: one line each, below the table
+        if row["problem"]:
+            console.print(f"{row['status']}: {row['problem']}", soft_wrap=True)

@@ -6,12 +6,16 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from bench.config import DEFAULT_PROFILE, parse_int_list
 from bench.errors import BenchError
 from bench.metrics import COST_METRICS, SAMPLE_METRICS, direction
+
+if TYPE_CHECKING:
+    from bench.run import RunOutcome
 
 TABLE_KEYS = SAMPLE_METRICS + COST_METRICS
 
@@ -24,22 +28,23 @@ def _fmt(value: object) -> str:
     return str(value)
 
 
-def print_table(outcome: object, floor: object | None) -> None:
+def print_table(outcome: RunOutcome, floor: RunOutcome | None) -> None:
     """The aggregate metrics of a run beside the `blurred` floor (SPEC 7: every method must beat it)."""
     from rich.console import Console
     from rich.table import Table
 
-    agg = outcome.metrics.get("aggregate", {})
-    table = Table(title=f"{outcome.metrics.get('method')} on {outcome.metrics.get('eval_dataset')} "
-                        f"({outcome.metrics.get('profile')} profile, seed {outcome.metrics.get('seed')})")
+    met = outcome.metrics
+    agg = met.aggregate
+    table = Table(title=f"{met.method} on {met.eval_dataset} (data {met.eval_sha256[:12]}; {met.profile} "
+                        f"profile, seed {met.seed})")
     table.add_column("metric")
-    table.add_column(str(outcome.metrics.get("method")), justify="right")
+    table.add_column(met.method, justify="right")
     if floor is not None:
         table.add_column("blurred (floor)", justify="right")
     for key in TABLE_KEYS:
         row = [f"{key} ({direction(key)})", _fmt(agg.get(key))]
         if floor is not None:
-            row.append(_fmt(floor.metrics.get("aggregate", {}).get(key)))
+            row.append(_fmt(floor.metrics.aggregate.get(key)))
         table.add_row(*row)
     console = Console()
     console.print(table)

@@ -29,23 +29,6 @@ def _train_command(method: str, frames: int, runs_option: str | None) -> str:
     return f"bench run --method {method} --frames {frames}{extra}"
 
 
-def _latest_with_weights(root: Path, method: str, frames: int) -> Path | None:
-    """Like `store.latest_run`, restricted to runs that hold a weights.pt."""
-    from bench import store
-
-    best: tuple[float, Path] | None = None
-    for run in store.iter_runs(root):
-        cfg, met, folder = run["config"], run["metrics"], run["path"]
-        if cfg.get("method") != method or cfg.get("frames") != frames or not isinstance(met, dict):
-            continue
-        if met.get("status") != "finished" or not (folder / "weights.pt").is_file():
-            continue
-        mtime = (folder / "metrics.json").stat().st_mtime
-        if best is None or mtime > best[0]:
-            best = (mtime, folder)
-    return best[1] if best else None
-
-
 def load_method(method: str | None = None, frames: int | None = None, run: str | None = None,
                 checkpoint: str | None = None, runs_option: str | None = None,
                 device: str = "auto") -> LoadedMethod:
@@ -95,18 +78,12 @@ def load_method(method: str | None = None, frames: int | None = None, run: str |
         raise BenchError(f"{name} is an oracle fed the true central frame; a photo has none, so pick another "
                          "--method (e.g. ours)")
     if payload is None and entry.stages:
-        found = store.latest_run(root, name, n)
+        # A run scored from a --weights file stores no weights of its own: only runs that wrote one count.
+        found = store.latest_run(root, name, n, with_weights=True)
         if found is None:
-            raise BenchError(f"no finished run of {name} with {n} frames in {root}/: train one with "
-                             f"`{_train_command(name, n, runs_option)}`")
-        weights = found / "weights.pt"
-        if not weights.is_file():
-            # A run evaluated on other data (--eval-data) finishes without weights; take the newest that has.
-            found = _latest_with_weights(root, name, n)
-            if found is None:
-                raise BenchError(f"no finished run of {name} with {n} frames in {root}/ has a weights.pt: "
-                                 f"train one with `{_train_command(name, n, runs_option)}`")
-            weights = found / "weights.pt"
+            raise BenchError(f"no finished run of {name} with {n} frames and an intact weights.pt in "
+                             f"{root}/: train one with `{_train_command(name, n, runs_option)}`")
+        weights = found / store.WEIGHTS
         payload = store.load_weights(weights)
         if payload.get("method") != name:
             raise BenchError(f"{weights} holds {payload.get('method')}, not {name}; the store is "

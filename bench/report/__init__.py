@@ -23,7 +23,6 @@ from bench.report import paper
 from bench.report.claims import evaluate_claims, finished, fmt, registered_ablations, registered_claims
 from bench.report.load import load_runs
 from bench.report.tables import (
-    CENTRE_FLOOR_NAMES,
     EQ6_PAIRING,
     RULE,
     Context,
@@ -54,24 +53,12 @@ def parse_formats(text: str) -> set[str]:
     return chosen
 
 
-def _registered() -> set[str] | None:
-    try:
-        from methods.registry import names
-    except ImportError:
-        return None
-    try:
-        return set(names())
-    except Exception:  # a registry that fails to load must not stop a report built from stored runs
-        return None
-
-
 def expected_cells(ctx: Context) -> list[tuple[str, int, str]]:
     """(method, N, command) that a complete report needs; those without a finished run are listed."""
     p = f" --profile {ctx.profile}" if ctx.profile else ""
-    cells = [(m, n) for m in ("ours", "blurred", "ours-static", "ours-gt-center") for n in (7, 9)]
+    video = ("ours", "blurred", "ours-static", "ours-gt-center", "gt-static")
+    cells = [(m, n) for m in video for n in (7, 9)]
     cells += [("jin2018", 7), ("srn", ctx.frames["deblur"])]
-    registered = _registered() or set()
-    cells += [(m, n) for m in CENTRE_FLOOR_NAMES if m in registered for n in (7, 9)]
     out = [(m, n, f"bench run --method {m} --frames {n}{p}") for m, n in cells]
     n = ctx.frames["ablation"]
     out += [(m, n, f"bench ablate --only {m} --frames {n}{p}") for m in registered_ablations()]
@@ -93,15 +80,15 @@ def missing_runs(ctx: Context) -> list[str]:
             last = tried.iloc[-1]
             why = f"{last['status']} ({last['run_id']}{': ' + last['error'] if last['error'] else ''})"
         lines.append(f"`{method}` at N={n}: {why}; make it with `{command}`")
-    centre = set(CENTRE_FLOOR_NAMES)
-    if not centre & (_registered() or set()) and not centre & set(done["method"]):
-        lines.append("repeated-true-centre floor (SPEC 6): no such method is registered or stored, so the "
-                     "video table shows only the `blurred` and `ours-static` floors")
     return lines
 
 
 def failed_runs(ctx: Context) -> list[str]:
-    bad = ctx.runs[ctx.runs["status"] != "finished"]
+    """One line per selected entry that did not finish, and per damaged or pre-digest entry anywhere in the
+    store (whose profile may be unreadable, so it cannot be selected)."""
+    unusable = ctx.all_runs[ctx.all_runs["status"].isin(["damaged", "legacy"])]
+    bad = pd.concat([ctx.runs[ctx.runs["status"] != "finished"], unusable]).drop_duplicates(
+        subset=["run_id", "eval_set"])
     return [f"`{r.run_id}` ({r.variant}, N={r.frames}, seed {r.seed}"
             f"{', eval ' + r.eval_set if r.eval_set else ''}): {r.status}{' — ' + r.error if r.error else ''}"
             for r in bad.itertuples(index=False)]
@@ -142,7 +129,7 @@ def _findings(ctx: Context) -> list[str]:
     lines = []
     for n in sorted(set(s.dropna(subset=["eq6"])["frames"])):
         parts = []
-        for m in ("ours", "jin2018", "ours-static", "blurred", *CENTRE_FLOOR_NAMES):
+        for m in ("ours", "jin2018", "ours-static", "blurred", "gt-static"):
             hit = s[(s["variant"] == m) & (s["frames"] == n)]
             if len(hit) and not math.isnan(hit["eq6"].iloc[0]):
                 parts.append(f"`{m}` {fmt(hit['eq6'].iloc[0], 'eq6', hit['eq6_std'].iloc[0])}")

@@ -117,7 +117,8 @@ def registered_ablations() -> list[str]:
 
 METRIC_LABELS = {
     "deblur_psnr": "PSNR", "deblur_ssim": "SSIM", "deblur_lpips": "LPIPS", "eq6": "Eq. 6 error",
-    "ppsnr": "pPSNR", "pwpsnr": "PW-PSNR", "mid_psnr": "middle-frame PSNR", "epe": "flow EPE",
+    "ppsnr": "pPSNR", "pwpsnr": "PW-PSNR", "mid_psnr": "middle-frame PSNR", "motion_ratio": "motion ratio",
+    "epe": "flow EPE",
     "runtime_deblur_s": "deblurring time", "runtime_video_s": "video time", "params": "parameters",
     "size_mb": "size",
 }
@@ -129,7 +130,7 @@ def fmt(value: float | None, metric: str = "", std: float | None = None) -> str:
         return "—"
     if metric == "params":
         text = f"{value / 1e6:.3g} M"
-    elif metric in ("deblur_ssim", "deblur_lpips"):
+    elif metric in ("deblur_ssim", "deblur_lpips", "motion_ratio"):
         text = f"{value:.3f}"
     elif metric.startswith("runtime") or metric.endswith("_s"):
         text = f"{value:.3g}"

@@ -20,7 +20,7 @@ from PIL import Image, ImageDraw  # noqa: E402
 from bench.report import paper  # noqa: E402
 from bench.report.claims import METRIC_LABELS, finished  # noqa: E402
 from bench.report.load import load_curves, load_sample_images  # noqa: E402
-from bench.report.tables import CENTRE_FLOOR_NAMES, VIDEO_METHODS, Context  # noqa: E402
+from bench.report.tables import VIDEO_METHODS, Context  # noqa: E402
 from bench.store import atomic_write_bytes  # noqa: E402
 
 Write = Callable[[Path, bytes], Path]  # how a figure's bytes reach the disk (`OutputFolder.write` in reports)
@@ -97,7 +97,7 @@ def _grouped_bars(ctx: Context, methods: list[str], metrics: list[str], title: s
 
 def bar_charts(ctx: Context, out: Path, formats: set[str], write: Write) -> list[Path]:
     written = []
-    video = [m for m, _ in VIDEO_METHODS] + list(CENTRE_FLOOR_NAMES)
+    video = [m for m, _ in VIDEO_METHODS]
     fig = _grouped_bars(ctx, video, ["eq6", "ppsnr", "pwpsnr", "mid_psnr"],
                         "Video extraction, mean over seeds")
     if fig is not None:
@@ -164,12 +164,13 @@ def strips(ctx: Context, out: Path, formats: set[str], write: Write) -> list[Pat
         ids = sorted({sid for found in samples.values() for sid in found})
         for sid in ids:
             rows: list[tuple[str, list[np.ndarray | None]]] = []
-            truth = next((s[sid] for s in samples.values() if sid in s and s[sid]["gt"]), None)
+            truth = next((s[sid] for s in samples.values() if sid in s and s[sid]["truth"]), None)
             blur = next((s[sid]["blur"] for s in samples.values() if sid in s and s[sid].get("blur")), None)
-            rows.append(("input / truth", [_img(blur)] + [_img(p) for p in (truth["gt"] if truth else [])]))
+            true_frames = truth["truth"] if truth else []
+            rows.append(("input / truth", [_img(blur)] + [_img(p) for p in true_frames]))
             for variant in _order([v for v in samples if sid in samples[v]]):
                 entry = samples[variant][sid]
-                rows.append((variant, [_img(entry.get("deblurred"))] + [_img(p) for p in entry["pred"]]))
+                rows.append((variant, [_img(entry.get("deblurred"))] + [_img(p) for p in entry["frame"]]))
             cols = max(len(r[1]) for r in rows)
             if cols == 0:
                 continue
@@ -215,10 +216,10 @@ def gifs(ctx: Context, out: Path, write: Write) -> list[Path]:
         runs = _first_runs(ctx, n)
         samples = {v: load_sample_images(p) for v, p in runs.items()}
         for variant, found in samples.items():
-            sid = next((s for s in sorted(found) if found[s]["pred"] and found[s]["gt"]), None)
+            sid = next((s for s in sorted(found) if found[s]["frame"] and found[s]["truth"]), None)
             if sid is None:
                 continue
-            preds, gts = [_img(p) for p in found[sid]["pred"]], [_img(p) for p in found[sid]["gt"]]
+            preds, gts = [_img(p) for p in found[sid]["frame"]], [_img(p) for p in found[sid]["truth"]]
             scale = max(1, math.ceil(128 / preds[0].shape[0]))
             frames = []
             for t, (a, b) in enumerate(zip(preds, gts, strict=False), start=1):

@@ -1,13 +1,13 @@
-"""Reading the results store (SPEC 8) into one pandas frame: stored runs only, nothing recomputed.
+"""Reading the results store into pandas frames for the report: the run records of `bench.store`, checked
+on read (`bench.store.iter_runs`), nothing recomputed and no key guessed.
 
-One row per run folder `runs/<run-id>/` and one per cross-dataset evaluation `runs/<run-id>/evals/<set>/`
-(column `eval_set`; empty for the run's own test set). Failed and unfinished runs stay in the frame with
-their status so the report can list them instead of silently dropping them.
+One row per run folder and one per cross-dataset evaluation (`eval_set` is its folder, `<set>-<digest12>`;
+empty for the run's own test split). Failed, unfinished, damaged and pre-digest (legacy) entries stay in the
+frame with their status and one-line reason, so the report lists them instead of dropping them silently.
 """
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 from typing import Any
@@ -15,228 +15,90 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-# SPEC 8 aggregate keys, in the order tables print them.
-METRICS: tuple[str, ...] = (
-    "deblur_psnr", "deblur_ssim", "deblur_lpips", "eq6", "ppsnr", "pwpsnr", "mid_psnr", "epe",
-    "runtime_deblur_s", "runtime_video_s", "params", "size_mb",
-)
+from bench import store
+from bench.metrics import COST_METRICS, SAMPLE_METRICS
+from bench.store import EvalRecord, RunRecord
+
+# The aggregate keys of metrics.json, in the order tables print them.
+METRICS: tuple[str, ...] = SAMPLE_METRICS + COST_METRICS
 # Further numeric columns: the training wall time of `bench run` (metrics.json "training_time_s").
 EXTRA_METRICS: tuple[str, ...] = ("train_time_s",)
 
 COLUMNS: tuple[str, ...] = (
-    "run_id", "path", "method", "variant", "profile", "dataset", "source", "frames", "seed", "overrides",
-    "status", "error", "eval_set", "device", "commit", "date", "lpips_note",
+    "run_id", "path", "method", "variant", "profile", "dataset", "data_sha256", "source", "frames", "seed",
+    "overrides", "status", "error", "eval_set", "device", "commit", "date", "lpips_note",
 ) + METRICS + EXTRA_METRICS
-
-
-def _read_json(path: Path) -> Any:
-    """A JSON file, or None when absent or unreadable (a half-made run must not break the report)."""
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError, RecursionError):
-        return None
-
-
-def _first(d: dict | None, *keys: str) -> Any:
-    """The first present, non-empty value among `keys` of `d` (env.json naming is not pinned down)."""
-    if not isinstance(d, dict):
-        return None
-    for key in keys:
-        value = d.get(key)
-        if value not in (None, "", {}):
-            return value
-    return None
-
-
-def _overrides_text(overrides: Any) -> str:
-    if not overrides:
-        return ""
-    if isinstance(overrides, dict):
-        return ",".join(f"{k}={v}" for k, v in sorted(overrides.items()))
-    if isinstance(overrides, (list, tuple)):
-        return ",".join(str(x) for x in overrides)
-    return str(overrides)
 
 
 def _source(dataset: str) -> str:
     """`synthetic-quick-9f` -> `synthetic-quick`, `gopro-9f` -> `gopro`: the data family without N."""
-    return re.sub(r"-\d+f$", "", dataset or "")
+    return re.sub(r"-\d+f$", "", dataset)
 
 
 def _number(value: Any) -> float:
-    if isinstance(value, bool) or value is None:
-        return np.nan
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return np.nan
+    return np.nan if value is None else float(value)
 
 
-def _iter_run_folders(runs_dir: Path) -> list[dict]:
-    """Run folders as `{"path", "config", "metrics"}`; `bench.store.iter_runs` when it exists."""
-    try:
-        from bench.store import iter_runs  # the store's own reader, same semantics as below
-    except ImportError:
-        iter_runs = None
-    if iter_runs is not None:
-        return [dict(r, path=Path(r["path"])) for r in iter_runs(runs_dir)]
-    runs = []
-    for folder in sorted(p for p in Path(runs_dir).iterdir() if p.is_dir()):
-        config = _read_json(folder / "config.json")
-        if not isinstance(config, dict):
-            continue  # not a run (runs/stages/, a stray folder)
-        runs.append({"path": folder, "config": config, "metrics": _read_json(folder / "metrics.json")})
-    return runs
-
-
-def _row(run_id: str, path: Path, config: dict, env: dict | None, metrics: dict | None,
-         eval_set: str) -> dict:
-    metrics = metrics if isinstance(metrics, dict) else {}
-    agg = metrics.get("aggregate") if isinstance(metrics.get("aggregate"), dict) else {}
-    method = str(config.get("method", "?"))
-    overrides = _overrides_text(config.get("overrides"))
-    dataset = str(config.get("dataset") or "")
-    device = agg.get("device") or _first(env, "device_name", "device", "gpu")
-    commit = str(_first(env, "git_commit", "commit", "git") or "")
-    if commit and isinstance(env, dict) and env.get("git_dirty"):
-        commit += "+dirty"  # uncommitted changes: the commit alone does not reproduce the number
+def _row(record: RunRecord, path: Path, eval_set: str, evaluation: EvalRecord | None = None) -> dict:
+    """One frame row: the run's identity and environment, the scores of its own test split or (with
+    `evaluation`) of another set's, and the status with the one-line problem of an unusable entry."""
+    cfg, env = record.config, record.env
+    entry: RunRecord | EvalRecord = evaluation if evaluation is not None else record
+    metrics, problem, status = entry.metrics, entry.problem, entry.status
+    method = cfg.method if cfg else ""
+    overrides = ",".join(cfg.overrides) if cfg else ""
+    finished = status == "finished"
+    agg = metrics.aggregate if finished else {}
     row = {
-        "run_id": run_id,
-        "path": str(path),
-        "method": method,
+        "run_id": record.path.name, "path": str(path), "method": method,
         # Runs with overrides are a different experiment from the method's default; never pool them.
         "variant": f"{method} [{overrides}]" if overrides else method,
-        "profile": str(config.get("profile") or ""),
-        "dataset": dataset,
-        "source": _source(dataset),
-        "frames": int(config["frames"]) if isinstance(config.get("frames"), int) else -1,
-        "seed": int(config["seed"]) if isinstance(config.get("seed"), int) else -1,
-        "overrides": overrides,
-        # A folder without metrics.json is a run still going or killed before scoring.
-        "status": str(metrics.get("status") or "incomplete"),
-        "error": str(metrics.get("error") or ""),
-        "eval_set": eval_set,
-        "device": str(device or ""),
-        "commit": commit,
-        "date": str(_first(env, "date", "created", "time", "timestamp") or ""),
-        "lpips_note": str(agg.get("deblur_lpips_note") or metrics.get("deblur_lpips_note") or ""),
+        "profile": cfg.profile if cfg else "", "dataset": cfg.dataset if cfg else "",
+        "data_sha256": cfg.data_sha256 if cfg else "", "source": _source(cfg.dataset) if cfg else "",
+        "frames": cfg.frames if cfg else -1, "seed": cfg.seed if cfg else -1, "overrides": overrides,
+        "status": status, "error": problem or (metrics.error if metrics and metrics.error else ""),
+        "eval_set": eval_set, "device": agg.get("device", ""), "commit": env.commit_text if env else "",
+        "date": env.date if env else "", "lpips_note": agg.get("deblur_lpips_note", ""),
     }
-    for key in METRICS:
-        row[key] = _number(agg.get(key))
-    # bench run stores the training wall time (stages summed, cached stages counted) at the top level.
-    row["train_time_s"] = _number(metrics.get("training_time_s", metrics.get("train_time_s")))
+    row.update({key: _number(agg.get(key)) for key in METRICS})
+    row["train_time_s"] = metrics.training_time_s if finished else np.nan
     return row
 
 
 def load_runs(runs_dir: Path | str) -> pd.DataFrame:
-    """Every run and cross-dataset evaluation in `runs_dir` as one frame with `COLUMNS` (SPEC 8)."""
-    runs_dir = Path(runs_dir)
+    """Every run and cross-dataset evaluation in `runs_dir` as one frame with `COLUMNS`."""
     rows: list[dict] = []
-    if runs_dir.is_dir():
-        for run in _iter_run_folders(runs_dir):
-            path: Path = run["path"]
-            config = run.get("config") or {}
-            env = _read_json(path / "env.json")
-            rows.append(_row(path.name, path, config, env, run.get("metrics"), ""))
-            evals = path / "evals"
-            if evals.is_dir():
-                for folder in sorted(p for p in evals.iterdir() if p.is_dir()):
-                    rows.append(_row(path.name, folder, config, env, _read_json(folder / "metrics.json"),
-                                     folder.name))
+    for record in store.iter_runs(runs_dir):
+        rows.append(_row(record, record.path, ""))
+        for evaluation in record.evals:
+            rows.append(_row(record, evaluation.path, evaluation.path.name, evaluation))
     frame = pd.DataFrame(rows, columns=list(COLUMNS))
     return frame.sort_values(["method", "frames", "seed", "run_id", "eval_set"], kind="stable",
                              ignore_index=True)
 
 
 def load_samples(runs: pd.DataFrame) -> pd.DataFrame:
-    """Per-test-sample metrics (`metrics.json` "samples") of the given runs; one row per (run, sample)."""
+    """Per-test-sample metrics (`metrics.json` "samples") of the given finished runs; one row per (run,
+    sample)."""
     rows = []
     for run in runs.itertuples(index=False):
-        metrics = _read_json(Path(run.path) / "metrics.json")
-        samples = metrics.get("samples") if isinstance(metrics, dict) else None
-        for sample in samples if isinstance(samples, list) else []:
-            if not isinstance(sample, dict):
-                continue
-            row = {"run_id": run.run_id, "method": run.method, "variant": run.variant,
-                   "frames": run.frames, "seed": run.seed, "sample": str(sample.get("id", ""))}
-            row.update({key: _number(sample.get(key)) for key in METRICS})
+        metrics = store.read_metrics(Path(run.path) / store.METRICS)
+        for sample in metrics.samples if metrics is not None else ():
+            row = {"run_id": run.run_id, "method": run.method, "variant": run.variant, "frames": run.frames,
+                   "seed": run.seed, "sample": sample["id"]}
+            row.update({key: _number(sample[key]) for key in SAMPLE_METRICS})
             rows.append(row)
     return pd.DataFrame(rows, columns=["run_id", "method", "variant", "frames", "seed", "sample",
-                                       *METRICS])
-
-
-def _curve(points: Any) -> tuple[list[float], list[float]] | None:
-    """One stage's loss curve in any of the plausible layouts, as (iterations, losses)."""
-    if isinstance(points, dict) and "curve" in points:  # a stage summary holding [[iter, loss], ...]
-        return _curve(points["curve"])
-    if isinstance(points, dict):
-        its = points.get("iter", points.get("iters", points.get("step", points.get("steps"))))
-        loss = points.get("loss", points.get("losses", points.get("total")))
-        if isinstance(loss, list) and its is None:
-            its = list(range(len(loss)))
-        if isinstance(its, list) and isinstance(loss, list) and len(its) == len(loss):
-            return [float(i) for i in its], [float(v) for v in loss]
-        return None
-    if isinstance(points, list) and points:
-        if all(isinstance(p, dict) for p in points):
-            its = [p.get("iter", p.get("step", i)) for i, p in enumerate(points)]
-            loss = [p.get("loss", p.get("total")) for p in points]
-        elif all(isinstance(p, (list, tuple)) and len(p) >= 2 for p in points):
-            its, loss = [p[0] for p in points], [p[1] for p in points]
-        else:
-            its, loss = list(range(len(points))), list(points)
-        pairs = [(float(i), float(v)) for i, v in zip(its, loss, strict=True)
-                 if isinstance(v, (int, float)) and isinstance(i, (int, float))]
-        return ([p[0] for p in pairs], [p[1] for p in pairs]) if pairs else None
-    return None
+                                       *SAMPLE_METRICS])
 
 
 def load_curves(run_path: Path | str) -> dict[str, tuple[list[float], list[float]]]:
-    """Loss curves of a run's training stages from `curves.json` ({} when absent or unreadable)."""
-    data = _read_json(Path(run_path) / "curves.json")
-    if isinstance(data, dict) and isinstance(data.get("stages"), (dict, list)):
-        data = data["stages"]
-    if isinstance(data, list):  # [{"stage": name, "iter": [...], "loss": [...]}, ...]
-        data = {str(d.get("stage", d.get("name", i))): d for i, d in enumerate(data) if isinstance(d, dict)}
-    curves = {}
-    for stage, points in (data or {}).items() if isinstance(data, dict) else []:
-        curve = _curve(points)
-        if curve is not None and curve[0]:
-            curves[str(stage)] = curve
-    return curves
-
-
-_ROLE = re.compile(
-    r"^(?P<sid>.*?)[_\-./]*(?P<role>deblurred|deblur|blurred|blur|input|pred|predicted|frame|out|output|"
-    r"gt|sharp|truth|true|target)[_\-.]*(?P<idx>\d+)?$"
-)
-_ROLE_MAP = {"deblurred": "deblurred", "deblur": "deblurred", "blurred": "blur", "blur": "blur",
-             "input": "blur", "pred": "pred", "predicted": "pred", "frame": "pred", "out": "pred",
-             "output": "pred", "gt": "gt", "sharp": "gt", "truth": "gt", "true": "gt", "target": "gt"}
+    """Loss curves of a run's training stages, stage -> (iterations, losses); {} for an untrained method."""
+    return {stage: ([i for i, _ in points], [v for _, v in points])
+            for stage, points in store.read_curves(run_path).items() if points}
 
 
 def load_sample_images(run_path: Path | str) -> dict[str, dict[str, Any]]:
-    """The stored sample PNGs of a run, by sample id: {"blur": Path, "deblurred": Path,
-    "pred": [Path by frame], "gt": [Path by frame]}. Names are parsed leniently
-    (`<id>_blur.png`, `<id>/pred_03.png`, `<id>-gt-1.png`, ...); files that fit no role are ignored."""
-    root = Path(run_path) / "samples"
-    found: dict[str, dict[str, Any]] = {}
-    if not root.is_dir():
-        return found
-    for png in sorted(root.rglob("*.png")):
-        stem = png.relative_to(root).with_suffix("").as_posix()
-        m = _ROLE.match(stem)
-        if m is None:
-            continue
-        sid = m.group("sid").strip("_-./") or "sample"
-        role = _ROLE_MAP[m.group("role")]
-        entry = found.setdefault(sid, {"pred": {}, "gt": {}})
-        if role in ("pred", "gt"):
-            if m.group("idx") is not None:
-                entry[role][int(m.group("idx"))] = png
-        else:
-            entry[role] = png
-    for entry in found.values():
-        for role in ("pred", "gt"):
-            entry[role] = [entry[role][k] for k in sorted(entry[role])]
-    return found
+    """The stored sample PNGs of a run, by sample id: {"blur": Path, "deblurred": Path, "frame": [Path by
+    frame], "truth": [Path by frame]} (`bench.store.read_sample_images`)."""
+    return store.read_sample_images(Path(run_path) / "samples")

@@ -1,0 +1,88 @@
+"""Run folders written through the run record of `bench.store`, as `bench run` writes them, for tests that
+need a store of known contents without training (report, list, ablate, infer)."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+from bench.metrics import COST_METRICS, SAMPLE_METRICS
+from bench.store import (
+    CONFIG,
+    CURVES,
+    ENV,
+    METRICS,
+    WEIGHTS,
+    RunConfig,
+    RunMetrics,
+    atomic_write_bytes,
+    atomic_write_json,
+    eval_folder_name,
+)
+
+DIGEST = "d" * 64  # the content digest of the crafted runs' training set
+
+
+def env(commit: str = "abc1234", dirty: bool = False, date: str = "2026-01-01T00:00:00") -> dict:
+    return {"git_commit": commit, "git_dirty": dirty, "device": "cpu", "device_name": "CPU: test",
+            "python": "3.11", "platform": "test", "date": date, "packages": {}}
+
+
+def scores(values: dict, offset: float = 0.0) -> dict:
+    """Every per-sample metric key: the given values (shifted by `offset`), None for the rest."""
+    return {k: (None if values.get(k) is None else values[k] + offset) for k in SAMPLE_METRICS}
+
+
+def metrics(run_id: str, method: str, frames: int, seed: int, values: dict, *, profile: str = "smoke",
+            dataset: str = "", digest: str = DIGEST, eval_dataset: str = "", eval_digest: str = "",
+            weights: bytes | None = None, samples: int = 2, training_time_s: float = 12.5) -> RunMetrics:
+    """A finished RunMetrics whose `samples` average to `values` (pairs spread by +-0.5 around them)."""
+    dataset = dataset or f"synthetic-{profile}-{frames}f"
+    aggregate = dict(scores(values), **{k: values.get(k) for k in COST_METRICS}, device="CPU: test")
+    aggregate.update({k: v for k, v in values.items() if k not in aggregate})
+    rows = tuple({"id": f"s{i}", **scores(values, (0.5 if i % 2 else -0.5) if samples > 1 else 0.0)}
+                 for i in range(samples))
+    return RunMetrics("finished", run_id, method=method, profile=profile, dataset=dataset, data_sha256=digest,
+                      eval_dataset=eval_dataset or dataset, eval_sha256=eval_digest or digest, frames=frames,
+                      seed=seed, aggregate=aggregate, samples=rows, metric_definitions={},
+                      training={}, training_time_s=training_time_s, wall_s=1.0,
+                      weights_sha256=hashlib.sha256(weights).hexdigest() if weights is not None else None,
+                      weights_bytes=len(weights) if weights is not None else None)
+
+
+def write_run(runs: Path, run_id: str, method: str, frames: int = 9, seed: int = 0,
+              values: dict | None = None, *, status: str = "finished", profile: str = "smoke",
+              overrides: tuple[str, ...] = (),
+              dataset: str = "", digest: str = DIGEST, weights: bytes | None = b"weights",
+              curves: dict | None = None, commit: str = "abc1234", dirty: bool = False,
+              date: str = "2026-01-01T00:00:00", error: str = "boom: out of memory",
+              samples: int = 2) -> Path:
+    """One run folder: config, env, and a finished (or failed) metrics.json, weights.pt and curves.json."""
+    folder = runs / run_id
+    dataset = dataset or f"synthetic-{profile}-{frames}f"
+    config = RunConfig(run_id=run_id, method=method, family="paper", profile=profile, overrides=overrides,
+                       resolved_profile={"name": profile}, dataset=dataset, data_sha256=digest, frames=frames,
+                       seed=seed, stages=(), weights_from=None, weights_from_sha256=None)
+    atomic_write_json(folder / CONFIG, config.to_json())
+    atomic_write_json(folder / ENV, env(commit, dirty, date))
+    if status == "failed":
+        atomic_write_json(folder / METRICS, RunMetrics("failed", run_id, error=error).to_json())
+        return folder
+    if status != "finished":  # incomplete: configured, never scored
+        return folder
+    if weights is not None:
+        atomic_write_bytes(folder / WEIGHTS, weights)
+    atomic_write_json(folder / CURVES, curves if curves is not None else {})
+    record = metrics(run_id, method, frames, seed, values or {}, profile=profile, dataset=dataset,
+                     digest=digest, weights=weights, samples=samples)
+    atomic_write_json(folder / METRICS, record.to_json())
+    return folder
+
+
+def write_eval(run: Path, set_name: str, digest: str, values: dict, frames: int = 9,
+               method: str = "ours") -> Path:
+    """A finished cross-dataset evaluation of `run` on the set `set_name` with content `digest`."""
+    folder = run / "evals" / eval_folder_name(set_name, digest)
+    record = metrics(run.name, method, frames, 0, values, eval_dataset=set_name, eval_digest=digest)
+    atomic_write_json(folder / METRICS, record.to_json())
+    return folder
