@@ -177,7 +177,7 @@ def execute(spec: RunSpec, dist: Dist = LOCAL, log: Any = print) -> RunOutcome |
             else:
                 _ready_to_write(lock, store, ident.run_id)
                 _check_inputs(method, profile, set_folder, eval_folder, device, weights)
-                _write_config(folder, spec, method, profile, ident, device)
+                _write_config(folder, out_dir, spec, method, profile, ident, device)
         flag = [outcome is not None]
         if dist.active:
             import torch.distributed as td
@@ -266,7 +266,7 @@ def stored_result(spec: RunSpec, folder: Path, out_dir: Path, ident: Identity, l
 def _check_stored(spec: RunSpec, folder: Path, path: Path, ident: Identity) -> RunMetrics:
     """The stored metrics when config, env, metrics (and, for the run's own result, weights and curves)
     are intact and name these data; RecordError with the first problem otherwise."""
-    config, _ = read_config(folder), read_env(folder)
+    config, _ = read_config(folder), read_env(path.parent)
     metrics = read_metrics(path)
     if metrics.status == "failed":
         return metrics
@@ -329,8 +329,10 @@ def _record_failure(metrics_path: Path, rid: str, err: BaseException) -> None:
                          f"({write_err.strerror or write_err}); previous files are intact") from None
 
 
-def _write_config(folder: Path, spec: RunSpec, method: MethodAPI, profile: Profile, ident: Identity,
-                  device: Any) -> None:
+def _write_config(folder: Path, out_dir: Path, spec: RunSpec, method: MethodAPI, profile: Profile,
+                  ident: Identity, device: Any) -> None:
+    """The run's config.json, and env.json beside the result about to be computed (an evaluation's own, so
+    a later `--eval-data` never rewrites the environment of the run's own result)."""
     from bench.env import environment
 
     stages = tuple({"name": s.name, "trains": list(s.trains), "lr": dict(s.lr),
@@ -343,7 +345,7 @@ def _write_config(folder: Path, spec: RunSpec, method: MethodAPI, profile: Profi
                        weights_from=str(spec.weights) if spec.weights else None,
                        weights_from_sha256=ident.resolved["weights_sha256"])
     atomic_write_json(folder / CONFIG, config.to_json())
-    atomic_write_json(folder / ENV, environment(str(device)))
+    atomic_write_json(out_dir / ENV, environment(str(device)))
 
 
 def _train_and_score(spec: RunSpec, method: MethodAPI, profile: Profile, device: Any, sets: tuple[Path, Path],

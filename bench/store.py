@@ -524,12 +524,13 @@ def _check_weights(path: Path, payload: dict) -> None:
 # One schema for what a run folder holds, written by `bench run` and read, checked, by every reader (`list`,
 # `report`, `infer`, `ablate`, the reuse check). Layout:
 #   runs/<run-id>/config.json                     RunConfig: the run's identity
-#   runs/<run-id>/env.json                        RunEnv: packages, commit, device, date
+#   runs/<run-id>/env.json                        RunEnv of the run's own result: packages, commit, device
 #   runs/<run-id>/metrics.json                    RunMetrics: finished (results) or failed (the reason)
 #   runs/<run-id>/curves.json                     {stage: [[iteration, loss], ...]} of the stages trained
 #   runs/<run-id>/weights.pt                      portable weights (WEIGHTS_FORMAT), digest in metrics.json
 #   runs/<run-id>/samples/<id>_<role>[<n>].png    roles blur, deblurred, frame<n>, truth<n> (n = 1..N)
-#   runs/<run-id>/evals/<set>-<digest12>/         metrics.json (and samples/) scored on another set
+#   runs/<run-id>/evals/<set>-<digest12>/         metrics.json, env.json (and samples/) of a score on
+#                                                 another set
 
 RECORD_VERSION = 2  # config.json "record"; entries without it predate data digests and are never reused
 CONFIG, ENV, METRICS, CURVES, WEIGHTS = "config.json", "env.json", "metrics.json", "curves.json", "weights.pt"
@@ -785,6 +786,7 @@ class EvalRecord:
     metrics: RunMetrics | None  # None while unfinished or when `problem` is set
     problem: str | None = None  # one line: why it cannot be used
     problem_kind: str = ""  # "damaged" | "legacy"
+    env: RunEnv | None = None  # where and from what code it was scored (beside its metrics.json)
 
     @property
     def status(self) -> str:
@@ -833,8 +835,8 @@ def read_record(folder: Path | str) -> RunRecord | None:
     try:
         if config.run_id != folder.name:
             raise RecordError(f"{folder / CONFIG}: run_id {config.run_id!r} is not the folder's name")
-        env = read_env(folder)
         metrics = read_metrics(folder / METRICS)
+        env = read_env(folder) if metrics is not None else None  # the environment of the result
         if metrics is not None and metrics.run_id != folder.name:
             raise RecordError(f"{folder / METRICS}: run_id {metrics.run_id!r} is not the folder's name")
         if metrics is not None and metrics.weights_sha256 is not None:
@@ -849,13 +851,14 @@ def read_record(folder: Path | str) -> RunRecord | None:
 def _read_eval(folder: Path) -> EvalRecord:
     try:
         metrics = read_metrics(folder / METRICS)
+        env = read_env(folder) if metrics is not None else None
         if metrics is not None and metrics.status == "finished" and \
                 folder.name != f"{metrics.eval_dataset}-{metrics.eval_sha256[:12]}":
             raise RecordError(f"{folder / METRICS}: scored {metrics.eval_dataset} "
                               f"({metrics.eval_sha256[:12]}), which this folder's name does not say")
     except RecordError as err:
         return EvalRecord(folder, None, str(err), err.kind)
-    return EvalRecord(folder, metrics)
+    return EvalRecord(folder, metrics, env=env)
 
 
 def _check_weights_size(path: Path, size: int | None) -> None:

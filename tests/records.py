@@ -80,9 +80,10 @@ def write_run(runs: Path, run_id: str, method: str, frames: int = 9, seed: int =
 
 
 def write_eval(run: Path, set_name: str, digest: str, values: dict, frames: int = 9,
-               method: str = "ours") -> Path:
+               method: str = "ours", commit: str = "abc1234") -> Path:
     """A finished cross-dataset evaluation of `run` on the set `set_name` with content `digest`."""
     folder = run / "evals" / eval_folder_name(set_name, digest)
+    atomic_write_json(folder / ENV, env(commit))
     record = metrics(run.name, method, frames, 0, values, eval_dataset=set_name, eval_digest=digest)
     atomic_write_json(folder / METRICS, record.to_json())
     return folder

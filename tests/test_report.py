@@ -132,7 +132,8 @@ def test_report_writes_every_table_and_figure(report: tuple[Path, object]) -> No
             assert im.n_frames == int(gif.split("_")[-1][0]), gif  # one GIF frame per video frame
     readme = (out / "README.md").read_text()
     assert readme.index("Provenance") < readme.index("## Claims")
-    assert "NOT comparable" in readme and "abc1234" in readme and "smoke" in readme
+    assert "NOT comparable" in readme and "abc1234 (28 results)" in readme and "smoke" in readme
+    assert "Mixed provenance" not in readme and "uncommitted" not in readme  # one clean commit
     for p in result.tables + result.figures:
         assert p.relative_to(out).as_posix() in readme, p  # the index links every file
     for name in ("video", "deblurring", "ablations", "runtime", "claims"):
@@ -192,6 +193,19 @@ def test_claims_decided_and_missing_listed(report: tuple[Path, object]) -> None:
     assert "`ours-gt-center` at N=9: failed" in readme and "out of memory" in readme
     assert "`ours-gt-center` at N=7: no run" in readme
     assert any("ours-intensity" in m for m in result.missing)
+
+
+def test_a_report_from_two_commits_or_a_dirty_tree_is_marked_at_the_top(tmp_path: Path) -> None:
+    runs = tmp_path / "runs"
+    make_run(runs, "ours", 9, 0, samples=0, **base_values("ours", 0))
+    make_run(runs, "ours", 9, 1, samples=0, **base_values("ours", 1))
+    make_run(runs, "blurred", 9, 0, samples=0, commit="def5678", dirty=True, **base_values("blurred", 0))
+    build_report(runs, tmp_path / "r", {"md"})
+    readme = (tmp_path / "r" / "README.md").read_text()
+    top = readme[:readme.index("## Provenance")]
+    assert "Mixed provenance: built from results of 2 commits** (`abc1234` (2), `def5678+dirty` (1))" in top
+    assert "uncommitted changes** (def5678+dirty)" in top
+    assert "abc1234 (2 results), def5678+dirty (1 results)" in readme  # the provenance table lists each
 
 
 def test_decide_uses_the_seed_spread() -> None:
@@ -398,3 +412,31 @@ def test_report_refuses_to_replace_a_readme_it_did_not_write_and_writes_nothing(
     assert err.strip() == (f"error: {out / 'README.md'}: a file that bench report did not write (or that was "
                            "changed since) is in the way; it is kept: move it away or choose another --out")
     assert _files(out) == user  # byte-identical, and not one file added (no lock, no record)
+
+
+def test_regenerate_script_refuses_a_dirty_tree(tmp_path: Path) -> None:
+    import shutil
+    import subprocess
+
+    script = Path(__file__).resolve().parents[1] / "reports" / "regenerate.sh"
+    repo = tmp_path / "repo"
+    (repo / "reports").mkdir(parents=True)
+    shutil.copy(script, repo / "reports" / "regenerate.sh")
+    (repo / "tracked.txt").write_text("one\n")
+
+    def git(*args: str) -> None:
+        subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True)
+
+    git("init", "-q")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "add", ".")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init")
+    (repo / "tracked.txt").write_text("two\n")  # an uncommitted change
+    proc = subprocess.run(["bash", "reports/regenerate.sh"], cwd=repo, capture_output=True, text=True,
+                          env={"PATH": "/usr/bin:/bin", "BENCH": "/bin/false"}, timeout=60)
+    assert proc.returncode == 2 and proc.stdout == ""
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "uncommitted changes" in lines[0]
+    git("checkout", "--", "tracked.txt")  # clean again: the script goes on to its first bench command
+    clean = subprocess.run(["bash", "reports/regenerate.sh"], cwd=repo, capture_output=True, text=True,
+                           env={"PATH": "/usr/bin:/bin", "BENCH": "/bin/false"}, timeout=60)
+    assert clean.returncode == 1 and "uncommitted" not in clean.stderr  # /bin/false ran and failed

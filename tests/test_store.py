@@ -138,7 +138,8 @@ def test_evaluations_are_named_by_set_and_digest(tmp_path):
     assert good.name == "gopro-9f-" + "a" * 12
     moved = run / "evals" / "gopro-9f"  # a result under a name that does not say its data
     moved.mkdir()
-    (moved / "metrics.json").write_bytes((good / "metrics.json").read_bytes())
+    for name in ("metrics.json", "env.json"):
+        (moved / name).write_bytes((good / name).read_bytes())
     (record,) = iter_runs(tmp_path)
     by_name = {e.path.name: e for e in record.evals}
     assert by_name[good.name].status == "finished" and by_name[good.name].metrics.aggregate["eq6"] == 3.0

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import math
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -109,13 +110,44 @@ def claims_table(ctx: Context, rows: list[dict]) -> Table:
     return Table("claims", "The paper's claims on this data", notes, display, numeric)
 
 
+def _commits(ctx: Context) -> Counter[str]:
+    """Commit (with `+dirty`; "" when unknown) -> number of finished results behind this report."""
+    return Counter(ctx.runs[ctx.runs["status"] == "finished"]["commit"])
+
+
+def provenance_marks(ctx: Context) -> list[str]:
+    """The warnings that open the README when its numbers do not come from one clean commit: results of
+    several commits, of a tree with uncommitted changes, or of code outside a git checkout."""
+    commits = _commits(ctx)
+    known = sorted(c for c in commits if c)
+    marks = []
+    if len(commits) > 1:
+        listing = ", ".join(f"`{c or 'unknown'}` ({commits[c]})" for c in sorted(commits))
+        marks.append(f"> **Mixed provenance: built from results of {len(commits)} commits** ({listing}). "
+                     "A difference between methods may be a difference between code versions; regenerate on "
+                     "one clean commit (`bash reports/regenerate.sh`).")
+    dirty = [c for c in known if c.endswith("+dirty")]
+    if dirty:
+        marks.append(f"> **Built from results made with uncommitted changes** ({', '.join(dirty)}): those "
+                     "commits alone do not reproduce them.")
+    if "" in commits:
+        marks.append(f"> **{commits['']} result(s) record no commit** (made outside a git checkout).")
+    return marks
+
+
 def _provenance(ctx: Context) -> list[str]:
+    from bench.env import git_commit
+
     done = finished(ctx.runs)
     dates = sorted(d for d in done["date"] if d)
     seeds = sorted({int(s) for s in done["seed"] if s >= 0})
+    here = git_commit()
+    commits = _commits(ctx)
     rows = [("Data", ctx.data_text), ("Profile", ctx.profile or "—"), ("Overrides", ctx.overrides or "none"),
             ("Device", "; ".join(sorted({d for d in done["device"] if d})) or "—"),
-            ("Commit", ", ".join(sorted({c for c in done["commit"] if c})) or "—"),
+            ("Commits of the results", ", ".join(f"{c or 'unknown'} ({commits[c]} results)"
+                                                 for c in sorted(commits)) or "—"),
+            ("Report built by", f"{here['commit'] or 'unknown'}{'+dirty' if here['dirty'] else ''}"),
             ("Run dates", f"{dates[0]} … {dates[-1]}" if dates else "—"),
             ("Seeds", ", ".join(map(str, seeds)) or "—"),
             ("Runs", f"{len(done)} finished of {len(ctx.runs)} selected; {len(ctx.all_runs)} in the store"),
@@ -191,6 +223,7 @@ def build_report(runs_dir: Path, out: Path, formats: set[str], profile: str | No
 
 def _readme(ctx: Context, runs: pd.DataFrame, result: ReportResult, claims: Table, out: Path) -> str:
     lines = ["# Blurred Moments Bench: report", ""]
+    lines += [line for mark in provenance_marks(ctx) for line in (mark, "")]
     if ctx.synthetic:
         lines += [f"> **Built from synthetic data ({ctx.data_text}). Its numbers are NOT comparable with "
                   "the paper's GoPro numbers**; the paper's figures are shown beside ours for reference "

@@ -42,9 +42,9 @@ def _number(value: Any) -> float:
 def _row(record: RunRecord, path: Path, eval_set: str, evaluation: EvalRecord | None = None) -> dict:
     """One frame row: the run's identity and environment, the scores of its own test split or (with
     `evaluation`) of another set's, and the status with the one-line problem of an unusable entry."""
-    cfg, env = record.config, record.env
+    cfg = record.config
     entry: RunRecord | EvalRecord = evaluation if evaluation is not None else record
-    metrics, problem, status = entry.metrics, entry.problem, entry.status
+    metrics, problem, status, env = entry.metrics, entry.problem, entry.status, entry.env
     method = cfg.method if cfg else ""
     overrides = ",".join(cfg.overrides) if cfg else ""
     finished = status == "finished"
