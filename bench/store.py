@@ -880,3 +880,64 @@ def verify_weights(folder: Path | str, metrics: RunMetrics) -> str | None:
     except OSError as err:
         return f"{path}: unreadable ({err.strerror or err})"
     return None if digest == metrics.weights_sha256 else f"{path}: its sha256 differs from the one recorded"
+
+
+# --- stored bench perf results -----------------------------------------------------------------------------
+
+PERF_TIMES = ("runtime_deblur_times_s", "runtime_video_times_s")  # every timed pass of a perf row
+
+
+@dataclass(frozen=True)
+class PerfResult:
+    """`runs/perf/<profile>-<N>f-<resolution>-<device>.json`: one `bench perf --store` measurement, read by
+    the report's size and speed claims (untrained, seeded networks at the widths of `profile`)."""
+
+    profile: str  # whose widths were built: "paper" = the paper-sized networks
+    frames: int  # N of the video predictions timed
+    resolution: str  # WIDTHxHEIGHT of the blurred input
+    device: str  # the device's human name
+    repeats: int  # timed passes per figure, after `warmup` untimed ones
+    warmup: int
+    env: RunEnv  # packages, commit, date of the measurement
+    rows: tuple[dict, ...]  # `bench perf` rows: method, params, size_mb, runtime_*_s, PERF_TIMES, ...
+
+    def to_json(self) -> dict:
+        return dict(asdict(self), rows=list(self.rows))
+
+    @classmethod
+    def from_json(cls, data: dict, path: Path) -> PerfResult:
+        values = _get_all(data, {"profile": "str", "frames": "int", "resolution": "str", "device": "str",
+                                 "repeats": "int", "warmup": "int", "env": "dict", "rows": "list"}, path)
+        for i, row in enumerate(values["rows"]):
+            if not isinstance(row, dict) or not isinstance(row.get("method"), str):
+                raise RecordError(f"{path}: rows[{i}] is not an object with a string 'method'")
+            if row.get("skipped") is None and not all(
+                    isinstance(row.get(k), list) and row[k] and all(_is_number(t) for t in row[k])
+                    for k in PERF_TIMES):
+                raise RecordError(f"{path}: rows[{i}] ({row['method']}) lacks its timed passes")
+        return cls(**dict(values, env=RunEnv.from_json(values["env"], path), rows=tuple(values["rows"])))
+
+    def file_name(self) -> str:
+        device = re.sub(r"[^A-Za-z0-9]+", "-", self.device).strip("-")[:60] or "device"
+        return f"{self.profile}-{self.frames}f-{self.resolution}-{device}.json"
+
+
+def store_perf(runs_dir: Path | str, result: PerfResult) -> Path:
+    """Write `result` under `<runs_dir>/perf/` (one file per profile, N, resolution and device)."""
+    return atomic_write_json(Path(runs_dir) / "perf" / result.file_name(), result.to_json())
+
+
+def latest_perf(runs_dir: Path | str, profile: str = "paper") -> tuple[PerfResult | None, list[str]]:
+    """The newest stored perf result of `profile` (by file mtime), and one line per damaged file skipped."""
+    folder = Path(runs_dir) / "perf"
+    found: list[tuple[float, PerfResult]] = []
+    problems = []
+    for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+        try:
+            result = PerfResult.from_json(_load_object(path), path)
+        except RecordError as err:
+            problems.append(str(err))
+            continue
+        if result.profile == profile:
+            found.append((path.stat().st_mtime, result))
+    return (max(found, key=lambda f: f[0])[1] if found else None), problems

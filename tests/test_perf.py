@@ -134,3 +134,28 @@ def test_track_appends_rows_under_a_fixed_header(tmp_path) -> None:
     csv_path.write_text("other,header\n")
     with pytest.raises(BenchError):
         track.append_rows(csv_path, [{"kind": "perf"}])
+
+
+def test_bench_perf_store_keeps_a_result_the_report_can_read(tmp_path) -> None:
+    from bench.commands.perf import command
+    from bench.store import latest_perf
+
+    runs = tmp_path / "runs"
+    args = ["--methods", "blurred,ours-static", "--resolution", "32x32", "--device", "cpu", "--repeats", "3",
+            "--warmup", "0", "--frames", "3", "--profile", "smoke", "--matmul-size", "64", "--store",
+            "--runs-dir", str(runs)]
+    result = CliRunner().invoke(command, args, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    stored, problems = latest_perf(runs, "smoke")
+    assert problems == [] and latest_perf(runs, "paper") == (None, [])
+    assert (stored.profile, stored.frames, stored.resolution, stored.repeats) == ("smoke", 3, "32x32", 3)
+    assert stored.env.git_commit is not None or stored.env.git_dirty is None
+    rows = {r["method"]: r for r in stored.rows}
+    for row in rows.values():  # every timed pass is kept, and the median is theirs
+        assert len(row["runtime_video_times_s"]) == 3 and len(row["runtime_deblur_times_s"]) == 3
+        assert row["runtime_video_s"] == sorted(row["runtime_video_times_s"])[1]
+    assert rows["ours-static"]["params"] > 0 and rows["blurred"]["params"] == 0
+    written = next((runs / "perf").iterdir())
+    assert written.name.startswith("smoke-3f-32x32-") and f"stored {written}" in result.output
+    written.write_text('{"profile": "smoke"}')
+    assert latest_perf(runs, "smoke")[0] is None and "no 'frames'" in latest_perf(runs, "smoke")[1][0]

@@ -204,13 +204,22 @@ def print_loader_rows(rows: list[dict]) -> None:
               help="--loader: DataLoader worker counts to measure, comma-separated")
 @click.option("--batches", default=20, show_default=True, type=click.IntRange(1),
               help="--loader: timed batches per measurement (after one per worker and one more)")
+@click.option("--store", "store_it", is_flag=True, help="also keep the result in the runs store "
+              "(RUNS/perf/), where bench report reads the speed claims from (with --profile paper)")
+@click.option("--runs-dir", default=None,
+              help="results store for --store (default: $BENCH_RUNS, else ./runs)")
 def command(methods_opt: str | None, resolution: str, device: str, repeats: int, warmup: int,
             frames: int | None, profile_name: str, json_path: str | None, compile_: bool, amp: bool,
             channels_last: bool, breakdown: bool, matmul_size: int, loader: bool, source: str | None,
-            root: str | None, data_dir: str, workers_text: str, batches: int) -> None:
+            root: str | None, data_dir: str, workers_text: str, batches: int, store_it: bool,
+            runs_dir: str | None) -> None:
     """Measure runtime, size, MACs and peak memory of methods side by side, untrained (seeded) networks;
     with --loader, the samples per second the training data path delivers."""
     if loader:
+        if store_it:
+            from bench.errors import BenchError
+
+            raise BenchError("--store keeps the methods' timings for the report; drop --loader or --store")
         rows = run_loader(source, root, data_dir, profile_name, frames or 9, workers_text, batches, device,
                           breakdown)
     else:
@@ -223,3 +232,18 @@ def command(methods_opt: str | None, resolution: str, device: str, repeats: int,
 
         atomic_write_text(json_path, json.dumps(rows, indent=2, allow_nan=False) + "\n")
         click.echo(f"wrote {json_path}")
+    if store_it:
+        click.echo(f"stored {keep(rows, profile_name, frames or 7, repeats, warmup, device, runs_dir)}")
+
+
+def keep(rows: list[dict], profile_name: str, frames: int, repeats: int, warmup: int, device: str,
+         runs_dir: str | None) -> object:
+    """Store the rows as a `bench.store.PerfResult` in the runs store; returns the file written."""
+    from bench.env import environment
+    from bench.store import PerfResult, RunEnv, store_perf
+    from bench.store import runs_dir as resolve_runs
+
+    result = PerfResult(profile=profile_name, frames=frames, resolution=rows[0]["resolution"],
+                        device=rows[0]["device"], repeats=repeats, warmup=warmup,
+                        env=RunEnv.from_json(environment(device), resolve_runs(runs_dir)), rows=tuple(rows))
+    return store_perf(resolve_runs(runs_dir), result)
