@@ -156,6 +156,16 @@ def evaluate(method: MethodAPI, nets: nn.Module, set_folder: Path | str, profile
                 _write_samples(Path(out_dir), item["id"], blur_img, deblurred, frames, sharp)
             bar.advance(task)
 
+    aggregate = _aggregate(samples, method, nets, first_inputs, n_frames, device, profile, lpips_note)
+    aggregate["resolution"] = resolution  # the test images' [h, w]
+    return {"status": "finished", "aggregate": aggregate, "samples": samples,
+            "metric_definitions": dict(metrics.DEFINITIONS)}
+
+
+def _aggregate(samples: list[dict], method: Any, nets: nn.Module,
+               first_inputs: tuple[torch.Tensor, torch.Tensor | None], n_frames: int, device: torch.device,
+               profile: Any, lpips_note: str | None) -> dict[str, Any]:
+    """The per-sample metrics averaged (`_mean`), then the costs measured once: runtimes, parameters."""
     runtime = _runtimes(method, nets, first_inputs, n_frames, device, profile)
     params = inference_params(method, nets)
     aggregate: dict[str, Any] = {k: _mean([s[k] for s in samples], k in metrics.MEAN_OVER_DEFINED)
@@ -172,11 +182,9 @@ def evaluate(method: MethodAPI, nets: nn.Module, set_folder: Path | str, profile
         "device": device_name(device),
         "frames": n_frames,
         "n_samples": len(samples),
-        "resolution": resolution,  # the test images' [h, w]
         "runtime_resolution": [int(first_inputs[0].shape[-2]), int(first_inputs[0].shape[-1])],  # padded
     })
-    return {"status": "finished", "aggregate": aggregate, "samples": samples,
-            "metric_definitions": dict(metrics.DEFINITIONS)}
+    return aggregate
 
 
 def _runtimes(method: MethodAPI, nets: nn.Module, inputs: tuple[torch.Tensor, torch.Tensor | None], n: int,
