@@ -416,7 +416,7 @@ def test_a_synthetic_trained_run_scores_a_video_set_and_the_report_shows_it(smok
     code, out, err = faults.invoke(["run", "--method", "ours", "--profile", "smoke", "--data-dir", str(data),
                                     "--runs-dir", str(runs), "--device", "cpu", "--eval-data", "video-9f"])
     assert code == 0, err
-    scored = list(runs.glob("ours-*/evals/video-9f/metrics.json"))
+    scored = list(runs.glob("ours-*/evals/video-9f-*/metrics.json"))  # named by set and digest
     assert len(scored) == 1
     metrics = json.loads(scored[0].read_text())
     assert metrics["status"] == "finished" and metrics["dataset"] == "synthetic-smoke-9f"
