@@ -7,10 +7,10 @@ one choice and carries the claim it tests (`Method.claims`: the metric it should
 to beat it, `ours`); `bench ablate` and `bench report` read the claims from there, so adding an ablation is
 one entry and nothing else.
 
-A claim *holds* when the variant is worse than the claim's winner in the claimed direction by more than the
-seed spread: the rule of `bench.report.claims.decide`, shared with the report so the two never disagree. With
-a single seed the spread is unknown (0), so any difference in the right direction counts; the table says
-how many seeds stood behind each row.
+A claim *holds* when the 95% paired-bootstrap interval of the winner's per-sample improvement over the
+variant, on the same seeds and test samples, lies above zero: the rule of `bench.report.verdict.judge`,
+shared with the report so the two never disagree; the table gives the interval and how many seeds and samples
+stood behind each row.
 """
 
 from __future__ import annotations
@@ -46,39 +46,39 @@ def plan(variants: Iterable[str]) -> list[str]:
     return list(dict.fromkeys([*winners, *variants]))
 
 
-def _stat(name: str, metric: str, values: list[float | None]) -> Any:
-    from bench.report.claims import Stat
-
-    values = [v for v in values if v is not None and math.isfinite(v)]
-    if not values:
-        return None
-    mean = sum(values) / len(values)
-    std = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1)) if len(values) > 1 else 0.0
-    return Stat(name, 0, metric, mean, std, len(values), ())
+Values = dict[int, dict[str, float]]  # seed -> test sample id -> value (NaN: undefined for that sample)
 
 
-def judge(claim: Claim, owner: str, better: list[float | None], worse: list[float | None]) -> dict[str, Any]:
-    """One table row: means, spreads and whether `claim` (carried by `owner`) held on these per-seed values
-    of its winner (`better`) and loser (`worse`)."""
-    from bench.report.claims import HELD, NOT_MEASURED, decide  # the report's rule, imported late: no cycle
+def judge(claim: Claim, owner: str, better: Values, worse: Values, better_fixed: bool = False,
+          worse_fixed: bool = False) -> dict[str, Any]:
+    """One table row: whether `claim` (carried by `owner`) held on the per-sample values of its winner
+    (`better`) and loser (`worse`); `*_fixed` marks a side without training (one seed stands for all)."""
+    from bench.report.verdict import HELD, NOT_MEASURED
+    from bench.report.verdict import judge as decide  # the report's rule, imported late: no cycle
 
     winner, loser = claim.sides(owner)
-    a, b = _stat(winner, claim.metric, better), _stat(loser, claim.metric, worse)
-    verdict, gain, spread = decide(a, b, claim.lower_is_better)
+    j = decide(better, worse, claim.lower_is_better, better_fixed, worse_fixed)
+    measured = j.verdict != NOT_MEASURED
     return {"variant": loser, "better": winner, "claim": claim.text, "metric": claim.metric,
-            "lower_is_better": claim.lower_is_better,
-            "better_mean": a.mean if a else None, "better_std": a.std if a else 0.0,
-            "variant_mean": b.mean if b else None, "variant_std": b.std if b else 0.0,
-            "seeds": min(len(better), len(worse)), "difference": gain, "spread": spread,
-            "held": None if verdict == NOT_MEASURED else verdict == HELD, "verdict": verdict}
+            "lower_is_better": claim.lower_is_better, "better_mean": j.better if measured else None,
+            "variant_mean": j.worse if measured else None, "seeds": len(j.seeds), "samples": j.samples,
+            "difference": j.gain, "ci_low": j.ci_low, "ci_high": j.ci_high,
+            "held": None if not measured else j.verdict == HELD, "verdict": j.verdict, "note": j.note}
+
+
+def sample_values(by_seed: dict[int, Any], metric: str) -> Values:
+    """seed -> sample id -> `metric` from stored `RunMetrics` (null, an undefined value, becomes NaN)."""
+    return {seed: {s["id"]: math.nan if s[metric] is None else float(s[metric]) for s in metrics.samples}
+            for seed, metrics in by_seed.items()}
 
 
 def _by_method(runs: Iterable[RunRecord], frames: int, profile: str, data_sha256: str | None,
-               seeds: Iterable[int] | None) -> dict[str, dict[int, dict]]:
-    """method -> seed -> aggregate metrics of the intact finished runs that share the ablations' data (by
-    digest) and budget."""
+               seeds: Iterable[int] | None) -> tuple[dict[str, dict[int, Any]], dict[str, bool]]:
+    """(method -> seed -> RunMetrics, method -> trained) of the intact finished runs that share the
+    ablations' data (by digest) and budget."""
     wanted = None if seeds is None else {int(s) for s in seeds}
-    out: dict[str, dict[int, dict]] = {}
+    out: dict[str, dict[int, Any]] = {}
+    trained: dict[str, bool] = {}
     for record in runs:
         if record.status != "finished":
             continue
@@ -89,8 +89,9 @@ def _by_method(runs: Iterable[RunRecord], frames: int, profile: str, data_sha256
             continue
         if wanted is not None and cfg.seed not in wanted:
             continue
-        out.setdefault(cfg.method, {})[cfg.seed] = record.metrics.aggregate
-    return out
+        out.setdefault(cfg.method, {})[cfg.seed] = record.metrics
+        trained[cfg.method] = bool(cfg.stages)
+    return out, trained
 
 
 def table(runs: Iterable[RunRecord], variants: list[str], frames: int, profile: str,
@@ -101,12 +102,12 @@ def table(runs: Iterable[RunRecord], variants: list[str], frames: int, profile: 
     data digest and seeds count, so every row compares runs made on the same data and budget, and
     `--seeds 0` means seed 0 only even when other seeds are stored.
     """
-    by_method = _by_method(runs, frames, profile, data_sha256, seeds)
+    by_method, trained = _by_method(runs, frames, profile, data_sha256, seeds)
     rows = []
     for name in variants:
         for claim in claims_of(name):
-            winner_seeds, loser_seeds = by_method.get(claim.better, {}), by_method.get(name, {})
-            common = sorted(set(winner_seeds) & set(loser_seeds))
-            rows.append(judge(claim, name, [winner_seeds[s].get(claim.metric) for s in common],
-                              [loser_seeds[s].get(claim.metric) for s in common]))
+            winner = claim.better
+            rows.append(judge(claim, name, sample_values(by_method.get(winner, {}), claim.metric),
+                              sample_values(by_method.get(name, {}), claim.metric),
+                              not trained.get(winner, True), not trained.get(name, True)))
     return rows

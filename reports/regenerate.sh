@@ -12,6 +12,9 @@ bench=${BENCH:-.venv/bin/bench}
 for m in ours ours-static ours-gt-center gt-static srn; do "$bench" run --method "$m" --frames 9 --no-floor; done
 for m in ours jin2018 ours-static ours-gt-center gt-static; do "$bench" run --method "$m" --frames 7 --no-floor; done
 "$bench" run --method blurred --frames 7,9
-# Ablations with three seeds, for the seed spread (about 2 hours of one-process time):
+# Ablations with three seeds, paired with ours's seeds in the claims (about 2 hours of one-process time):
 "$bench" ablate --seeds 0,1,2
+# The size and speed claims are judged at the paper's sizes: time the paper-sized networks (untrained) at
+# the paper's 1280x704 and keep the result in the runs store, where the report reads it.
+"$bench" perf --profile paper --frames 7 --repeats 5 --store
 "$bench" report --format md,csv,tex,png,gif

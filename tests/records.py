@@ -4,6 +4,7 @@ need a store of known contents without training (report, list, ablate, infer).""
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from pathlib import Path
 
 from bench.metrics import COST_METRICS, SAMPLE_METRICS
@@ -35,13 +36,16 @@ def scores(values: dict, offset: float = 0.0) -> dict:
 
 def metrics(run_id: str, method: str, frames: int, seed: int, values: dict, *, profile: str = "smoke",
             dataset: str = "", digest: str = DIGEST, eval_dataset: str = "", eval_digest: str = "",
-            weights: bytes | None = None, samples: int = 2, training_time_s: float = 12.5) -> RunMetrics:
-    """A finished RunMetrics whose `samples` average to `values` (pairs spread by +-0.5 around them)."""
+            weights: bytes | None = None, samples: int = 2, jitter: Sequence[float] | None = None,
+            training_time_s: float = 12.5) -> RunMetrics:
+    """A finished RunMetrics whose `samples` average to `values`: sample i is offset by `jitter[i]` (made
+    zero-mean; default +-0.5 in turn)."""
     dataset = dataset or f"synthetic-{profile}-{frames}f"
     aggregate = dict(scores(values), **{k: values.get(k) for k in COST_METRICS}, device="CPU: test")
     aggregate.update({k: v for k, v in values.items() if k not in aggregate})
-    rows = tuple({"id": f"s{i}", **scores(values, (0.5 if i % 2 else -0.5) if samples > 1 else 0.0)}
-                 for i in range(samples))
+    offsets = list(jitter) if jitter is not None else [0.5 if i % 2 else -0.5 for i in range(samples)]
+    offsets = [o - sum(offsets) / len(offsets) for o in offsets] if len(offsets) > 1 else [0.0]
+    rows = tuple({"id": f"s{i}", **scores(values, offset)} for i, offset in enumerate(offsets))
     return RunMetrics("finished", run_id, method=method, profile=profile, dataset=dataset, data_sha256=digest,
                       eval_dataset=eval_dataset or dataset, eval_sha256=eval_digest or digest, frames=frames,
                       seed=seed, aggregate=aggregate, samples=rows, metric_definitions={},
@@ -56,13 +60,15 @@ def write_run(runs: Path, run_id: str, method: str, frames: int = 9, seed: int =
               dataset: str = "", digest: str = DIGEST, weights: bytes | None = b"weights",
               curves: dict | None = None, commit: str = "abc1234", dirty: bool = False,
               date: str = "2026-01-01T00:00:00", error: str = "boom: out of memory",
-              samples: int = 2) -> Path:
-    """One run folder: config, env, and a finished (or failed) metrics.json, weights.pt and curves.json."""
+              samples: int = 2, jitter: Sequence[float] | None = None, trained: bool = True) -> Path:
+    """One run folder: config, env, and a finished (or failed) metrics.json, weights.pt and curves.json;
+    `trained` False stores no training stages (a floor such as `blurred`)."""
     folder = runs / run_id
     dataset = dataset or f"synthetic-{profile}-{frames}f"
     config = RunConfig(run_id=run_id, method=method, family="paper", profile=profile, overrides=overrides,
                        resolved_profile={"name": profile}, dataset=dataset, data_sha256=digest, frames=frames,
-                       seed=seed, stages=(), weights_from=None, weights_from_sha256=None)
+                       seed=seed, stages=({"name": "dm"},) if trained else (), weights_from=None,
+                       weights_from_sha256=None)
     atomic_write_json(folder / CONFIG, config.to_json())
     atomic_write_json(folder / ENV, env(commit, dirty, date))
     if status == "failed":
@@ -74,7 +80,7 @@ def write_run(runs: Path, run_id: str, method: str, frames: int = 9, seed: int =
         atomic_write_bytes(folder / WEIGHTS, weights)
     atomic_write_json(folder / CURVES, curves if curves is not None else {})
     record = metrics(run_id, method, frames, seed, values or {}, profile=profile, dataset=dataset,
-                     digest=digest, weights=weights, samples=samples)
+                     digest=digest, weights=weights, samples=samples, jitter=jitter)
     atomic_write_json(folder / METRICS, record.to_json())
     return folder
 

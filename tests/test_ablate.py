@@ -23,20 +23,26 @@ def test_every_registered_ablation_states_a_claim_against_ours() -> None:
     assert plan(["ours-no-tv", "ours-joint"]) == ["ours", "ours-no-tv", "ours-joint"]
 
 
-def test_judge_needs_the_difference_beyond_the_spread() -> None:
+def _values(grid: list[list[float]]) -> dict[int, dict[str, float]]:
+    return {seed: {f"s{i}": v for i, v in enumerate(row)} for seed, row in enumerate(grid)}
+
+
+def test_judge_uses_the_reports_rule_on_paired_samples() -> None:
     eq6 = Claim("c", "supp.", "eq6", lower_is_better=True)
-    assert judge(eq6, "v", [50.0, 51.0, 49.0], [60.0, 61.0, 59.0])["held"] is True
-    # Worse on average but inside the seeds' spread: not held.
-    assert judge(eq6, "v", [50.0, 55.0, 45.0], [52.0, 57.0, 47.0])["held"] is False
-    # Better than ours: the claim fails.
-    assert judge(eq6, "v", [50.0, 51.0], [40.0, 41.0])["verdict"] == "not held"
-    psnr = Claim("c", "supp.", "deblur_psnr", lower_is_better=False)
-    assert judge(psnr, "v", [30.0], [29.0])["held"] is True
-    assert judge(psnr, "v", [30.0], [31.0])["held"] is False
-    assert judge(psnr, "v", [30.0], [30.0])["held"] is False  # a tie is no evidence for the claim
-    assert judge(eq6, "v", [], [1.0])["verdict"] == "not measured"
-    row = judge(eq6, "v", [50.0], [60.0])
-    assert (row["better"], row["variant"], row["better_mean"]) == ("ours", "v", 50.0)
+    ours = [[50.0, 40.0, 61.0], [51.0, 41.0, 60.0], [49.0, 42.0, 62.0]]  # seeds x test samples
+    worse = [[v + 5.0 for v in row] for row in ours]
+    row = judge(eq6, "v", _values(ours), _values(worse))
+    assert row["held"] is True and row["difference"] == pytest.approx(5.0) and row["ci_low"] > 0
+    assert (row["better"], row["variant"], row["seeds"], row["samples"]) == ("ours", "v", 3, 3)
+    assert row["better_mean"] == pytest.approx(sum(map(sum, ours)) / 9)
+    # The variant better than ours: the claim fails; a tie is no evidence for it.
+    assert judge(eq6, "v", _values(worse), _values(ours))["verdict"] == "not held"
+    assert judge(eq6, "v", _values(ours), _values(ours))["held"] is False
+    # Inside the noise: samples that disagree on the sign of a small difference.
+    noisy = [[row[0] + 0.5, row[1] - 0.6, row[2] + 0.4] for row in ours]
+    row = judge(eq6, "v", _values(ours), _values(noisy))
+    assert row["held"] is False and row["ci_low"] < 0 < row["ci_high"]
+    assert judge(eq6, "v", {}, _values(ours))["verdict"] == "not measured"
 
 
 def _store_run(root: Path, method: str, seed: int, eq6: float, psnr: float, frames: int = 9,

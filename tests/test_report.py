@@ -5,6 +5,7 @@ module makes real `smoke` runs when `bench run` is available."""
 from __future__ import annotations
 
 import math
+import zlib
 from pathlib import Path
 
 import faults
@@ -16,7 +17,7 @@ from PIL import Image
 from records import write_eval, write_run
 
 from bench.report import build_report, parse_formats
-from bench.report.claims import HELD, NOT_HELD, NOT_MEASURED, decide, evaluate_claims, stat, summarise
+from bench.report.claims import HELD, NOT_HELD, NOT_MEASURED, evaluate_claims, paper_size_mb, stat
 from bench.report.load import load_curves, load_runs, load_sample_images, load_samples
 from bench.report.tables import select
 
@@ -24,15 +25,21 @@ KEYS = ("deblur_psnr", "deblur_ssim", "eq6", "ppsnr", "pwpsnr", "mid_psnr", "run
         "runtime_video_s", "params", "size_mb")
 
 
+FLOORS = ("blurred", "gt-static")  # no training: one seed stands for all
+
+
 def make_run(runs: Path, method: str, frames: int, seed: int, status: str = "finished", samples: int = 1,
              overrides: tuple[str, ...] = (), commit: str = "abc1234", dirty: bool = False,
              **values: float) -> Path:
-    """A run folder as `bench run` writes it (`records.write_run`): config, env, metrics (aggregate + two
-    samples averaging to it), curves, and `samples` sets of sample PNGs."""
+    """A run folder as `bench run` writes it (`records.write_run`): config, env, metrics (aggregate + four
+    test samples averaging to it, each off by its own noise of sd 0.5), curves, and `samples` sets of
+    sample PNGs."""
     rid = f"{method}-{frames}f-s{seed}" + ("-" + "-".join(overrides).replace("=", "") if overrides else "")
     values = dict(values, deblur_lpips_note="AlexNet weights not cached")
+    jitter = np.random.default_rng([seed, frames, zlib.crc32(method.encode())]).normal(0.0, 0.5, 4)
     folder = write_run(runs, rid, method, frames, seed, values, status=status, overrides=overrides,
-                       curves={"dm": [[2, 0.9], [4, 0.5], [6, 0.3]]}, commit=commit, dirty=dirty)
+                       curves={"dm": [[2, 0.9], [4, 0.5], [6, 0.3]]}, commit=commit, dirty=dirty,
+                       jitter=jitter.tolist(), trained=method not in FLOORS)
     rng = np.random.default_rng(seed)
     (folder / "samples").mkdir(exist_ok=True)
     for i in range(samples if status == "finished" else 0):
@@ -94,7 +101,7 @@ def test_load_reads_every_run_with_status(store: Path) -> None:
     assert list(runs[runs["eval_set"] != ""]["eq6"]) == [77.5]
     samples = load_samples(runs[(runs["method"] == "ours") & (runs["status"] == "finished")
                                 & (runs["eval_set"] == "")])
-    assert len(samples) == 6 * 2 and set(samples["sample"]) == {"s0", "s1"}
+    assert len(samples) == 6 * 4 and set(samples["sample"]) == {"s0", "s1", "s2", "s3"}
     means = samples.groupby("run_id")["eq6"].mean()
     assert means["ours-7f-s1"] == pytest.approx(60.1)  # per-sample rows average to the aggregate
     failed = runs[runs["status"] == "failed"]
@@ -177,17 +184,31 @@ def test_table_numbers_equal_stored_metrics(store: Path, report: tuple[Path, obj
 
 def test_claims_decided_and_missing_listed(report: tuple[Path, object]) -> None:
     out, result = report
-    verdicts = {c["claim"]: c["verdict"] for c in result.claims}
-    assert verdicts["ours beats jin2018 in Eq. 6 at 7 frames"] == HELD
-    assert verdicts["ours at 9 frames stays below jin2018 at 7 in Eq. 6"] == HELD
-    assert verdicts["DM beats SRN in PSNR"] == HELD  # 28 vs 27, spread 0.2
-    assert verdicts["DM is smaller than SRN"] == HELD  # 1 MB vs 2 MB
-    assert verdicts["ours is faster than jin2018 (video)"] == HELD
-    assert verdicts["ours is smaller than jin2018"] == NOT_HELD  # equal sizes
-    assert verdicts["the TV term helps"] == NOT_HELD  # 0.05 better, inside the 0.2 spread
+    rows = {c["claim"]: c for c in result.claims}
+    verdicts = {text: c["verdict"] for text, c in rows.items()}
+    assert verdicts["ours beats jin2018 in Eq. 6 at 7 frames"] == HELD  # 10 apart, sample noise 0.5
+    assert verdicts["ours at 9 frames stays below jin2018 at 7 in Eq. 6"] == HELD  # other test sets: unpaired
+    assert verdicts["DM beats SRN in PSNR"] == HELD  # 28 vs 27
+    assert verdicts["DM beats the blurred input in PSNR"] == HELD  # the floor's one seed stands for all
+    assert verdicts["the TV term helps"] == NOT_HELD  # 0.05 better: inside the noise of the samples
     assert verdicts["flow beats intensity (RVD)"] == NOT_MEASURED
+    # Sizes at the paper's widths from the registry, whatever the runs stored (1 MB vs 2 MB here).
+    assert verdicts["DM is smaller than SRN"] == HELD and verdicts["ours is smaller than jin2018"] == HELD
+    size = rows["DM is smaller than SRN"]
+    assert size["ours"] == "17.07 vs 32.25 MB" and "paper's widths (exact)" in size["evidence"]
+    assert paper_size_mb("ours-static") == pytest.approx(17.07, abs=0.005)  # the DM at the paper's widths
+    # Speeds need a stored `bench perf --profile paper` result: none in this store.
+    assert verdicts["ours is faster than jin2018 (video)"] == NOT_MEASURED
+    assert "bench perf --profile paper --store" in rows["DM is faster than SRN"]["note"]
+    tv = rows["the TV term helps"]
+    assert tv["seeds"] == "0,1,2" and tv["samples"] == 4 and tv["ci_low"] < 0 < tv["ci_high"]
     claims = pd.read_csv(out / "tables" / "claims.csv", comment="#")
     assert list(claims["verdict"]) == [c["verdict"] for c in result.claims]
+    assert {"ci_low", "ci_high"} <= set(claims.columns)
+    held = claims[claims["verdict"] == HELD]
+    assert (held["ci_low"] > 0).all() and (held["ci_low"] <= held["gain"]).all()
+    text = (out / "tables" / "claims.md").read_text()
+    assert "paired bootstrap" in text and "10,000 resamples" in text and "no spread" not in text
     readme = (out / "README.md").read_text()
     assert "`ours-intensity` at N=9: no run; make it with `bench ablate --only ours-intensity" in readme
     assert "`ours-gt-center` at N=9: failed" in readme and "out of memory" in readme
@@ -208,32 +229,35 @@ def test_a_report_from_two_commits_or_a_dirty_tree_is_marked_at_the_top(tmp_path
     assert "abc1234 (2 results), def5678+dirty (1 results)" in readme  # the provenance table lists each
 
 
-def test_decide_uses_the_seed_spread() -> None:
-    rows = []
-    for seed, (a, b) in enumerate([(10.0, 12.0), (11.0, 12.5), (12.0, 13.0)]):
-        rows += [{"variant": "a", "method": "a", "frames": 7, "seed": seed, "eq6": a},
-                 {"variant": "b", "method": "b", "frames": 7, "seed": seed, "eq6": b}]
-    runs = pd.DataFrame(rows).assign(status="finished", eval_set="", device="cpu")
-    for key in KEYS + ("deblur_lpips", "epe", "motion_ratio", "train_time_s"):
-        if key not in runs:
-            runs[key] = np.nan
-    summary = summarise(runs)
-    a, b = stat(summary, "a", 7, "eq6"), stat(summary, "b", 7, "eq6")
-    assert (a.mean, a.std, a.n) == (11.0, 1.0, 3) and b.mean == pytest.approx(12.5)
-    verdict, gain, spread = decide(a, b, lower_is_better=True)
-    assert verdict == NOT_HELD and gain == pytest.approx(1.5) and spread == pytest.approx(1.5)  # not beyond
-    assert decide(a, b, lower_is_better=False)[0] == NOT_HELD  # wrong direction
-    tight = stat(summary, "a", 7, "eq6").__class__("a", 7, "eq6", 11.0, 0.1, 3, (0, 1, 2))
-    assert decide(tight, b, lower_is_better=True)[0] == HELD
-    assert decide(None, b, lower_is_better=True)[0] == NOT_MEASURED
-
-
 def test_evaluate_claims_on_crafted_summary(store: Path) -> None:
     ctx = select(load_runs(store), None, None)
-    rows = {r["claim"]: r for r in evaluate_claims(ctx.summary, ctx.frames)}
+    rows = {r["claim"]: r for r in evaluate_claims(ctx.samples, ctx.frames)}
     row = rows["ours beats jin2018 in Eq. 6 at 7 frames"]
     assert row["paper"] == "44.12 vs 49.06" and row["gain"] == pytest.approx(10.0)
+    assert row["evidence"] == "ours@7 vs jin2018@7; seeds 0,1,2; 4 test samples per seed"
     assert rows["flow beats intensity (RVD)"]["missing"] == ["ours-intensity@9"]
+
+
+def test_speed_claims_read_a_stored_paper_size_timing(store: Path, tmp_path: Path) -> None:
+    import shutil
+
+    from bench.store import PerfResult, RunEnv, store_perf
+
+    runs = tmp_path / "runs"
+    shutil.copytree(store, runs, symlinks=True)
+    times = {"ours": ([0.02, 0.021, 0.019], [0.40, 0.41, 0.39]), "srn": ([0.40, 0.42, 0.41], [0.5, 0.5, 0.5]),
+             "jin2018": ([0.45, 0.46, 0.44], [0.39, 0.42, 0.40])}  # ours's video no faster than jin2018's
+    rows = tuple({"method": m, "runtime_deblur_times_s": d, "runtime_video_times_s": v, "skipped": None}
+                 for m, (d, v) in times.items())
+    env = RunEnv("abc1234", False, "cuda", "GPU: test", "3.11", "test", "2026-01-02T00:00:00", {})
+    store_perf(runs, PerfResult("paper", 7, "1280x704", "GPU: test", 3, 1, env, rows))
+    result = build_report(runs, tmp_path / "r", parse_formats("md,csv"))
+    claims = {c["claim"]: c for c in result.claims}
+    assert claims["DM is faster than SRN"]["verdict"] == HELD
+    assert claims["ours is faster than jin2018 (video)"]["verdict"] == NOT_HELD
+    assert "GPU: test at 1280x704, N=7" in claims["DM is faster than SRN"]["evidence"]
+    note = (tmp_path / "r" / "tables" / "claims.md").read_text()
+    assert "`bench perf --profile paper` (paper-sized networks, untrained) on GPU: test at 1280x704" in note
 
 
 def test_shared_overrides_are_the_baseline_and_others_stay_apart(tmp_path: Path) -> None:

@@ -75,6 +75,20 @@ def test_a_floor_counts_as_one_value_for_every_seed() -> None:
     assert both.verdict == NOT_HELD and both.seeds == (0,) and both.gain == 0.0
 
 
+def test_sides_on_different_test_sets_pair_seeds_not_samples() -> None:
+    """"ours at 9 frames against jin2018 at 7": other windows, other ids; each side resampled on its own."""
+    nine = {s: {f"w9-{i}": 40.0 + RNG.normal(0, 1.0) for i in range(30)} for s in (0, 1, 2)}
+    seven = {s: {f"w7-{i}": 45.0 + RNG.normal(0, 1.0) for i in range(20)} for s in (0, 1, 3)}
+    assert judge(nine, seven, lower_is_better=True).verdict == NOT_MEASURED  # paired: no sample in common
+    j = judge(nine, seven, lower_is_better=True, paired=False)
+    assert j.verdict == HELD and j.seeds == (0, 1) and j.samples == 20
+    assert j.gain == pytest.approx(np.mean([list(seven[s].values()) for s in (0, 1)])
+                                   - np.mean([list(nine[s].values()) for s in (0, 1)]))
+    assert 0 < j.ci_low < j.gain < j.ci_high
+    close = {s: {k: v + 4.9 for k, v in row.items()} for s, row in nine.items()}  # 0.1 apart: noise
+    assert judge(close, seven, lower_is_better=True, paired=False).verdict == NOT_HELD
+
+
 def test_pair_keeps_common_finite_samples_and_says_why_not() -> None:
     a = {0: {"x": 1.0, "y": 2.0, "z": math.nan}}
     b = {0: {"x": 3.0, "y": 4.0, "z": 5.0, "w": 1.0}}

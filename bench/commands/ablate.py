@@ -11,35 +11,38 @@ from bench.config import DEFAULT_PROFILE
 from bench.errors import BenchError
 
 
-def _fmt(mean: float | None, std: float) -> str:
-    if mean is None:
-        return "-"
-    return f"{mean:.3f} ± {std:.3f}" if std else f"{mean:.3f}"
+def _fmt(value: float | None) -> str:
+    return "-" if value is None or value != value else f"{value:.3f}"
 
 
 def print_table(rows: list[dict], frames: int, profile: str, wall_s: float) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"ablations: {profile} profile, N={frames} (mean ± sample std over seeds)")
+    from bench.report.verdict import LEVEL, RESAMPLES
+
+    table = Table(title=f"ablations: {profile} profile, N={frames} (means over the paired seeds and test "
+                        f"samples; {LEVEL:.0%} paired-bootstrap interval, {RESAMPLES:,} resamples)")
     winners = {row["better"] for row in rows}
     winner_col = next(iter(winners)) if len(winners) == 1 else "winner"  # "ours" for every claim so far
     widest = max([len(row["variant"]) for row in rows] + [7])
-    for col in ("variant", "claim", "metric", winner_col, "variant value", "seeds", "verdict"):
-        table.add_column(col, justify="right" if col in (winner_col, "variant value", "seeds") else "left",
+    for col in ("variant", "claim", "metric", winner_col, "variant value", "improvement [CI]",
+                "seeds x samples", "verdict"):
+        table.add_column(col, justify="left" if col in ("variant", "claim", "metric", "verdict") else "right",
                          min_width=widest if col == "variant" else None)
     for row in rows:
         arrow = "lower is better" if row["lower_is_better"] else "higher is better"
         colour = {"held": "green", "not held": "red"}.get(row["verdict"], "yellow")
-        verdict = f"[{colour}]{row['verdict']}[/]"
+        verdict = f"[{colour}]{row['verdict']}[/]" + (f" ({row['note']})" if row["note"] else "")
+        interval = f"{_fmt(row['difference'])} [{_fmt(row['ci_low'])}, {_fmt(row['ci_high'])}]"
         table.add_row(row["variant"], row["claim"], f"{row['metric']} ({arrow})",
-                      ("" if len(winners) == 1 else f"{row['better']} ")
-                      + _fmt(row["better_mean"], row["better_std"]),
-                      _fmt(row["variant_mean"], row["variant_std"]), str(row["seeds"]), verdict)
+                      ("" if len(winners) == 1 else f"{row['better']} ") + _fmt(row["better_mean"]),
+                      _fmt(row["variant_mean"]), interval if row["held"] is not None else "-",
+                      f"{row['seeds']} x {row['samples']}", verdict)
     console = Console()
     console.print(table)
-    console.print("held = the variant is worse than the claim's winner by more than the seed spread; "
-                  f"wall time {wall_s:.0f} s")
+    console.print("held = the interval of the winner's improvement over the variant lies above zero "
+                  f"(bench.report.verdict); wall time {wall_s:.0f} s")
 
 
 @click.command("ablate")

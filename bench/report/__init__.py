@@ -21,17 +21,24 @@ import pandas as pd
 
 from bench.errors import BenchError
 from bench.report import paper
-from bench.report.claims import evaluate_claims, finished, fmt, registered_ablations, registered_claims
+from bench.report.claims import (
+    PERF_COMMAND,
+    evaluate_claims,
+    finished,
+    fmt,
+    registered_ablations,
+    registered_claims,
+)
 from bench.report.load import load_runs
 from bench.report.tables import (
     EQ6_PAIRING,
-    RULE,
     Context,
     Table,
     all_tables,
     select,
 )
-from bench.store import OutputFolder
+from bench.report.verdict import RULE
+from bench.store import OutputFolder, latest_perf
 
 FORMATS = ("md", "csv", "tex", "png", "pdf", "gif")
 
@@ -43,6 +50,7 @@ class ReportResult:
     figures: list[Path] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)
     claims: list[dict] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)  # damaged stored timings, one line each
 
 
 def parse_formats(text: str) -> set[str]:
@@ -95,15 +103,29 @@ def failed_runs(ctx: Context) -> list[str]:
             for r in bad.itertuples(index=False)]
 
 
+def _timing_note(ctx: Context) -> str:
+    """Where the speed claims' numbers come from, or the command that measures them."""
+    perf = ctx.perf
+    if perf is None:
+        return (f"Speed claims: not measured; `{PERF_COMMAND}` times the paper-sized networks and keeps the "
+                "result in the runs store, where this report reads it.")
+    return (f"Speed claims: `bench perf --profile {perf.profile}` (paper-sized networks, untrained) on "
+            f"{perf.device} at {perf.resolution}, N={perf.frames}, {perf.repeats} timed passes after "
+            f"{perf.warmup}, commit {perf.env.commit_text or 'unknown'}, {perf.env.date}. Size claims: exact "
+            "parameter counts of the registry's networks at the paper's widths, whatever profile the runs "
+            "used.")
+
+
 def claims_table(ctx: Context, rows: list[dict]) -> Table:
     display = pd.DataFrame([{"Claim": r["claim"], "Source": r["source"], "Metric": r["metric"],
-                             "Paper (GoPro)": r["paper"], "Ours": r["ours"], "Verdict": r["verdict"],
-                             "Note": r["note"] or ("missing: " + ", ".join(r["missing"]) if r["missing"]
-                                                   else "")} for r in rows])
+                             "Paper (GoPro)": r["paper"], "Ours": r["ours"],
+                             "Improvement [95% CI]": r["improvement"], "Verdict": r["verdict"],
+                             "On": r["evidence"] or ("missing: " + ", ".join(r["missing"]) if r["missing"]
+                                                     else r["note"])} for r in rows])
     numeric = pd.DataFrame([{k: (";".join(v) if isinstance(v, list) else v) for k, v in r.items()}
                             for r in rows])
-    notes = ctx.header() + [RULE, f"Deblurring claims at N={ctx.frames['deblur']}, ablations at "
-                            f"N={ctx.frames['ablation']}. " + EQ6_PAIRING]
+    notes = ctx.header() + [RULE, _timing_note(ctx), f"Deblurring claims at N={ctx.frames['deblur']}, "
+                            f"ablations at N={ctx.frames['ablation']}. " + EQ6_PAIRING]
     registry_note = registered_claims()[1]
     if registry_note:
         notes.append(registry_note)
@@ -199,7 +221,9 @@ def build_report(runs_dir: Path, out: Path, formats: set[str], profile: str | No
         raise BenchError(f"no runs in {runs_dir} match profile={profile!r} dataset={dataset!r}; "
                          f"stored profiles: {', '.join(sorted(set(runs['profile'])))}")
     result = ReportResult(readme=out / "README.md")
-    result.claims = evaluate_claims(ctx.summary, ctx.frames)
+    ctx.perf, perf_problems = latest_perf(runs_dir, "paper")
+    result.claims = evaluate_claims(ctx.samples, ctx.frames, ctx.perf)
+    result.problems = perf_problems
     tables = [claims_table(ctx, result.claims), *all_tables(ctx)]
     writers = {"md": Table.markdown, "csv": Table.csv, "tex": Table.latex}
     targets = {out / "tables" / f"{t.name}.{ext}": (t, write)
@@ -236,6 +260,7 @@ def _readme(ctx: Context, runs: pd.DataFrame, result: ReportResult, claims: Tabl
               "## Missing and failed runs", ""]
     lines += [f"- {m}" for m in result.missing] or ["- none missing"]
     lines += [f"- failed/unfinished: {f}" for f in failed_runs(ctx)]
+    lines += [f"- damaged stored timing, not used: {p}" for p in result.problems]
     others = sorted(set(runs["profile"]) - {ctx.profile})
     if others:
         lines.append(f"- other profiles in the store, not in this report: {', '.join(others)} "

@@ -1,28 +1,38 @@
 """Seed aggregation and the claims table: each paper claim, the paper's figure, ours, the verdict.
 
 The claims are data on the registry's entries (`methods.registry.Claim` in `Method.claims`), read here when a
-report is built. A claim compares two measured cells (method, N frames, metric), each the mean over the seeds
-stored for it.
-Decision rule, stated in every report: a claim is **held** when the difference goes the claimed way and
-exceeds the seed spread, the sum of the two cells' sample standard deviations over seeds (ddof=1; 0 for a
-single seed, which the report flags). It is **not held** otherwise, and **not measured** when a cell has no
-finished run; the missing runs are listed with the command that makes them.
+report is built. Each is decided by the one rule of `bench.report.verdict`, stated in every report, on equal
+terms for both sides:
+- accuracy claims on the per-sample scores of the report's finished runs, the same seeds and test samples on
+  both sides (a paired bootstrap interval); a missing side is *not measured*, listed with the command that
+  makes it;
+- size claims on the paper-sized networks, whatever profile the accuracy runs used: exact parameter counts
+  of the registry's networks at the paper's widths (`paper_size_mb`);
+- speed claims on a stored `bench perf --profile paper --store` result (`bench.store.latest_perf`), the
+  paper-sized networks timed on the device and at the resolution the report names; without one they are
+  *not measured*, with the command that measures them.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import cache
 from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from bench.report.load import EXTRA_METRICS, METRICS
+from bench.report.verdict import HELD, NOT_HELD, NOT_MEASURED, Judgement, judge, judge_size, judge_speed
 
 if TYPE_CHECKING:
+    from bench.store import PerfResult
     from methods.registry import Claim
 
-HELD, NOT_HELD, NOT_MEASURED = "held", "not held", "not measured"
+__all__ = ["HELD", "NOT_HELD", "NOT_MEASURED", "evaluate_claims", "per_sample", "paper_size_mb"]
+PERF_COMMAND = "bench perf --profile paper --store"
+# The timed passes of a `bench perf` row behind each speed metric.
+PERF_TIMES = {"runtime_deblur_s": "runtime_deblur_times_s", "runtime_video_s": "runtime_video_times_s"}
 
 
 @dataclass(frozen=True)
@@ -74,15 +84,6 @@ def stat(summary: pd.DataFrame, variant: str, frames: int, metric: str) -> Stat 
     seeds = tuple(int(s) for s in str(row["seeds"]).split(",") if s not in ("", "-1"))
     return Stat(variant, frames, metric, float(row[metric]), float(row[f"{metric}_std"]), int(row["n"]),
                 seeds)
-
-
-def decide(a: Stat | None, b: Stat | None, lower_is_better: bool) -> tuple[str, float, float]:
-    """Verdict on "a beats b": (verdict, improvement of a over b in the claimed direction, seed spread)."""
-    if a is None or b is None:
-        return NOT_MEASURED, math.nan, math.nan
-    gain = (b.mean - a.mean) if lower_is_better else (a.mean - b.mean)
-    spread = (a.std if math.isfinite(a.std) else 0.0) + (b.std if math.isfinite(b.std) else 0.0)
-    return (HELD if gain > 0 and gain > spread else NOT_HELD), gain, spread
 
 
 # The paper's order: Table 1, then Sec. 3.3, then the supplementary material's ablations (others after).
@@ -160,28 +161,104 @@ def _paper_text(claim: Claim) -> str:
     return fmt(first, claim.metric) + against + unit
 
 
-def evaluate_claim(summary: pd.DataFrame, owner: str, claim: Claim, frames: dict[str, int]) -> dict:
-    """One claim decided on `summary` (see `evaluate_claims` for the row's keys)."""
+def per_sample(samples: pd.DataFrame, variant: str, frames: int, metric: str) -> dict[int, dict[str, float]]:
+    """seed -> test sample id -> `metric` for the finished runs of (variant, N) in `samples`
+    (`bench.report.load.load_samples`); NaN where the metric is undefined for a sample."""
+    hit = samples[(samples["variant"] == variant) & (samples["frames"] == frames)]
+    return {int(seed): dict(zip(group["sample"], group[metric].astype(float), strict=True))
+            for seed, group in hit.groupby("seed")}
+
+
+def untrained(samples: pd.DataFrame, variant: str) -> bool:
+    """True for a stored method without training stages (`blurred`, `gt-static`): one seed stands for all."""
+    hit = samples[samples["variant"] == variant]
+    return bool(len(hit)) and not bool(hit["trained"].any())
+
+
+@cache
+def paper_size_mb(name: str) -> float:
+    """Size in MB (float32, 10^6 bytes) of the networks `name` runs at test time, built at the paper's widths:
+    an exact count from the registry, whatever profile the runs used."""
+    from bench.perf import size_mb
+    from methods import registry
+    from methods.layers import count_params
+
+    method = registry.get(name)
+    return size_mb(sum(count_params(c.build(None)) for c in method.components.values() if c.inference))
+
+
+def _speed(perf: PerfResult | None, better: str, worse: str, metric: str, n: int) -> Judgement:
+    """A speed claim on the stored paper-size timing; not measured (with the command) without one."""
+    if perf is None:
+        return Judgement(NOT_MEASURED, note=f"no stored paper-size timing: run `{PERF_COMMAND}`")
+    if metric == "runtime_video_s" and perf.frames != n:
+        return Judgement(NOT_MEASURED, note=f"the stored timing has N={perf.frames}: run `{PERF_COMMAND} "
+                                            f"--frames {n}`")
+    rows = {r["method"]: r for r in perf.rows if not r.get("skipped")}
+    absent = [m for m in (better, worse) if m not in rows]
+    if absent:
+        return Judgement(NOT_MEASURED, note=f"{', '.join(absent)} not in the stored timing: run "
+                                            f"`{PERF_COMMAND}`")
+    return judge_speed(rows[better][PERF_TIMES[metric]], rows[worse][PERF_TIMES[metric]])
+
+
+def decide_claim(samples: pd.DataFrame, perf: PerfResult | None, owner: str, claim: Claim,
+                 frames: dict[str, int]) -> Judgement:
+    """The verdict of one claim by its kind: accuracy (paired bootstrap), size (exact), speed (timed)."""
+    (better, nb), (worse, nw) = claim_cells(owner, claim, frames)
+    if claim.kind == "size":
+        return judge_size(paper_size_mb(better), paper_size_mb(worse))
+    if claim.kind == "speed":
+        return _speed(perf, better, worse, claim.metric, nw)
+    # Sides at different N were scored on different test sets: seeds paired, samples not.
+    return judge(per_sample(samples, better, nb, claim.metric), per_sample(samples, worse, nw, claim.metric),
+                 claim.lower_is_better, untrained(samples, better), untrained(samples, worse),
+                 paired=nb == nw)
+
+
+def _evidence(claim: Claim, cells: tuple[tuple[str, int], tuple[str, int]], j: Judgement,
+              perf: PerfResult | None) -> str:
+    """What a verdict stands on, in words, for the table."""
+    (better, nb), (worse, nw) = cells
+    if claim.kind == "size":
+        return f"{better} vs {worse}, the registry's networks at the paper's widths (exact)"
+    if claim.kind == "speed":
+        return (f"{better} vs {worse}, paper-sized networks, bench perf on {perf.device} at "
+                f"{perf.resolution}, N={perf.frames}, medians of {j.samples} timed passes") if perf else ""
+    seeds = ",".join(map(str, j.seeds))
+    return f"{better}@{nb} vs {worse}@{nw}; seeds {seeds}; {j.samples} test samples per seed"
+
+
+def evaluate_claim(samples: pd.DataFrame, perf: PerfResult | None, owner: str, claim: Claim,
+                   frames: dict[str, int]) -> dict:
+    """One claim decided (see `evaluate_claims` for the row's keys)."""
     cells = claim_cells(owner, claim, frames)
-    (a, b) = (stat(summary, name, n, claim.metric) for name, n in cells)
-    verdict, gain, spread = decide(a, b, claim.lower_is_better)
+    j = decide_claim(samples, perf, owner, claim, frames)
     unit = f" {claim.unit}" if claim.unit else ""
-    ours = " vs ".join(f"{fmt(s.mean, claim.metric, s.std)}" if s is not None else "—" for s in (a, b)) + unit
-    missing = [f"{name}@{n}" for s, (name, n) in zip((a, b), cells, strict=True) if s is None]
-    note = ""
-    if verdict != NOT_MEASURED:
-        if min(a.n, b.n) < 2:
-            note = "1 seed: no spread"
-        ours += f" ({cells[0][0]}@{cells[0][1]} vs {cells[1][0]}@{cells[1][1]}; n={a.n},{b.n})"
+    measured = j.verdict != NOT_MEASURED
+    missing = [] if measured or claim.kind != "accuracy" else [
+        f"{name}@{n}" for name, n in cells if samples[(samples["variant"] == name)
+                                                     & (samples["frames"] == n)].empty]
     return {"claim": claim.text, "source": claim.source, "metric": METRIC_LABELS[claim.metric],
-            "kind": claim.kind, "paper": _paper_text(claim), "ours": ours, "verdict": verdict, "gain": gain,
-            "spread": spread, "note": note, "missing": missing}
+            "kind": claim.kind, "paper": _paper_text(claim),
+            "ours": (f"{fmt(j.better, claim.metric)} vs {fmt(j.worse, claim.metric)}{unit}"
+                     if measured else "—"),
+            "improvement": (f"{fmt(j.gain, claim.metric)} [{fmt(j.ci_low, claim.metric)}, "
+                            f"{fmt(j.ci_high, claim.metric)}]") if measured else "—",
+            "verdict": j.verdict, "gain": j.gain, "ci_low": j.ci_low, "ci_high": j.ci_high,
+            "seeds": ",".join(map(str, j.seeds)), "samples": j.samples,
+            "evidence": _evidence(claim, cells, j, perf) if measured else "", "note": j.note,
+            "missing": missing}
 
 
-def evaluate_claims(summary: pd.DataFrame, frames: dict[str, int]) -> list[dict]:
-    """Every registered claim decided on `summary`; `frames` resolves "deblur"/"video"/"ablation" to an N.
+def evaluate_claims(samples: pd.DataFrame, frames: dict[str, int],
+                    perf: PerfResult | None = None) -> list[dict]:
+    """Every registered claim decided; `samples` are the per-sample scores of the report's finished runs
+    (`load_samples`), `frames` resolves "deblur"/"video"/"ablation" to an N, `perf` is the stored paper-size
+    timing (or None).
 
-    Rows: claim, source, metric, kind, paper, ours, verdict, gain, spread, note, missing ("method@N").
+    Rows: claim, source, metric, kind, paper, ours, improvement, verdict, gain, ci_low, ci_high, seeds,
+    samples, evidence, note, missing ("method@N").
     """
     pairs, _note = registered_claims()
-    return [evaluate_claim(summary, owner, claim, frames) for owner, claim in pairs]
+    return [evaluate_claim(samples, perf, owner, claim, frames) for owner, claim in pairs]

@@ -26,7 +26,7 @@ EXTRA_METRICS: tuple[str, ...] = ("train_time_s",)
 
 COLUMNS: tuple[str, ...] = (
     "run_id", "path", "method", "variant", "profile", "dataset", "data_sha256", "source", "frames", "seed",
-    "overrides", "status", "error", "eval_set", "device", "commit", "date", "lpips_note",
+    "overrides", "trained", "status", "error", "eval_set", "device", "commit", "date", "lpips_note",
 ) + METRICS + EXTRA_METRICS
 
 
@@ -56,6 +56,8 @@ def _row(record: RunRecord, path: Path, eval_set: str, evaluation: EvalRecord | 
         "profile": cfg.profile if cfg else "", "dataset": cfg.dataset if cfg else "",
         "data_sha256": cfg.data_sha256 if cfg else "", "source": _source(cfg.dataset) if cfg else "",
         "frames": cfg.frames if cfg else -1, "seed": cfg.seed if cfg else -1, "overrides": overrides,
+        # A method without training stages gives the same output for every seed (a floor).
+        "trained": bool(cfg.stages) if cfg else False,
         "status": status, "error": problem or (metrics.error if metrics and metrics.error else ""),
         "eval_set": eval_set, "device": agg.get("device", ""), "commit": env.commit_text if env else "",
         "date": env.date if env else "", "lpips_note": agg.get("deblur_lpips_note", ""),
@@ -77,19 +79,21 @@ def load_runs(runs_dir: Path | str) -> pd.DataFrame:
                              ignore_index=True)
 
 
+SAMPLE_COLUMNS = ("run_id", "method", "variant", "frames", "seed", "trained", "sample", *SAMPLE_METRICS)
+
+
 def load_samples(runs: pd.DataFrame) -> pd.DataFrame:
     """Per-test-sample metrics (`metrics.json` "samples") of the given finished runs; one row per (run,
-    sample)."""
+    sample), NaN where a metric is undefined for that sample."""
     rows = []
     for run in runs.itertuples(index=False):
         metrics = store.read_metrics(Path(run.path) / store.METRICS)
         for sample in metrics.samples if metrics is not None else ():
             row = {"run_id": run.run_id, "method": run.method, "variant": run.variant, "frames": run.frames,
-                   "seed": run.seed, "sample": sample["id"]}
+                   "seed": run.seed, "trained": run.trained, "sample": sample["id"]}
             row.update({key: _number(sample[key]) for key in SAMPLE_METRICS})
             rows.append(row)
-    return pd.DataFrame(rows, columns=["run_id", "method", "variant", "frames", "seed", "sample",
-                                       *SAMPLE_METRICS])
+    return pd.DataFrame(rows, columns=list(SAMPLE_COLUMNS))
 
 
 def load_curves(run_path: Path | str) -> dict[str, tuple[list[float], list[float]]]:

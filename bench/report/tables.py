@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
 
 import pandas as pd
 
@@ -18,14 +20,16 @@ from bench.metrics import LOWER_IS_BETTER, arrow
 from bench.report import paper
 from bench.report.claims import (
     METRIC_LABELS,
-    decide,
     finished,
     fmt,
+    per_sample,
     registered_ablations,
     registered_claims,
-    stat,
     summarise,
+    untrained,
 )
+from bench.report.load import load_samples
+from bench.report.verdict import NOT_MEASURED, RULE, judge
 
 # Methods of SPEC 5 by role in the video table; the first names are the paper's comparison.
 VIDEO_METHODS: tuple[tuple[str, str], ...] = (
@@ -38,8 +42,6 @@ DEBLUR_METHODS: tuple[str, ...] = ("srn", "ours", "blurred", "jin2018")
 
 COMPARABILITY = ("**Synthetic data ({data}): these numbers are NOT comparable with the paper's GoPro "
                  "numbers**; the paper's values are shown for reference only.")
-RULE = ("Seed spread: mean ± sample std (ddof=1) over seeds. A claim is *held* only when the difference goes "
-        "the claimed way and exceeds the sum of the two stds; with 1 seed there is no spread to beat.")
 EQ6_PAIRING = ("Eq. 6 pairs frame n with its mirror N+1-n (the paper writes x_{N-n}; the mirror is the "
                "reading that makes it ordering-invariant). pPSNR as HyperCUT (CVPR 2023), PW-PSNR as "
                "blur2vid (2025).")
@@ -56,10 +58,16 @@ class Context:
     frames: dict[str, int]  # "deblur", "video" and "ablation": the N those tables and claims use
     definitions: dict[str, str]  # metric -> one-line definition
     overrides: str = ""  # the `--set` overrides shared by the runs reported under their plain method names
+    perf: Any = None  # the stored `bench perf --profile paper` result (bench.store.PerfResult) or None
     summary: pd.DataFrame = field(init=False)
 
     def __post_init__(self) -> None:
         self.summary = summarise(self.runs)
+
+    @cached_property
+    def samples(self) -> pd.DataFrame:
+        """Per-test-sample scores of the finished runs on their own test sets: what claims are judged on."""
+        return load_samples(finished(self.runs))
 
     @property
     def synthetic(self) -> bool:
@@ -101,6 +109,7 @@ def select(runs: pd.DataFrame, profile: str | None, dataset: str | None) -> Cont
     base = str(counts.index[0]) if len(counts) else ""
     chosen["variant"] = [m if o == base else f"{m} [{o or 'no overrides'}]"
                          for m, o in zip(chosen["method"], chosen["overrides"], strict=True)]
+    chosen["variant"] = _tag_other_data(chosen)
     done = finished(chosen)
     present = set(done["frames"])
     abl = done[done["method"].isin(registered_ablations())]["frames"]
@@ -108,6 +117,15 @@ def select(runs: pd.DataFrame, profile: str | None, dataset: str | None) -> Cont
     frames = {"deblur": usual, "video": usual, "ablation": int(abl.mode().iloc[0]) if len(abl) else usual}
     return Context(chosen.reset_index(drop=True), runs, profile or "", sorted(set(chosen["source"])), frames,
                    metric_definitions(), base)
+
+
+def _tag_other_data(runs: pd.DataFrame) -> list[str]:
+    """Variants, with `[data <digest12>]` added for runs of a set prepared with other content than the one
+    most finished runs of that set name used (a re-prepared footage set): never pooled with them."""
+    done = finished(runs)
+    usual = {name: group["data_sha256"].value_counts().index[0] for name, group in done.groupby("dataset")}
+    return [v if d == usual.get(name, d) else f"{v} [data {d[:12]}]"
+            for v, name, d in zip(runs["variant"], runs["dataset"], runs["data_sha256"], strict=True)]
 
 
 def metric_definitions() -> dict[str, str]:
@@ -322,31 +340,34 @@ def _ablation_claims(variant: str) -> list[tuple[str, str, str, bool]]:
 
 
 def ablation_table(ctx: Context) -> Table:
-    """Each ablation against its claim's winner (`ours`) on the metric it should hurt, with the seed spread
-    and the verdict."""
+    """Each ablation against its claim's winner (`ours`) on the metric it should hurt: both sides' means on
+    the paired seeds and test samples, the winner's improvement with its interval, and the verdict (the rule
+    of `bench.report.verdict`, as the claims table and `bench ablate`)."""
     n = ctx.frames["ablation"]
     known = set(registered_ablations())
     display, numeric = [], []
     for variant in ablation_variants(ctx):
         for winner, claim, metric, lower in _ablation_claims(variant):
-            ours, var = stat(ctx.summary, winner, n, metric), stat(ctx.summary, variant, n, metric)
-            if var is None and variant not in known:
+            mine = per_sample(ctx.samples, variant, n, metric)
+            if not mine and variant not in known:
                 continue
-            verdict, gain, spread = decide(ours, var, lower)
+            j = judge(per_sample(ctx.samples, winner, n, metric), mine, lower, untrained(ctx.samples, winner),
+                      untrained(ctx.samples, variant))
+            shown = j.verdict != NOT_MEASURED
             display.append({"Variant": variant, "Paper's claim": claim, "Metric": METRIC_LABELS[metric],
-                            "Winner": winner, "winner": fmt(ours.mean, metric, ours.std) if ours else "—",
-                            "variant": fmt(var.mean, metric, var.std) if var else "—",
-                            "winner better by": fmt(gain, metric), "spread": fmt(spread, metric),
-                            "Seeds": f"{ours.n if ours else 0}/{var.n if var else 0}", "Verdict": verdict})
+                            "Winner": winner, "winner": fmt(j.better, metric) if shown else "—",
+                            "variant": fmt(j.worse, metric) if shown else "—",
+                            "winner better by [95% CI]": (f"{fmt(j.gain, metric)} [{fmt(j.ci_low, metric)}, "
+                                                          f"{fmt(j.ci_high, metric)}]") if shown else "—",
+                            "Seeds x samples": f"{len(j.seeds)} x {j.samples}",
+                            "Verdict": j.verdict + (f" ({j.note})" if j.note else "")})
             numeric.append({"variant": variant, "claim": claim, "metric": metric, "frames": n,
-                            "winner": winner, "ours_mean": ours.mean if ours else math.nan,
-                            "ours_std": ours.std if ours else math.nan, "ours_n": ours.n if ours else 0,
-                            "variant_mean": var.mean if var else math.nan,
-                            "variant_std": var.std if var else math.nan, "variant_n": var.n if var else 0,
-                            "gain": gain, "spread": spread, "verdict": verdict})
-    notes = ctx.header() + [f"Ablations at N={n}, same data, budget and seeds as `ours`. "
-                            "'winner better by' is in the claimed direction (> 0: the claim's winner, "
-                            "`ours`, is better).", RULE, EQ6_PAIRING]
+                            "winner": winner, "winner_mean": j.better, "variant_mean": j.worse,
+                            "gain": j.gain, "ci_low": j.ci_low, "ci_high": j.ci_high,
+                            "seeds": ",".join(map(str, j.seeds)), "samples": j.samples, "verdict": j.verdict})
+    notes = ctx.header() + [f"Ablations at N={n}, same data, budget and seeds as `ours`. 'winner better "
+                            "by' is in the claimed direction (> 0: the claim's winner, `ours`, is better), "
+                            "on the seeds and test samples both sides have.", RULE, EQ6_PAIRING]
     return Table("ablations", f"Ablations of the paper's design choices (N={n})", notes,
                  pd.DataFrame(display), pd.DataFrame(numeric))
 

@@ -8,7 +8,9 @@ images and seeds are the two sources of noise), `RESAMPLES` times with numpy's `
 takes the percentiles of the resampled mean at (1 -+ LEVEL) / 2. A claim is *held* when the whole interval is
 above zero, *not held* otherwise, *not measured* when one side has no finished run (or no seed or sample in
 common). A method without training (`blurred`, `gt-static`) gives the same output for every seed, so its
-one stored seed stands for every seed of the other side.
+one stored seed stands for every seed of the other side. Sides scored on different test sets (different N:
+"ours at 9 frames against jin2018 at 7") share seeds but not samples: the seeds are paired, each side's
+samples are resampled on their own, and the statistic is the difference of the two means.
 
 Speed: timed passes of `bench perf` are not paired; the interval is that of the difference of the two
 medians, each side's passes resampled on its own, with the same parameters. Size: parameter counts are
@@ -60,23 +62,32 @@ def _interval(stats: np.ndarray) -> tuple[float, float]:
     return float(low), float(high)
 
 
-def crossed_bootstrap(diff: np.ndarray) -> tuple[float, float]:
-    """The interval of the mean of `diff` (seeds, samples): seeds and samples resampled independently."""
-    s, n = diff.shape
+def crossed_bootstrap(better: np.ndarray, worse: np.ndarray, sign: float, paired: bool = True
+                      ) -> tuple[float, float]:
+    """The interval of sign * (mean(better) - mean(worse)) over (seeds, samples) grids with the same seeds:
+    seeds resampled together for both sides and samples independently of seeds; `paired` samples (the same
+    test set) share their draws, unpaired ones are drawn per side."""
+    s = better.shape[0]
     rng = np.random.default_rng(RNG_SEED)
     stats = []
     for start in range(0, RESAMPLES, _CHUNK):
         b = min(_CHUNK, RESAMPLES - start)
-        seeds = rng.multinomial(s, np.full(s, 1.0 / s), size=b)  # (b, s) draw counts
-        samples = rng.multinomial(n, np.full(n, 1.0 / n), size=b)  # (b, n)
-        stats.append(np.einsum("bs,sn,bn->b", seeds, diff, samples) / (s * n))
+        seeds = rng.multinomial(s, np.full(s, 1.0 / s), size=b)  # (b, s) draw counts, shared by both sides
+        draws = []
+        for grid in (better, worse):
+            n = grid.shape[1]
+            if not paired or not draws:
+                counts = rng.multinomial(n, np.full(n, 1.0 / n), size=b)  # (b, n)
+            draws.append(np.einsum("bs,sn,bn->b", seeds, grid, counts) / (s * n))
+        stats.append(sign * (draws[0] - draws[1]))
     return _interval(np.concatenate(stats))
 
 
-def pair(better: Values, worse: Values, better_fixed: bool = False, worse_fixed: bool = False
-         ) -> tuple[tuple[int, ...], np.ndarray, np.ndarray] | str:
-    """(seeds, better (seeds, samples), worse (seeds, samples)) on the seeds and samples both sides have, a
-    `fixed` side (no training) repeating its lowest seed for every seed of the other; else why not."""
+def pair(better: Values, worse: Values, better_fixed: bool = False, worse_fixed: bool = False,
+         paired: bool = True) -> tuple[tuple[int, ...], np.ndarray, np.ndarray] | str:
+    """(seeds, better (seeds, samples), worse (seeds, samples)) on the seeds both sides have (a `fixed` side,
+    without training, repeats its lowest seed for every seed of the other) and, when `paired`, the test
+    samples both have; each side keeps only samples finite in every seed. Else why not."""
     if not better or not worse:
         return "no finished run"
     if better_fixed and worse_fixed:
@@ -89,25 +100,30 @@ def pair(better: Values, worse: Values, better_fixed: bool = False, worse_fixed:
             return f"no seed in common (seeds {sorted(better)} vs {sorted(worse)})"
     rows_b = [better[min(better)] if better_fixed else better[s] for s in seeds]
     rows_w = [worse[min(worse)] if worse_fixed else worse[s] for s in seeds]
-    ids = set.intersection(*(set(r) for r in rows_b + rows_w))
-    ids = sorted(i for i in ids if all(math.isfinite(r[i]) for r in rows_b + rows_w))
-    if not ids:
-        return "no test sample with a finite value on both sides"
-    grid = [[[row[i] for i in ids] for row in rows] for rows in (rows_b, rows_w)]
-    return seeds, np.asarray(grid[0], np.float64), np.asarray(grid[1], np.float64)
+    grids = []
+    for rows in (rows_b, rows_w):
+        scope = rows_b + rows_w if paired else rows  # the rows whose samples must all be there
+        ids = set.intersection(*(set(r) for r in scope))
+        ids = sorted(i for i in ids if all(math.isfinite(r[i]) for r in scope))
+        if not ids:
+            return "no test sample with a finite value on both sides"
+        grids.append(np.asarray([[row[i] for i in ids] for row in rows], np.float64))
+    return seeds, grids[0], grids[1]
 
 
 def judge(better: Values, worse: Values, lower_is_better: bool, better_fixed: bool = False,
-          worse_fixed: bool = False) -> Judgement:
-    """Decide 'better beats worse' on per-sample values (module docstring)."""
-    paired = pair(better, worse, better_fixed, worse_fixed)
-    if isinstance(paired, str):
-        return Judgement(NOT_MEASURED, note=paired)
-    seeds, b, w = paired
-    diff = (w - b) if lower_is_better else (b - w)  # (seeds, samples), > 0 favours the claim
-    low, high = crossed_bootstrap(diff)
-    return Judgement(HELD if low > 0 else NOT_HELD, float(b.mean()), float(w.mean()), float(diff.mean()),
-                     low, high, seeds, b.shape[1])
+          worse_fixed: bool = False, paired: bool = True) -> Judgement:
+    """Decide 'better beats worse' on per-sample values (module docstring); `paired` when both sides were
+    scored on the same test set."""
+    found = pair(better, worse, better_fixed, worse_fixed, paired)
+    if isinstance(found, str):
+        return Judgement(NOT_MEASURED, note=found)
+    seeds, b, w = found
+    sign = -1.0 if lower_is_better else 1.0  # > 0 favours the claim
+    low, high = crossed_bootstrap(b, w, sign, paired)
+    gain = sign * (float(b.mean()) - float(w.mean()))
+    return Judgement(HELD if low > 0 else NOT_HELD, float(b.mean()), float(w.mean()), gain, low, high, seeds,
+                     min(b.shape[1], w.shape[1]))
 
 
 def judge_speed(better_times: Sequence[float], worse_times: Sequence[float]) -> Judgement:
