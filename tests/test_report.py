@@ -273,6 +273,16 @@ def test_shared_overrides_are_the_baseline_and_others_stay_apart(tmp_path: Path)
     assert stat(ctx.summary, "ours [no overrides]", 7, "eq6").mean == 1.0
 
 
+def test_a_set_reprepared_with_other_content_is_reported_apart(tmp_path: Path) -> None:
+    runs = tmp_path / "runs"
+    for seed in (0, 1):
+        make_run(runs, "ours", 9, seed, samples=0, **base_values("ours", seed))
+    write_run(runs, "ours-other-data", "ours", 9, 2, {"eq6": 1.0}, digest="e" * 64)  # same set name
+    ctx = select(load_runs(runs), None, None)
+    assert stat(ctx.summary, "ours", 9, "eq6").n == 2  # never pooled with the other content
+    assert stat(ctx.summary, "ours [data eeeeeeeeeeee]", 9, "eq6").mean == 1.0
+
+
 def test_cli_report_and_errors(store: Path, tmp_path: Path) -> None:
     from bench.cli import cli
 
