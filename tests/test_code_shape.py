@@ -17,7 +17,6 @@ MAX_LINES = 80
 # function fails the test.
 PENDING_SPLIT = {
     "bench/data/prepare.py::_prepare": "the prepare job, being rewritten with the packed data",
-    "bench/infer/loading.py::load_method": "bench infer's loader, being reworked with the store records",
 }
 
 
