@@ -474,3 +474,13 @@ def test_regenerate_script_refuses_a_dirty_tree(tmp_path: Path) -> None:
     clean = subprocess.run(["bash", "reports/regenerate.sh"], cwd=repo, capture_output=True, text=True,
                            env={"PATH": "/usr/bin:/bin", "BENCH": "/bin/false"}, timeout=60)
     assert clean.returncode == 1 and "uncommitted" not in clean.stderr  # /bin/false ran and failed
+
+
+def test_only_gopro_data_is_comparable_and_video_data_is_not_called_synthetic() -> None:
+    from bench.report.tables import comparable, data_label
+
+    assert comparable(["gopro"]) and not comparable([]) and not comparable(["gopro", "video"])
+    assert not comparable(["synthetic-quick"]) and data_label(["synthetic-quick"]) == "Synthetic data"
+    assert data_label(["video"]) == "Data from your own video clips"
+    assert data_label(["gopro", "video"]) == "Data from your own video clips"
+    assert data_label(["synthetic-quick", "video"]) == "Synthetic or own data"

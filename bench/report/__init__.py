@@ -248,10 +248,10 @@ def build_report(runs_dir: Path, out: Path, formats: set[str], profile: str | No
 def _readme(ctx: Context, runs: pd.DataFrame, result: ReportResult, claims: Table, out: Path) -> str:
     lines = ["# Blurred Moments Bench: report", ""]
     lines += [line for mark in provenance_marks(ctx) for line in (mark, "")]
-    if ctx.synthetic:
-        lines += [f"> **Built from synthetic data ({ctx.data_text}). Its numbers are NOT comparable with "
-                  "the paper's GoPro numbers**; the paper's figures are shown beside ours for reference "
-                  "only.", ""]
+    if not ctx.comparable:
+        lines += [f"> **Built from {ctx.data_label.lower()} ({ctx.data_text}). Its numbers are NOT "
+                  "comparable with the paper's GoPro numbers**; the paper's figures are shown beside ours "
+                  "for reference only.", ""]
     lines += ["Reproduction of Purohit, Shah, Rajagopalan, *Bringing Alive Blurred Moments*, CVPR 2019. "
               "Built by `bench report` from stored runs only.", "",
               "## Provenance", "", *_provenance(ctx), "",

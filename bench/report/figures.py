@@ -33,8 +33,8 @@ UNITS = {"eq6": "Eq. 6 error (0-255 scale, lower is better)", "ppsnr": "pPSNR (d
 def _footer(ctx: Context, fig: plt.Figure) -> None:
     devices = "; ".join(sorted({d for d in finished(ctx.runs)["device"] if d})) or "—"
     text = f"data: {ctx.data_text} | profile: {ctx.profile or '—'} | device: {devices}"
-    if ctx.synthetic:
-        text += "\nsynthetic data: NOT comparable with the paper's GoPro numbers"
+    if not ctx.comparable:
+        text += f"\n{ctx.data_label.lower()}: NOT comparable with the paper's GoPro numbers"
     fig.text(0.01, 0.005, text, fontsize=7, va="bottom", ha="left", color="0.3")
 
 

@@ -40,7 +40,7 @@ VIDEO_METHODS: tuple[tuple[str, str], ...] = (
 DEBLUR_METHODS: tuple[str, ...] = ("srn", "ours", "blurred", "jin2018")
 
 
-COMPARABILITY = ("**Synthetic data ({data}): these numbers are NOT comparable with the paper's GoPro "
+COMPARABILITY = ("**{label} ({data}): these numbers are NOT comparable with the paper's GoPro "
                  "numbers**; the paper's values are shown for reference only.")
 EQ6_PAIRING = ("Eq. 6 pairs frame n with its mirror N+1-n (the paper writes x_{N-n}; the mirror is the "
                "reading that makes it ordering-invariant). pPSNR as HyperCUT (CVPR 2023), PW-PSNR as "
@@ -70,8 +70,12 @@ class Context:
         return load_samples(finished(self.runs))
 
     @property
-    def synthetic(self) -> bool:
-        return any(not s.startswith("gopro") for s in self.sources) or not self.sources
+    def comparable(self) -> bool:
+        return comparable(self.sources)
+
+    @property
+    def data_label(self) -> str:
+        return data_label(self.sources)
 
     @property
     def data_text(self) -> str:
@@ -80,14 +84,27 @@ class Context:
     def header(self) -> list[str]:
         """The lines every table starts with."""
         lines = []
-        if self.synthetic:
-            lines.append(COMPARABILITY.format(data=self.data_text))
+        if not self.comparable:
+            lines.append(COMPARABILITY.format(label=self.data_label, data=self.data_text))
         devices = sorted({d for d in finished(self.runs)["device"] if d})
         commits = sorted({c for c in finished(self.runs)["commit"] if c})
         lines.append(f"Data: {self.data_text}; profile: {self.profile or '—'}"
                      f"{'; overrides: ' + self.overrides if self.overrides else ''}; device: "
                      f"{'; '.join(devices) or '—'}; commit: {', '.join(commits) or '—'}.")
         return lines
+
+
+def comparable(sources: list[str]) -> bool:
+    """Only GoPro footage, prepared as the paper's sets, can be set beside the paper's numbers."""
+    return bool(sources) and all(s.startswith("gopro") for s in sources)
+
+
+def data_label(sources: list[str]) -> str:
+    """What the data is, in words, for the NOT-comparable notes (a user's video clips are real footage,
+    but not the paper's)."""
+    kinds = {s.split("-")[0] for s in sources} - {"gopro"}
+    labels = {"synthetic": "Synthetic data", "video": "Data from your own video clips"}
+    return labels[kinds.pop()] if len(kinds) == 1 and kinds <= set(labels) else "Synthetic or own data"
 
 
 def select(runs: pd.DataFrame, profile: str | None, dataset: str | None) -> Context:
