@@ -281,7 +281,7 @@ def _remove_set(folder: Path) -> int:
     return removed
 
 
-def _check_windows(prof: Profile, ns: list[int]) -> None:
+def _check_windows(prof: Profile, ns: tuple[int, ...]) -> None:
     """Every synthetic sequence must hold at least one window of the largest N (footage: `check_lengths`)."""
     length, n = int(prof.data.sequence_length), max(ns)
     if n > length:
@@ -334,6 +334,53 @@ def _run_jobs(jobs: list[_Job], workers: int, progress: bool) -> Iterator[dict]:
             bar.stop()
 
 
+@dataclass(frozen=True)
+class _Request:
+    """A checked `bench prepare` request: what every later step reads."""
+
+    source: str  # one of SOURCES
+    prof: Profile  # names the sets; for synthetic, its data settings also render them
+    ns: tuple[int, ...]  # N per set as asked (repeats kept: the folders returned mirror --frames)
+    gamma: float | None  # checked --gamma; None averages the stored values
+    seed: int  # synthetic: generator seed; footage: split assignment of unlisted sequences
+    workers: int  # processes that build sequences (and pack sets)
+    data_dir: Path  # holds the set folders
+    video_options: video.VideoOptions | None  # video source only (its defaults when none were given)
+    fresh: bool  # delete each set's listed files and build it again
+    progress: bool  # show a progress bar on stderr while sequences build
+    say: Log  # where one-line messages go
+
+    @property
+    def footage(self) -> bool:
+        return self.source in FOOTAGE_SOURCES
+
+
+@dataclass(frozen=True)
+class _Source:
+    """What discovery found; the synthetic source finds nothing, it renders its own frames."""
+
+    root: Path | None  # the resolved footage root; None for synthetic
+    sequences: tuple[gopro.FootageSequence, ...] = ()  # gopro: frame folders, each with its split
+    clips: tuple[video.Clip, ...] = ()  # video: the files, each with its split
+
+
+@dataclass(frozen=True)
+class _Verdict:
+    """What one requested set needs, decided from its folder before anything is written."""
+
+    action: str  # "build" (missing, unreadable, damaged or stale: built in place) | "pack" | "verified"
+    manifest: dict | None = None  # "pack": the set's manifest, whose PNGs verified
+    only: set[str] | None = None  # "pack": the sequences to pack again (None = all)
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """The verdicts of all requested sets, in increasing N."""
+
+    pending: tuple[int, ...]  # N of the sets to build
+    to_pack: dict[int, _Verdict]  # N -> its "pack" verdict
+
+
 def prepare(source: str | None = None, root: str | Path | None = None, frames: tuple[int, ...] = (7, 9),
             profile: str | Profile = "quick", data_dir: str | Path | None = None, seed: int = 0,
             gamma: float | None = None, workers: int | None = None, fresh: bool = False,
@@ -346,23 +393,56 @@ def prepare(source: str | None = None, root: str | Path | None = None, frames: t
     `fresh` deletes the files its manifest lists and rebuilds. Each set is built holding its folder's lock
     (released on return); a set folder that is a symlink, or in a read-only data dir, is only verified.
     """
+    req = _check_request(source, root, frames, profile, data_dir, seed, gamma, workers, fresh, progress, log,
+                         video_options)
     with ExitStack() as held:
-        return _prepare(held, source, root, frames, profile, data_dir, seed, gamma, workers, fresh, progress,
-                        log, video_options)
+        return _prepare(held, req, root)
 
 
-def _prepare(held: ExitStack, source: str | None, root: str | Path | None, frames: tuple[int, ...],
-             profile: str | Profile, data_dir: str | Path | None, seed: int, gamma: float | None,
-             workers: int | None, fresh: bool, progress: bool, log: Log | None,
-             video_options: video.VideoOptions | None) -> list[Path]:
-    say = log or (lambda _msg: None)
+def _prepare(held: ExitStack, req: _Request, root: str | Path | None) -> list[Path]:
+    """The steps of `prepare`, under the set locks that `held` releases."""
+    src = _discover(req, root)
+    base = _identity_fields(req, src.root)
+    folders = {n: req.data_dir / set_name(req.source, req.prof.name, n) for n in req.ns}
+    unwritable = _lock_sets(held, folders, req.say)
+    plan = _plan_sets(req, src, base, folders, unwritable)
+    for n, verdict in plan.to_pack.items():
+        if unwritable[n]:
+            raise BenchError(unwritable[n])
+        _pack_from_pngs(folders[n], verdict.manifest, verdict.only, req.workers, req.say)
+    if not plan.pending:
+        if not plan.to_pack:
+            names = ", ".join(str(folders[n]) for n in req.ns)
+            req.say(f"nothing to do: {names} already prepared and verified")
+        return [folders[n] for n in req.ns]
+    for n in plan.pending:
+        if unwritable[n]:
+            raise BenchError(unwritable[n])
+    jobs, failed = _make_jobs(req, src, tuple((n, str(folders[n])) for n in plan.pending))
+    for n in plan.pending:
+        _clean_temporaries(folders[n], [job.name for job in jobs])
+    results = list(_run_jobs(jobs, req.workers, req.progress))
+    results, failed = video.partition(results, failed, src.root, req.say)
+    _check_results(results, src.root, req.say)
+    written, kept = _write_manifests(req, base, folders, plan.pending, results, failed)
+    _report(req, folders, plan.pending, results, written, kept)
+    if failed:
+        raise video.failures(failed, len(results))
+    return [folders[n] for n in req.ns]
+
+
+def _check_request(source: str | None, root: str | Path | None, frames: tuple[int, ...],
+                   profile: str | Profile, data_dir: str | Path | None, seed: int, gamma: float | None,
+                   workers: int | None, fresh: bool, progress: bool, log: Log | None,
+                   video_options: video.VideoOptions | None) -> _Request:
+    """The arguments checked in the order the CLI's users meet them, each refusal naming its option."""
     prof = profile if isinstance(profile, Profile) else get_profile(profile)
     source = source or prof.data.source
     if source not in SOURCES:
         raise BenchError(f"--source {source!r}: unknown source; choose one of {', '.join(SOURCES)}")
     if not frames:
         raise BenchError("--frames is empty: give one or more odd numbers >= 3, e.g. --frames 7,9")
-    ns = [check_frames(n) for n in frames]
+    ns = tuple(check_frames(n) for n in frames)
     gamma = check_gamma(gamma)
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise BenchError(f"--seed {seed!r}: expected a whole number >= 0")
@@ -370,111 +450,124 @@ def _prepare(held: ExitStack, source: str | None, root: str | Path | None, frame
     if workers < 1:
         raise BenchError(f"--workers {workers}: expected at least 1")
     data_dir = default_data_dir(data_dir)
-    footage = source in FOOTAGE_SOURCES
     video_options = video.requested(source, root, video_options)
+    return _Request(source, prof, ns, gamma, seed, workers, data_dir, video_options, fresh, progress,
+                    log or (lambda _msg: None))
 
-    sequences: list[gopro.FootageSequence] = []
-    clips: list[video.Clip] = []
-    if source == "video":
+
+def _discover(req: _Request, root: str | Path | None) -> _Source:
+    """Find the footage under --root (refusing a root the source cannot use), or check the synthetic
+    sequences are long enough; nothing is written yet."""
+    if req.source == "video":
         root = _resolve_root(root)
-        clips = video.discover(root, seed, video_options)
-    elif footage:
+        return _Source(root, clips=tuple(video.discover(root, req.seed, req.video_options)))
+    if req.footage:
         if root is None:
-            guess = data_dir / "GOPRO_Large_all"
+            guess = req.data_dir / "GOPRO_Large_all"
             if not guess.is_dir():
-                raise BenchError(f"--source {source} needs --root (the folder holding train/ and test/); "
+                raise BenchError(f"--source {req.source} needs --root (the folder holding train/ and test/); "
                                  f"nothing at {guess}; see datasets/README.md")
             root = guess
         root = _resolve_root(root)
-        sequences = gopro.discover(root, seed)
-        gopro.check_lengths(sequences, max(ns))
-    elif root is not None:
+        sequences = gopro.discover(root, req.seed)
+        gopro.check_lengths(sequences, max(req.ns))
+        return _Source(root, sequences=tuple(sequences))
+    if root is not None:
         raise BenchError(f"--root {root}: the synthetic source renders its own frames; drop --root or add "
                          f"--source gopro")
-    else:
-        _check_windows(prof, ns)
+    _check_windows(req.prof, req.ns)
+    return _Source(None)
 
+
+def _identity_fields(req: _Request, root: Path | None) -> dict:
+    """The manifest fields that say what a set was built from; an existing set must match them."""
     from bench.data.synthetic import render_identity
 
     base = {
-        "source": source,
-        "profile": None if footage else prof.name,
-        "seed": seed,
-        "root": str(root) if footage else None,
-        "gamma": gamma,
-        "data_config": None if footage else render_identity(prof.data),
+        "source": req.source,
+        "profile": None if req.footage else req.prof.name,
+        "seed": req.seed,
+        "root": str(root) if req.footage else None,
+        "gamma": req.gamma,
+        "data_config": None if req.footage else render_identity(req.prof.data),
         "data_version": DATA_VERSION,
     }
-    if source == "video":
-        base["video"] = video_options.identity()
-    folders = {n: data_dir / set_name(source, prof.name, n) for n in ns}
-    unwritable = _lock_sets(held, folders, say)
+    if req.source == "video":
+        base["video"] = req.video_options.identity()
+    return base
+
+
+def _plan_sets(req: _Request, src: _Source, base: dict, folders: dict[int, Path],
+               unwritable: dict[int, str | None]) -> _Plan:
+    """Per set in increasing N: `--fresh` removes it first, then its folder decides what it needs."""
     pending: list[int] = []
-    to_pack: dict[int, tuple[dict, set[str] | None]] = {}
-    for n in sorted(set(ns)):
+    to_pack: dict[int, _Verdict] = {}
+    for n in sorted(set(req.ns)):
         folder = folders[n]
-        if fresh and unwritable[n]:
+        if req.fresh and unwritable[n]:
             raise BenchError(f"--fresh: {unwritable[n]}")
-        if fresh:
+        if req.fresh:
             _remove_set(folder)
-        if not (folder / MANIFEST).is_file():
+        verdict = _decide(folder, base, req.source, src.clips, req.say)
+        if verdict.action == "build":
             pending.append(n)
-            continue
-        try:
-            old = load_manifest(folder)
-        except BenchError:
-            pending.append(n)  # unreadable manifest: rebuild in place (files already right are kept)
-            continue
-        mine, theirs = _identity(base), _identity(old)
-        if mine != theirs:
-            diff = next(k for k in mine if mine[k] != theirs[k])
-            raise BenchError(f"{folder / MANIFEST}: prepared with {diff}={theirs[diff]!r}, not "
-                             f"{mine[diff]!r}; add --fresh to rebuild it, or choose another --data-dir")
-        action, why, only = packed.plan(folder, old)
-        if action == "rebuild":
-            say(f"repairing {folder}: {why}")
-            pending.append(n)
-            continue
-        if source == "video" and (stale := video.stale(old, clips, folder / MANIFEST)):
-            say(f"updating {folder}: {stale}")
-            pending.append(n)
-            continue
-        if action == "pack":
-            say(f"{folder}: {why}")
-            to_pack[n] = (old, only)
-            continue
-        say(f"{folder}: already prepared, {len(old['sha256'])} files verified")
-    for n, (old, only) in to_pack.items():
-        if unwritable[n]:
-            raise BenchError(unwritable[n])
-        _pack_from_pngs(folders[n], old, only, workers, say)
-    if not pending:
-        if not to_pack:
-            say(f"nothing to do: {', '.join(str(folders[n]) for n in ns)} already prepared and verified")
-        return [folders[n] for n in ns]
-    for n in pending:
-        if unwritable[n]:
-            raise BenchError(unwritable[n])
+        elif verdict.action == "pack":
+            to_pack[n] = verdict
+    return _Plan(tuple(pending), to_pack)
 
-    sets = tuple((n, str(folders[n])) for n in pending)
-    failed: list[dict] = []  # video: {file, error} of each video left out
-    if source == "video":
-        ready, failed = video.plan(clips)
-        jobs = [_Job(source, c.name, c.split, sets, gamma, video=c) for c in ready]
-    elif footage:
-        jobs = [_Job(source, s.name, s.split, sets, gamma, frames=tuple(str(f) for f in s.frames))
-                for s in sequences]
+
+def _decide(folder: Path, base: dict, source: str, clips: tuple[video.Clip, ...], say: Log) -> _Verdict:
+    """What one set needs, saying why unless it must simply be built; a set built from other settings is
+    refused with the fix."""
+    if not (folder / MANIFEST).is_file():
+        return _Verdict("build")
+    try:
+        old = load_manifest(folder)
+    except BenchError:
+        return _Verdict("build")  # unreadable manifest: rebuild in place (files already right are kept)
+    mine, theirs = _identity(base), _identity(old)
+    if mine != theirs:
+        diff = next(k for k in mine if mine[k] != theirs[k])
+        raise BenchError(f"{folder / MANIFEST}: prepared with {diff}={theirs[diff]!r}, not "
+                         f"{mine[diff]!r}; add --fresh to rebuild it, or choose another --data-dir")
+    action, why, only = packed.plan(folder, old)
+    if action == "rebuild":
+        say(f"repairing {folder}: {why}")
+        return _Verdict("build")
+    if source == "video" and (stale := video.stale(old, list(clips), folder / MANIFEST)):
+        say(f"updating {folder}: {stale}")
+        return _Verdict("build")
+    if action == "pack":
+        say(f"{folder}: {why}")
+        return _Verdict("pack", old, only)
+    say(f"{folder}: already prepared, {len(old['sha256'])} files verified")
+    return _Verdict("verified")
+
+
+def _make_jobs(req: _Request, src: _Source, sets: tuple[tuple[int, str], ...],
+               ) -> tuple[list[_Job], list[dict]]:
+    """One job per sequence, each writing into every set in `sets`; with the videos that their headers
+    already rule out (`{file, error}`)."""
+    failed: list[dict] = []
+    if req.source == "video":
+        ready, failed = video.plan(list(src.clips))
+        jobs = [_Job(req.source, c.name, c.split, sets, req.gamma, video=c) for c in ready]
+    elif req.footage:
+        jobs = [_Job(req.source, s.name, s.split, sets, req.gamma, frames=tuple(str(f) for f in s.frames))
+                for s in src.sequences]
     else:
-        jobs = [_Job(source, f"{split}_{i:03d}", split, sets, gamma, data_cfg=prof.data, index=i, seed=seed)
-                for split, count in (("train", prof.data.train_sequences), ("test", prof.data.test_sequences))
+        data = req.prof.data
+        jobs = [_Job(req.source, f"{split}_{i:03d}", split, sets, req.gamma, data_cfg=data, index=i,
+                     seed=req.seed)
+                for split, count in (("train", data.train_sequences), ("test", data.test_sequences))
                 for i in range(int(count))]
-    if not jobs and source != "video":
-        raise BenchError(f"profile {prof.name!r} renders no sequences; raise data.train_sequences")
-    for n in pending:
-        _clean_temporaries(folders[n], [job.name for job in jobs])
+    if not jobs and req.source != "video":
+        raise BenchError(f"profile {req.prof.name!r} renders no sequences; raise data.train_sequences")
+    return jobs, failed
 
-    results = list(_run_jobs(jobs, workers, progress))
-    results, failed = video.partition(results, failed, root, say)
+
+def _check_results(results: list[dict], root: Path | None, say: Log) -> None:
+    """Warn about converted frames; refuse sequences of different resolutions before any manifest."""
     notes: Counter[str] = Counter()
     for r in results:
         notes.update(r["notes"])
@@ -485,6 +578,11 @@ def _prepare(held: ExitStack, source: str | None, root: str | Path | None, frame
         listing = ", ".join(f"{r['name']} {r['resolution'][1]}x{r['resolution'][0]}" for r in results[:4])
         raise BenchError(f"--root {root}: sequences differ in resolution ({listing}, ...); prepare each "
                          f"resolution from its own root")
+
+
+def _write_manifests(req: _Request, base: dict, folders: dict[int, Path], pending: tuple[int, ...],
+                     results: list[dict], failed: list[dict]) -> tuple[int, int]:
+    """Write each built set's manifest; returns the files written and kept over all of them."""
     written = kept = 0
     for n in pending:
         samples, digests = [], {}
@@ -503,17 +601,21 @@ def _prepare(held: ExitStack, source: str | None, root: str | Path | None, frame
             "samples": samples,
             "sha256": dict(sorted(digests.items())),
         })
-        if source == "video":
+        if req.source == "video":
             manifest.update({"clips": {r["name"]: r["clip"] for r in results}, "failed": failed})
         # Last: its presence means the set is complete.
         write_or_explain(folders[n] / MANIFEST, manifest)
+    return written, kept
+
+
+def _report(req: _Request, folders: dict[int, Path], pending: tuple[int, ...], results: list[dict],
+            written: int, kept: int) -> None:
+    """The closing line of a build: files written and kept, and each built set's samples per split."""
     counts = {n: Counter(s["split"] for s in _samples_of(results, n)) for n in pending}
     done = ", ".join(f"{folders[n]} ({counts[n]['train']} train / {counts[n]['test']} test samples)"
                      for n in pending)
-    say(f"wrote {written} files ({kept} already in place) from {len(results)} {source} sequences: {done}")
-    if failed:
-        raise video.failures(failed, len(results))
-    return [folders[n] for n in ns]
+    req.say(f"wrote {written} files ({kept} already in place) from {len(results)} {req.source} sequences: "
+            f"{done}")
 
 
 def _pack_from_pngs(folder: Path, old: dict, only: set[str] | None, workers: int, say: Log) -> None:
