@@ -1,7 +1,8 @@
 """Profiles: frozen dataclasses holding every knob of a run, and `--set key=value` overrides.
 
-A profile is data (SPEC 7): `smoke` (tests; tiny synthetic data and networks), `quick` (the default; real
-learning on synthetic data on 2 CPU cores) and `paper` (GoPro, the paper's Sec. 3.1 hyper-parameters; a GPU).
+A profile is data (docs/DESIGN.md "Profiles"): `smoke` (tests; tiny synthetic data and networks), `quick`
+(the default; real learning on synthetic data on 2 CPU cores) and `paper` (GoPro, the paper's Sec. 3.1
+hyper-parameters; a GPU).
 Overrides address fields by dotted path (`train.iters_dm=200`); an unknown path is an error, so a typo can
 never silently run the default.
 
@@ -170,7 +171,7 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class EvalConfig:
-    runtime_repeats: Annotated[int, COUNT] = 10  # timed forward passes for the runtime median (SPEC 6: >= 10)
+    runtime_repeats: Annotated[int, COUNT] = 10  # timed forward passes for the runtime median (>= 10)
     runtime_warmup: Annotated[int, Range(0, 100_000)] = 2  # untimed passes before timing
     lpips: Annotated[bool, Flag()] = True  # compute LPIPS when the AlexNet backbone is cached locally
     samples_saved: Annotated[int, Range(0, 100_000)] = 2  # test samples whose outputs are written as PNGs
@@ -197,8 +198,8 @@ PROFILES: dict[str, Profile] = {
         eval=EvalConfig(runtime_repeats=2, runtime_warmup=1, samples_saved=1),
     ),
     # Sized from measured CPU seconds per iteration (1 thread, batch 8): DM at width 16 0.28 s at 64 px;
-    # RVE-RVD at video width 8 0.64 s and BIE-RVD about 0.5 s at 48 px (width 16 costs 3 s at 64 px, 5x the
-    # SPEC 7 prototype), so the paper's widths do not fit 15 minutes on 2 cores; see docs for the numbers.
+    # RVE-RVD at video width 8 0.64 s and BIE-RVD about 0.5 s at 48 px (the paper's width 16 costs 3 s at
+    # 64 px), so the paper's widths do not fit minutes on 2 cores; docs/DESIGN.md "Profiles".
     "quick": Profile(
         name="quick",
         # lr_scale 5 (Adam at 5e-4, stage-2 RVD 1e-4): in 200 iterations stage 1 barely moved at 2x the

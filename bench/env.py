@@ -1,5 +1,5 @@
-"""The environment a run was produced in, stored as `env.json` beside its results (SPEC 8, CONTRIBUTING:
-every number says which device and commit produced it)."""
+"""The environment a run was produced in, stored as `env.json` beside its results (docs/DESIGN.md "Store";
+CONTRIBUTING: every number says which device and commit produced it)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Scoring a method on a prepared set's test split (SPEC 6 metrics, SPEC 8 `metrics.json` keys).
+"""Scoring a method on a prepared set's test split (docs/DESIGN.md "Evaluation").
 
 For each test sample, in the set's order: pad the blur to a multiple of 16, run the method's eval-mode
 prediction under `torch.inference_mode`, crop back, round to uint8 (`bench.metrics.to_uint8`), and score the
@@ -65,8 +65,8 @@ def _progress(enabled: bool):
 def score_sample(deblurred: np.ndarray, frames: np.ndarray, sharp: np.ndarray,
                  flows: np.ndarray | None = None, true_flows: np.ndarray | None = None,
                  lpips_model: nn.Module | None = None) -> dict[str, float | None]:
-    """Every per-sample metric of SPEC 6 from uint8 arrays: deblurred `(h, w, 3)`, frames and sharp
-    `(N, h, w, 3)`; flows `(N, h, w, 2)` in pixels or None. Values are raw floats (inf possible)."""
+    """Every per-sample metric (docs/DESIGN.md "Metrics") from uint8 arrays: deblurred `(h, w, 3)`, frames
+    and sharp `(N, h, w, 3)`; flows `(N, h, w, 2)` in pixels or None. Values are raw floats (inf possible)."""
     centre = sharp[sharp.shape[0] // 2]
     return {
         "deblur_psnr": metrics.psnr(deblurred, centre),
@@ -101,7 +101,7 @@ def evaluate(method: MethodAPI, nets: nn.Module, set_folder: Path | str, profile
     """Score `method` (a `methods.registry.Method`) with networks `nets` on the test split of `set_folder`.
 
     `nets` are moved to `device` and put in eval mode. Returns `{"status": "finished", "aggregate": {...},
-    "samples": [{"id", ...}], "metric_definitions": {...}}` with the SPEC 8 keys (docs/ARCHITECTURE.md);
+    "samples": [{"id", ...}], "metric_definitions": {...}}` with the keys of docs/DESIGN.md "Store";
     every value is a plain JSON float or None (never NaN). With `out_dir`, the first
     `profile.eval.samples_saved` samples' blur, deblurred image, frames and truth are written there as PNGs.
     """
@@ -189,7 +189,7 @@ def _aggregate(samples: list[dict], method: Any, nets: nn.Module,
 
 def _runtimes(method: MethodAPI, nets: nn.Module, inputs: tuple[torch.Tensor, torch.Tensor | None], n: int,
               device: torch.device, profile: Any) -> dict[str, Any]:
-    """Median deblurring and whole-video times (SPEC 6) on the first test sample, padded, batch 1."""
+    """Median deblurring and whole-video times on the first test sample, padded, batch 1."""
     blur, center = inputs
     repeats, warmup = profile.eval.runtime_repeats, profile.eval.runtime_warmup
     video = time_calls(lambda: method.predict(nets, blur, n, center=center), device, repeats, warmup)

@@ -1,10 +1,10 @@
-"""Every metric of SPEC 6, in one module.
+"""Every metric, in one module (docs/DESIGN.md "Metrics").
 
 Image metrics take RGB uint8 numpy arrays in [0, 255] after the network output has been rounded
 (`to_uint8`): an image is `(h, w, 3)`, a video `(n, h, w, 3)`. They compute in float64 over the whole image
-(crop border 0). Flows are float numpy arrays `(n, h, w, 2)` in pixels (the on-disk layout of
-docs/ARCHITECTURE.md). Videos are compared frame n of the prediction with frame n of the truth, 1-based
-n = 1..N in the docs, 0-based in the code; "the reverse order" pairs predicted frame N+1-n with true frame n.
+(crop border 0). Flows are float numpy arrays `(n, h, w, 2)` in pixels (the on-disk layout of docs/DESIGN.md
+"Conventions"). Videos are compared frame n of the prediction with frame n of the truth, 1-based n = 1..N in
+the docs, 0-based in the code; "the reverse order" pairs predicted frame N+1-n with true frame n.
 
 `DEFINITIONS` holds a one-line definition of each reported metric; reports print it, because later papers
 disagree on pPSNR and PW-PSNR and a table must name the definition it uses.
@@ -103,7 +103,7 @@ def _psnr_of_mse(mse: float) -> float:
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    """PSNR in dB of two uint8 arrays of any equal shape (SPEC 6): 10 log10(255^2 / MSE) over every element.
+    """PSNR in dB of two uint8 arrays of any equal shape: 10 log10(255^2 / MSE) over every element.
 
     Range [0, inf); inf when the arrays are equal. Float64 throughout.
     """
@@ -113,7 +113,7 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def ssim(a: np.ndarray, b: np.ndarray) -> float:
-    """SSIM of two uint8 RGB images `(h, w, 3)` with the MATLAB-matching settings of SPEC 6.
+    """SSIM of two uint8 RGB images `(h, w, 3)` with the MATLAB-matching settings.
 
     Range [-1, 1], 1 for identical images. Needs h, w >= 11 (the 11x11 Gaussian window of sigma 1.5).
     """
@@ -301,7 +301,7 @@ def _load_lpips_cached(path: str, _mtime: int) -> tuple[torch.nn.Module | None, 
 
 
 def lpips_distance(model: torch.nn.Module, a: np.ndarray, b: np.ndarray) -> float:
-    """LPIPS distance of two uint8 RGB images `(h, w, 3)` with a model from `load_lpips` (SPEC 6).
+    """LPIPS distance of two uint8 RGB images `(h, w, 3)` with a model from `load_lpips`.
 
     Inputs go in as [0, 1] floats with `normalize=True`. Range [0, ~1], 0 for identical images.
     """

@@ -1,6 +1,6 @@
-"""Timing, multiply-accumulate counts, peak memory and the machine's matmul rate (SPEC 6, issue 9).
+"""Timing, multiply-accumulate counts, peak memory and the machine's matmul rate (docs/DESIGN.md "Perf").
 
-Runtimes follow SPEC 6: batch 1, warm-up passes first, then the median of timed passes under
+Runtimes follow docs/DESIGN.md "Metrics": batch 1, warm-up passes first, then the median of timed passes under
 `torch.inference_mode`, with the device synchronised before each clock read (asynchronous CUDA kernels would
 otherwise be timed at launch, which flatters published deblurring timings 10-20x). Every figure carries the
 device name.
@@ -241,8 +241,8 @@ def params_of(nets: nn.Module) -> int:
 
 
 def inference_params(method: MethodAPI, nets: nn.Module) -> int:
-    """Parameters of the networks a method runs at test time (SPEC 8 `params`, as `bench list`): components
-    marked `inference=False` (the RVE, used only in stage-1 training) are left out."""
+    """Parameters of the networks a method runs at test time (metrics.json's `params`, as `bench list`):
+    components marked `inference=False` (the RVE, used only in stage-1 training) are left out."""
     used = [nets[k] for k in method.inference_keys() if k in nets]
     return params_of(nn.ModuleList(used))
 

@@ -1,4 +1,5 @@
-"""The results store: atomic writes, hashing, run and stage folders, locks, output folders (SPEC 8).
+"""The results store: atomic writes, hashing, run and stage folders, locks, output folders (docs/DESIGN.md
+"Store", "Locks and temporaries", "Output folders").
 
 Every file the suite writes goes through `atomic_write_bytes` (or its wrappers): the bytes land in a
 temporary file in the same folder, are fsynced, and replace the target with `os.replace`, so a crash or a
@@ -174,7 +175,7 @@ WEIGHTS_FORMAT = "bmb-weights/1"
 
 
 def runs_dir(option: str | Path | None = None) -> Path:
-    """Where runs live: the option, else `$BENCH_RUNS`, else `./runs` (SPEC 8)."""
+    """Where runs live: the option, else `$BENCH_RUNS`, else `./runs`."""
     if option:
         return Path(option)
     env = os.environ.get("BENCH_RUNS")
@@ -224,7 +225,7 @@ def latest_run(runs_dir: Path | str, method: str, frames: int | None = None,
 
 
 def run_id(method: str, resolved: dict) -> str:
-    """`<method>-<hash of the resolved config>`: the same command maps to the same folder (SPEC 8)."""
+    """`<method>-<hash of the resolved config>`: the same command maps to the same folder."""
     return f"{method}-{stable_hash(resolved)}"
 
 
@@ -463,7 +464,7 @@ class OutputFolder:
 
 
 def save_weights(path: Path | str, method: str, frames: int, model: dict, state_dicts: dict) -> Path:
-    """Write the portable `weights.pt` (docs/ARCHITECTURE.md): plain state dicts and the config needed to
+    """Write the portable `weights.pt` (docs/DESIGN.md "Store"): plain state dicts and the config needed to
     rebuild the networks, nothing else, so `torch.load(weights_only=True)` accepts it anywhere."""
     payload = {"format": WEIGHTS_FORMAT, "method": method, "frames": int(frames), "model": dict(model),
                "state_dicts": {k: {n: t.detach().cpu().contiguous() for n, t in sd.items()}

@@ -7,7 +7,7 @@ Variants differ by keyword dicts, never by branches in the training or scoring c
 (`methods.ours`, `trivial`, `jin2018`, `srn`) build their entries from these types and `register` them;
 `methods/__init__.py` imports them, so `import methods` (or any `methods.*` module) fills `REGISTRY`.
 
-Stage identity (the cache key of a trained stage, docs/ARCHITECTURE.md "Methods"): the stage's name and
+Stage identity (the cache key of a trained stage, docs/DESIGN.md "Methods"): the stage's name and
 objective name, the loss configuration where the objective reads it, the resolved keyword arguments of the
 components it trains and of those it runs without training (`uses`), the learning rates, batch kind,
 iteration keys, and, recursively, the identities of its `init_from` stages. It never contains the method's
@@ -99,7 +99,7 @@ class Objective:
 
 @dataclass(frozen=True)
 class Stage:
-    """One training stage (Sec. 3.1). See docs/ARCHITECTURE.md "Methods" for the contract."""
+    """One training stage (Sec. 3.1). See docs/DESIGN.md "Methods" for the contract."""
 
     name: str  # "dm" | "autoencoder" | "bie" | "jin-center" | "jin-pairs" | "srn"
     trains: tuple[str, ...]  # components optimised in this stage
@@ -153,7 +153,7 @@ Deblurrer = Callable[[nn.ModuleDict, Tensor], Tensor]
 
 @dataclass(frozen=True)
 class Method:
-    """A registered method. See docs/ARCHITECTURE.md "Methods" for the contract."""
+    """A registered method. See docs/DESIGN.md "Methods" for the contract."""
 
     name: str  # registry key, also the run folder prefix
     family: str  # "paper" | "ablation" | "baseline"

@@ -1,4 +1,4 @@
-"""`bench infer PHOTO...`: a trained method on the user's own blurred photos (SPEC 1). Thin: the work is in
+"""`bench infer PHOTO...`: a trained method on the user's own blurred photos. Thin: the work is in
 `bench/infer/`."""
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ SECTIONS = ("methods", "datasets", "runs", "profiles")
 
 
 def methods_rows() -> list[dict]:
-    """`methods.registry.summary()`: the SPEC 8 rows (name, family, params, size_mb, components)."""
+    """`methods.registry.summary()`: name, family, params, size_mb, components (stable keys)."""
     from methods import registry
 
     return registry.summary()

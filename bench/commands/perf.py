@@ -1,4 +1,4 @@
-"""`bench perf`: runtime, size, MACs and memory of every method side by side (SPEC 6, issue 9)."""
+"""`bench perf`: runtime, size, MACs and memory of every method side by side (docs/DESIGN.md "Perf")."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""`bench prepare`: build the 7- and 9-frame blur sets (SPEC 3)."""
+"""`bench prepare`: build the 7- and 9-frame blur sets (docs/DESIGN.md "Data")."""
 
 from __future__ import annotations
 

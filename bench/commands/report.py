@@ -1,4 +1,4 @@
-"""`bench report`: turns stored runs into reports/ (SPEC 9): README with the claims table, tables, figures."""
+"""`bench report`: turns stored runs into reports/: README with the claims table, tables, figures."""
 
 from __future__ import annotations
 

@@ -29,7 +29,7 @@ def _fmt(value: object) -> str:
 
 
 def print_table(outcome: RunOutcome, floor: RunOutcome | None) -> None:
-    """The aggregate metrics of a run beside the `blurred` floor (SPEC 7: every method must beat it)."""
+    """The aggregate metrics of a run beside the `blurred` floor (every method must beat it)."""
     from rich.console import Console
     from rich.table import Table
 
@@ -86,7 +86,7 @@ def command(method: str, profile: str, frames: str, seeds: str, overrides: tuple
             data_dir: Path | None, runs_dir: Path | None, source: str | None, root: Path | None,
             device: str | None, weights: Path | None, eval_data: str | None, nproc: int, fresh: bool,
             floor: bool) -> None:
-    """Train (or reuse) METHOD, evaluate it on the test split and store the results (SPEC 8)."""
+    """Train (or reuse) METHOD, evaluate it on the test split and store the results."""
     from bench.config import SEED, apply_overrides, get_profile
     from bench.data.blur import check_frames
 

@@ -1,1 +1,2 @@
-"""Data: sources of sharp frames, the blur builder, prepared-set manifests and torch loaders (SPEC 3)."""
+"""Data: sources of sharp frames, the blur builder, prepared-set manifests and torch loaders
+(docs/DESIGN.md "Data")."""

@@ -1,4 +1,4 @@
-"""The one blur builder used by every source (paper Sec. 3.1, SPEC 3).
+"""The one blur builder used by every source (paper Sec. 3.1, docs/DESIGN.md "Data").
 
 A motion-blurred image is the mean of N consecutive sharp frames, computed in float and rounded to uint8.
 Windows do not overlap: a sequence of L frames gives floor(L / N) samples, window k holding frames

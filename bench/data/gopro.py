@@ -1,4 +1,5 @@
-"""Footage on disk (SPEC 3): the GoPro dataset of Nah et al. 2017, or any folder of frame sequences.
+"""Footage on disk: the GoPro dataset of Nah et al. 2017, or any folder of frame sequences (docs/DESIGN.md
+"Data").
 
 Accepted layouts under `--root`:
 - `GOPRO_Large_all`: `train/<sequence>/*.png` and `test/<sequence>/*.png` (consecutive 240 fps frames);

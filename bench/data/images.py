@@ -2,7 +2,7 @@
 
 Every frame the suite reads goes through `decode_image`, which refuses truncated or unreadable files with a
 `BenchError` naming the file, and converts grayscale, RGBA and 16-bit frames to 8-bit RGB, returning a note
-so the caller can warn once (SPEC 3). PNG encoding is deterministic (fixed OpenCV settings), which is what
+so the caller can warn once. PNG encoding is deterministic (fixed OpenCV settings), which is what
 makes prepared sets byte-identical from one run to the next.
 """
 

@@ -1,4 +1,4 @@
-"""Torch datasets over a prepared set (docs/ARCHITECTURE.md "Data", docs/DESIGN.md "Packed frames").
+"""Torch datasets over a prepared set (docs/DESIGN.md "Loaders" and "Packed frames").
 
 `TrainSet` applies the paper's augmentation (Sec. 3.1: random crops, horizontal flips, zoom in [0.2, 2]) with
 one random transform shared by every field of a sample. Its pixels come from the set's packed copy

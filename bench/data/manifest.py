@@ -1,4 +1,4 @@
-"""Prepared-set manifests: naming, reading, safety checks and verification (SPEC 3, docs/ARCHITECTURE.md).
+"""Prepared-set manifests: naming, reading, safety checks and verification (docs/DESIGN.md "Data").
 
 A prepared set is a folder `<source>-<profile>-<N>f` (synthetic) or `<source>-<N>f` (footage) holding
 `manifest.json` and the files it lists. Every path in a manifest is relative to its folder; `load_manifest`

@@ -1,6 +1,7 @@
-"""The `bench prepare` job: sources -> blur sets on disk, idempotent, resumable and parallel (SPEC 3).
+"""The `bench prepare` job: sources -> blur sets on disk, idempotent, resumable and parallel
+(docs/DESIGN.md "Data").
 
-Layout of a set folder (one per N; see docs/ARCHITECTURE.md for the manifest keys):
+Layout of a set folder (one per N; the manifest keys are in docs/DESIGN.md "Data"):
 
     sequences/<sequence>/<t:06d>.png      sharp frames, stored once per sequence (samples reference them)
     blur/<sequence>/w<k:03d>.png          the blur of window k (frames k*N .. k*N+N-1)

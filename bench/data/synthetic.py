@@ -1,4 +1,5 @@
-"""The embedded synthetic source (SPEC 3): rendered high-frame-rate scenes with their true optical flow.
+"""The embedded synthetic source: rendered high-frame-rate scenes with their true optical flow
+(docs/DESIGN.md "Data").
 
 A scene is a background (a colour photograph shipped inside scikit-image, or a dead-leaves texture) seen by a
 camera whose pose is a homography per frame (translation, rotation, zoom and a little perspective) on a
@@ -8,7 +9,7 @@ moving on their own smooth trajectories on top, so the blur is non-uniform and l
 Every surface (background or layer k) has a map M_s(t) from view pixels to the surface's own coordinates,
 so the renderer knows the true flow between any two frames: a pixel p of frame n shows the point
 M_s(n) p of its visible surface s, which frame c shows at q = M_s(c)^-1 M_s(n) p. The stored flow is the
-backward flow of docs/ARCHITECTURE.md, frame_n(p) = center(p + flow_n(p)), so flow_n(p) = q - p (exact
+backward flow of docs/DESIGN.md "Conventions", frame_n(p) = center(p + flow_n(p)), so flow_n(p) = q - p (exact
 except where the point is hidden in the centre frame).
 
 Rendering is deterministic given (seed, split, index); train and test sequences use disjoint photographs and

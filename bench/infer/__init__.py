@@ -1,9 +1,9 @@
-"""The user's own blurred photos to sharp videos (`bench infer`, SPEC 1).
+"""The user's own blurred photos to sharp videos (`bench infer`, docs/DESIGN.md "Infer").
 
 One motion-blurred photo in, the sharp frames seen during its exposure out (the paper's task, Sec. 1): the
 deblurred image, the N frames as PNGs, an animated GIF, an MP4 and a side-by-side strip per photo.
 
-Decisions this module makes (docs/ARCHITECTURE.md leaves them open):
+Decisions this module makes:
 - Photos of any size are padded to a multiple of 16 (`methods.layers.pad_to_multiple`) and cropped back.
 - Memory: a probe forward pass at 32x32 measures the largest activation per pixel; the full-size estimate
   is compared with half the free memory. Too big, and the photo is cut into overlapping tiles blended with

@@ -1,4 +1,5 @@
-"""`bench report`: stored runs -> reports/ (SPEC 9). Reads the store only; never trains or re-scores.
+"""`bench report`: stored runs -> reports/ (docs/DESIGN.md "Reports"). Reads the store only; never trains or
+re-scores.
 
 `build_report(runs_dir, out, formats, profile, dataset)` writes `out/README.md` (provenance, the claims table,
 missing and failed runs, links), `out/tables/<name>.{md,csv,tex}` and `out/figures/*.{png,pdf,gif}`.
@@ -178,7 +179,7 @@ def _provenance(ctx: Context) -> list[str]:
 
 
 def _findings(ctx: Context) -> list[str]:
-    """The floors beside the paper's Eq. 6 figures (SPEC 6: Eq. 6 rewards the mean)."""
+    """The floors beside the paper's Eq. 6 figures (Eq. 6 rewards the mean: docs/DESIGN.md "Metrics")."""
     s = ctx.summary
     lines = []
     for n in sorted(set(s.dropna(subset=["eq6"])["frames"])):

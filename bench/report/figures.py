@@ -1,7 +1,8 @@
-"""The report's figures (SPEC 9), from stored runs only: bar charts with seed spread, qualitative strips from
-the stored sample PNGs, an animated GIF per method (its video beside the truth), training curves, and the
-Eq. 6 error against blur size (N = 7 vs 9 frames). PNG and PDF through matplotlib's Agg backend; every
-figure carries a footer naming data, profile and device, and says when the data are synthetic."""
+"""The report's figures (docs/DESIGN.md "Reports"), from stored runs only: bar charts with seed spread,
+qualitative strips from the stored sample PNGs, an animated GIF per method (its video beside the truth),
+training curves, and the Eq. 6 error against blur size (N = 7 vs 9 frames). PNG and PDF through matplotlib's
+Agg backend; every figure carries a footer naming data, profile and device, and says when the data are
+synthetic."""
 
 from __future__ import annotations
 

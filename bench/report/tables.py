@@ -1,5 +1,6 @@
-"""The report's tables (SPEC 9): deblurring in the paper's Table 1 layout, video extraction, ablations,
-runtime and size, and the run index; each written as Markdown, CSV and LaTeX (booktabs).
+"""The report's tables (docs/DESIGN.md "Reports"): deblurring in the paper's Table 1 layout, video
+extraction, ablations, runtime and size, and the run index; each written as Markdown, CSV and LaTeX
+(booktabs).
 
 Every table carries notes at its top: the data it came from (and, for synthetic data, that its numbers are NOT
 comparable with the paper's GoPro numbers), the metric definitions used, and the decision rule where it
@@ -31,7 +32,7 @@ from bench.report.claims import (
 from bench.report.load import load_samples
 from bench.report.verdict import NOT_MEASURED, RULE, judge
 
-# Methods of SPEC 5 by role in the video table; the first names are the paper's comparison.
+# The video table's methods by role; the first names are the paper's comparison.
 VIDEO_METHODS: tuple[tuple[str, str], ...] = (
     ("ours", "the paper's method"), ("jin2018", "comparison (Jin et al. 2018)"),
     ("ours-gt-center", "oracle: true central frame"), ("ours-static", "floor: DM output repeated"),
@@ -296,8 +297,8 @@ def _measured(ctx: Context, method: str, n: int, metrics: list[str], columns: di
 
 def video_table(ctx: Context) -> Table:
     """Video extraction at every N stored: Eq. 6, pPSNR, PW-PSNR, middle-frame PSNR, motion ratio, EPE, with
-    the floors (`blurred`, repeated centre) and the paper's Eq. 6 beside (SPEC 6: the floors put
-    44.12/48.24/49.06 in perspective; the motion ratio shows which answers do not move at all)."""
+    the floors (`blurred`, repeated centre) and the paper's Eq. 6 beside (docs/DESIGN.md "Metrics": the
+    floors put 44.12/48.24/49.06 in perspective; the motion ratio shows which answers do not move at all)."""
     metrics = ["eq6", "ppsnr", "pwpsnr", "mid_psnr", "motion_ratio", "epe"]
     roles = list(VIDEO_METHODS)
     display, numeric = [], []
@@ -326,7 +327,7 @@ def video_table(ctx: Context) -> Table:
         "Eq. 6 error ↓ (sum over mirrored frame pairs, [0,255] scale); PSNRs in dB ↑; EPE in pixels ↓; "
         "motion ratio →1 (0: the frames do not move; 1: they move as much as the truth). "
         "'Below `blurred` floor by' = floor's Eq. 6 − the method's (> 0 beats the trivial answer). "
-        "Eq. 6 rewards the mean: repeating the blurred input is a strong floor (SPEC 6).",
+        "Eq. 6 rewards the mean: repeating the blurred input is a strong floor (docs/DESIGN.md, Metrics).",
         EQ6_PAIRING, _defs(ctx, metrics)]
     return Table("video", "Video extraction (Eq. 6, pPSNR, PW-PSNR, middle-frame PSNR)", notes,
                  pd.DataFrame(display), pd.DataFrame(numeric))
