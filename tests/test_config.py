@@ -1,4 +1,4 @@
-"""Profiles and `--set` overrides (bench/config.py, SPEC 7)."""
+"""Profiles and `--set` overrides (bench/config.py, docs/DESIGN.md "Profiles")."""
 
 from __future__ import annotations
 

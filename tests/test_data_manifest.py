@@ -1,4 +1,4 @@
-"""Prepared-set manifests: the contract of docs/ARCHITECTURE.md, digests, and refusal of unsafe paths."""
+"""Prepared-set manifests: the contract of docs/DESIGN.md "Data", digests, and refusal of unsafe paths."""
 
 from __future__ import annotations
 

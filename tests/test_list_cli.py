@@ -1,4 +1,4 @@
-"""`bench list`: the four sections, and the SPEC 8 JSON of `--methods --json`."""
+"""`bench list`: the four sections, and the stable JSON of `--methods --json` (docs/DESIGN.md "Store")."""
 
 from __future__ import annotations
 

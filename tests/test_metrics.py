@@ -1,4 +1,5 @@
-"""Tests of bench/metrics.py against hand-computed values and the properties SPEC 6 states."""
+"""Tests of bench/metrics.py against hand-computed values and the properties docs/DESIGN.md "Metrics"
+states."""
 
 from __future__ import annotations
 
@@ -67,7 +68,8 @@ def test_eq6_hand_computed_and_ignores_centre() -> None:
 
 
 def test_blurred_mean_beats_repeated_true_centre_in_eq6() -> None:
-    # SPEC 6: Eq. 6 rewards the mean. A smooth texture translating 2 px per frame over 9 frames.
+    # Eq. 6 rewards the mean (docs/DESIGN.md "Metrics"). A smooth texture translating 2 px per frame over 9
+    # frames.
     rng = np.random.default_rng(3)
     base = rng.random((48, 96, 3))
     k = np.ones(5) / 5  # smooth the noise so a shift changes the image gradually, like real footage

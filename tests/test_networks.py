@@ -70,7 +70,8 @@ def test_nonrecurrent_decoder_has_the_same_capacity():
 
 
 def test_video_networks_match_the_papers_sizes():
-    """SPEC 7: RVE, RVD, BIE at the paper's widths have about 1.7 M, 1.9 M and 0.7 M parameters."""
+    """RVE, RVD, BIE at the paper's widths: about 1.7 M, 1.9 M and 0.7 M parameters (docs/DESIGN.md
+    "Methods")."""
     for net, expected in ((RVE(), 1.7e6), (RVD(), 1.9e6), (BIE(), 0.7e6)):
         assert abs(count_params(net) - expected) / expected < 0.10
 

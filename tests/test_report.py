@@ -1,6 +1,6 @@
-"""`bench report` (SPEC 9): every table and figure written, tables equal to the stored metrics, claims decided
-by the seed-spread rule, missing runs listed. Stores are crafted folders following the SPEC 8 schema; a second
-module makes real `smoke` runs when `bench run` is available."""
+"""`bench report` (docs/DESIGN.md "Reports"): every table and figure written, tables equal to the stored
+metrics, claims decided by the verdict rule, missing runs listed. Stores are crafted folders following the run
+record (docs/DESIGN.md "Store"); a second module makes real `smoke` runs when `bench run` is available."""
 
 from __future__ import annotations
 
