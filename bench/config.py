@@ -107,6 +107,7 @@ COUNT = Range(1, 100_000)  # sequences, batch sizes, timed passes
 ITERS = Range(0, _BIG)  # iteration budgets; 0 leaves a stage's networks as initialised (or as loaded)
 WIDTH = Range(0, 1024)  # network widths; 0 = the method's paper-sized default. Memory is checked per method
 DEVICE = Text(r"auto|cpu|mps|cuda(:\d+)?", "auto, cpu, cuda, cuda:K or mps")
+LOADERS = ("auto", "thread", "process", "main")  # train.loader: where the next batch is made
 
 
 # --- profile sections ---------------------------------------------------------------------------------------
@@ -150,12 +151,31 @@ class TrainConfig:
     #                                                     paper does not clip)
     ckpt_every: Annotated[int, Range(1, _BIG)] = 100  # iterations between atomic checkpoints (resume step)
     log_every: Annotated[int, Range(1, _BIG)] = 10  # iterations between loss-curve points
-    workers: Annotated[int, Range(0, 256)] = 1  # DataLoader worker processes
-    amp: Annotated[bool, Flag()] = True  # bfloat16/float16 autocast on CUDA (ignored on CPU)
+    workers: Annotated[int, Range(0, 256)] = 1  # DataLoader worker processes of the "process" loader
+    loader: Annotated[str, OneOf(LOADERS)] = "auto"  # how the next batch is made while a step runs: "thread"
+    #   (a background thread of the training process), "process" (`workers` DataLoader processes), "main"
+    #   (in the step's thread, no prefetch); auto = thread on CPU and MPS, process on CUDA (measured, see
+    #   bench/execution.py)
+    precision: Annotated[str, OneOf(("auto", "fp32", "bf16"))] = "auto"  # autocast of the networks' forward
+    #   passes (losses and weights stay float32): auto = bfloat16 on CUDA (float16 with a gradient scaler
+    #   where bf16 is missing) and on CPUs with avx512_bf16 or amx_bf16 (measured faster), else float32
+    channels_last: Annotated[bool, Flag()] = True  # train the components the registry marks
+    #   `channels_last_train` in the channels-last layout (false: every network contiguous)
+    compile: Annotated[bool, Flag()] = False  # torch.compile each network's forward (opt-in: minutes of
+    #   compilation before the first step)
     device: Annotated[str, DEVICE] = "auto"  # auto | cpu | cuda | cuda:K | mps
-    threads: Annotated[int, Range(0, 4096)] = 0  # torch intra-op CPU threads (0 = torch's default, all
-    #                   cores). 1 is far faster on a machine shared with other jobs: spinning OpenMP threads
-    #                   stall on oversubscribed cores
+    threads: Annotated[int, Range(0, 4096)] = 0  # torch intra-op CPU threads (0 = every core this process
+    #   may run on). 1 is far faster on a machine shared with other jobs: spinning OpenMP threads stall on
+    #   oversubscribed cores
+    lr_schedule: Annotated[str, OneOf(("constant", "cosine"))] = "constant"  # the learning rate over a
+    #   stage's iterations after the warm-up: the paper's constant Adam rate, or a cosine decay to
+    #   min_lr_ratio times it at the last iteration
+    warmup_iters: Annotated[int, ITERS] = 0  # linear warm-up from 0 over this many iterations (0 = none)
+    min_lr_ratio: Annotated[float, Range(0.0, 1.0)] = 0.0  # the cosine schedule's final rate, as a share of
+    #   the stage's rate
+    val_every: Annotated[int, ITERS] = 100  # iterations between scores of the fixed validation batch (drawn
+    #   from the test split; a curve for the reader, never used to select anything); 0 = no validation
+    val_samples: Annotated[int, Range(1, 4096)] = 16  # samples in that validation batch
 
 
 @dataclass(frozen=True)
@@ -193,7 +213,9 @@ PROFILES: dict[str, Profile] = {
         data=DataConfig(height=48, width=64, train_sequences=3, test_sequences=1, sequence_length=18,
                         motion_px=6.0, max_layers=2),
         train=TrainConfig(crop=32, batch_video=2, batch_deblur=2, iters_dm=12, iters_autoencoder=12,
-                          iters_bie=12, ckpt_every=4, log_every=2, workers=0, threads=1),
+                          iters_bie=12, ckpt_every=4, log_every=2, workers=0, threads=1, val_every=4,
+                          val_samples=2, precision="fp32"),  # float32: the tests' 18-step learning checks
+        # (losses moving by 0.1%) see the same arithmetic on every CPU; the bf16 path has tests of its own
         model=ModelConfig(dm_width=8, dm_growth=4, dm_rdbs=1, video_width=4, jin_width=4, srn_width=4),
         eval=EvalConfig(runtime_repeats=2, runtime_warmup=1, samples_saved=1),
     ),
@@ -205,7 +227,8 @@ PROFILES: dict[str, Profile] = {
         # lr_scale 5 (Adam at 5e-4, stage-2 RVD 1e-4): in 200 iterations stage 1 barely moved at 2x the
         # paper's rates; at 5x its loss fell 35% and ours beat blurred in pPSNR at N=9 (measured, seed 0).
         train=TrainConfig(crop=48, batch_video=8, batch_deblur=8, iters_dm=600, iters_autoencoder=200,
-                          iters_bie=200, lr_scale=5.0, ckpt_every=50, log_every=10, workers=1, threads=1),
+                          iters_bie=200, lr_scale=5.0, ckpt_every=50, log_every=10, workers=1, threads=1,
+                          val_every=50),
         # Every network narrower than the paper's, so each method trains in minutes on 2 cores: DM, srn
         # and the video networks at half width; jin2018 at a quarter (at half width its four full-resolution
         # networks would still cost several times ours per iteration). `bench list --methods` shows sizes.
@@ -216,7 +239,7 @@ PROFILES: dict[str, Profile] = {
         data=DataConfig(source="gopro", height=720, width=1280),
         train=TrainConfig(crop=256, batch_video=10, batch_deblur=16, iters_dm=450_000,
                           iters_autoencoder=50_000, iters_bie=50_000,
-                          ckpt_every=1000, log_every=100, workers=4),
+                          ckpt_every=1000, log_every=100, workers=4, val_every=2000),
     ),
 }
 

@@ -147,10 +147,11 @@ def execute(spec: RunSpec, dist: Dist = LOCAL, log: Any = print) -> RunOutcome |
     """Do one run; returns its outcome on rank 0 (None on the other ranks of a distributed run)."""
     method = get_method(spec.method, spec.frames)
     profile = resolve_profile(spec)
-    if profile.train.threads > 0:
-        import torch
+    import torch
 
-        torch.set_num_threads(profile.train.threads)
+    from bench.execution import resolve_threads
+
+    torch.set_num_threads(resolve_threads(profile.train.threads))  # training and scoring alike
     device = resolve_device(spec.device or profile.train.device, dist.local_rank)
     store = runs_dir(spec.runs_dir)
     set_folder, eval_folder = _data(spec, profile, dist, log)

@@ -41,8 +41,9 @@ DEBLUR = Objective("deblur", deblur_loss, fields=("blur", "center"))
 
 
 def dm_component(kwargs: dict | None = None) -> Component:
-    """The DM with keyword overrides (an ablation's blocks or growth), channels-last at inference."""
-    return Component(DM, kwargs or {}, DM_WIDTHS, channels_last=True)
+    """The DM with keyword overrides (an ablation's blocks or growth), channels-last in training and at
+    inference."""
+    return Component(DM, kwargs or {}, DM_WIDTHS, channels_last=True, channels_last_train=True)
 
 
 DM_STAGE = Stage("dm", trains=("dm",), lr={"dm": LR}, objective=DEBLUR, batch="deblur",

@@ -241,8 +241,9 @@ _W = {"width": "jin_width"}
 register(Method(
     name="jin2018", family="baseline",
     description="Jin et al. 2018 re-implemented: centre network, then pairs (3,5), (2,6), (1,7); N=7 only",
-    components={"center": Component(JinCenter, {}, _W), "pair35": Component(JinPair35, {}, _W),
-                "pair26": Component(JinOuterPair, {}, _W), "pair17": Component(JinOuterPair, {}, _W)},
+    components={"center": Component(JinCenter, {}, _W, channels_last_train=True),
+                "pair35": Component(JinPair35, {}, _W), "pair26": Component(JinOuterPair, {}, _W),
+                "pair17": Component(JinOuterPair, {}, _W)},
     stages=(
         Stage("jin-center", trains=("center",), lr={"center": LR}, objective=DEBLUR, batch="deblur",
               iters_keys=("iters_dm",)),

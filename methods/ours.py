@@ -79,9 +79,9 @@ SCHEDULES: dict[str, tuple[Stage, ...]] = {
 def _components(dm: dict, rve: dict, rvd: dict, bie: dict, schedule: str) -> dict[str, Component]:
     comps = {"dm": dm_component(dm)}
     if schedule == "two-stage":  # the joint schedule never trains (so never builds) an RVE
-        comps["rve"] = Component(RVE, rve, VIDEO_WIDTHS, inference=False)
-    comps["rvd"] = Component(RVD, rvd, VIDEO_WIDTHS, channels_last=True)
-    comps["bie"] = Component(BIE, bie, VIDEO_WIDTHS)
+        comps["rve"] = Component(RVE, rve, VIDEO_WIDTHS, inference=False, channels_last_train=True)
+    comps["rvd"] = Component(RVD, rvd, VIDEO_WIDTHS, channels_last=True, channels_last_train=True)
+    comps["bie"] = Component(BIE, bie, VIDEO_WIDTHS, channels_last_train=True)
     return comps
 
 

@@ -54,6 +54,10 @@ class Component:
     `channels_last` stores the weights channels-last at inference (`Method.for_inference`), set only where
     `bench perf` measured it faster on the CPU (DM 1.58x and the whole video 1.50x at 1280x704, against
     `--contiguous`; the BIE gained under 10%; SRN and jin2018's networks ran slower with it).
+    `channels_last_train` does the same in training (`train.channels_last`), set where a training step
+    (forward, backward, Adam; 1 thread, 48-pixel crops, batch 8, quick widths) measured faster in CPU time
+    with bfloat16 autocast: DM 1.21x, RVE-RVD 1.15x, BIE-RVD 1.14x, SRN 1.26x, jin2018's centre network
+    1.11x; jin2018's pair networks gained under 3% (left contiguous).
     """
 
     cls: type[nn.Module]  # the network class (a pure nn.Module)
@@ -61,6 +65,7 @@ class Component:
     widths: dict[str, str] = field(default_factory=dict)  # constructor argument -> profile model key
     inference: bool = True  # False: used only in training (left out of sizes and weights checks)
     channels_last: bool = False  # weights stored channels-last at inference
+    channels_last_train: bool = False  # weights (so activations) channels-last in training
 
     def resolve(self, model: dict | None = None) -> dict[str, Any]:
         """Every constructor argument with its value for this profile (defaults filled in)."""

@@ -121,7 +121,7 @@ TABLE1_CLAIMS = (
 register(Method(
     name="srn", family="baseline",
     description="SRN-DeblurNet (Tao et al. 2018) re-implemented; its frame repeated N times",
-    components={"srn": Component(SRN, {}, {"width": "srn_width"})},
+    components={"srn": Component(SRN, {}, {"width": "srn_width"}, channels_last_train=True)},
     stages=(Stage("srn", trains=("srn",), lr={"srn": LR}, objective=SRN_LOSS, batch="deblur",
                   iters_keys=("iters_dm",)),),
     predictor=predict_srn, deblurrer=deblur_srn, claims=TABLE1_CLAIMS))
