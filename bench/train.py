@@ -30,7 +30,7 @@ import contextlib
 import math
 import os
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -39,9 +39,10 @@ import torch
 from torch import nn
 
 from bench.code_identity import stage_code
-from bench.config import Profile
-from bench.data.loaders import collate, make_loader, to_float
+from bench.config import Profile, TrainConfig
+from bench.data.loaders import collate, to_float
 from bench.errors import BenchError
+from bench.execution import BatchStream, Execution
 from bench.store import (
     FolderLock,
     atomic_torch_save,
@@ -53,6 +54,7 @@ from bench.store import (
 )
 
 if TYPE_CHECKING:
+    from bench.validation import Validation
     from methods.registry import MethodAPI, Stage
 
 CKPT = "ckpt.pt"
@@ -150,8 +152,9 @@ def dataset_fingerprint(set_folder: Path) -> str:
 
 
 def stage_key(method: MethodAPI, stage: Stage, profile: Profile, dataset: str, seed: int,
-              prior_keys: dict[str, str]) -> tuple[str, dict]:
-    """(key, identity): the cache key of one stage and the JSON it hashes."""
+              prior_keys: dict[str, str], precision: str = "fp32") -> tuple[str, dict]:
+    """(key, identity): the cache key of one stage and the JSON it hashes; `precision` is the resolved
+    autocast precision it trains in (`bench.execution.resolve_precision`)."""
     t, model = profile.train, asdict(profile.model)
     identity = {
         "stage": method.stage_identity(stage.name, model),
@@ -165,21 +168,54 @@ def stage_key(method: MethodAPI, stage: Stage, profile: Profile, dataset: str, s
         "train": {"crop": t.crop, "zoom": [t.zoom_min, t.zoom_max], "flip": t.flip,
                   "batch": stage_batch(stage, profile), "iters": stage_iterations(stage, profile),
                   "lr_scale": t.lr_scale, "grad_clip": t.grad_clip},
+        **_later_settings(t, precision),
     }
     return f"{stage.name}-{stable_hash(identity, 12)}", identity
+
+
+LATER_SETTINGS = ("precision", "schedule")  # identity entries present only when they change the weights
+
+
+def _later_settings(t: TrainConfig, precision: str) -> dict:
+    """Settings that change the weights, added after stages were first cached: each joins the identity only
+    when it differs from the behaviour before it existed (float32, a constant rate without warm-up), so a
+    stage trained before keeps its key."""
+    extra: dict[str, Any] = {}
+    if precision != "fp32":
+        extra["precision"] = precision
+    if t.lr_schedule != "constant" or t.warmup_iters > 0:
+        extra["schedule"] = {"lr_schedule": t.lr_schedule, "warmup_iters": t.warmup_iters,
+                             "min_lr_ratio": t.min_lr_ratio if t.lr_schedule == "cosine" else None}
+    return extra
 
 
 def stream_key(identity: dict) -> str:
     """The name of a stage's random streams: its name, resolved config and seed, without the data digest,
     the code hash or the keys of earlier stages (which hold both), so a refactor that leaves the computation
-    unchanged, or re-prepared identical data, draws the same batches and initial weights."""
-    config = {k: v for k, v in identity.items() if k not in ("code", "dataset", "init_from")}
+    unchanged, or re-prepared identical data, draws the same batches and initial weights. Precision and the
+    rate schedule are left out too: two runs that differ only there start from the same weights and see the
+    same batches, so their comparison isolates the setting."""
+    left_out = ("code", "dataset", "init_from", *LATER_SETTINGS)
+    config = {k: v for k, v in identity.items() if k not in left_out}
     return f"{identity['stage']['stage']}-{stable_hash(config, 12)}"
 
 
 def derive_seed(*parts: Any) -> int:
     """A 63-bit seed from any JSON-able parts (stable across processes and machines)."""
     return int(stable_hash(list(parts), 15), 16)
+
+
+def lr_factor(t: TrainConfig, iteration: int, total: int) -> float:
+    """The multiplier of a stage's learning rates at `iteration` (0-based) of `total`: a linear warm-up over
+    `warmup_iters`, then constant or a cosine from 1 at the end of the warm-up to `min_lr_ratio` at the last
+    iteration. A function of the iteration alone, so a resumed stage continues on the same curve."""
+    if iteration < t.warmup_iters:
+        return (iteration + 1) / t.warmup_iters
+    if t.lr_schedule == "constant":
+        return 1.0
+    span = total - 1 - t.warmup_iters
+    progress = min(1.0, (iteration - t.warmup_iters) / span) if span > 0 else 1.0
+    return t.min_lr_ratio + (1.0 - t.min_lr_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
 def batch_plan(seed: int, key: str, iteration: int, batch: int, n_items: int) -> list[tuple[int, int]]:
@@ -224,13 +260,30 @@ def probe_batch(trainset: Any, seed: int, key: str, batch: int, fields: tuple[st
 
 def probe_loss(method: MethodAPI, stage: Stage, nets: nn.ModuleDict, data: dict[str, torch.Tensor],
                device: torch.device, seed: int, key: str) -> float:
-    """The stage's loss on the probe batch, without gradients and without touching the training RNG."""
+    """The stage's loss on a fixed batch (the probe, the validation batch), in float32, without gradients
+    and without touching the training RNG."""
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(derive_seed(seed, key, "probe"))
         with torch.no_grad():
-            batch = to_float({k: v.to(device) for k, v in data.items()})
-            loss, _parts = method.stage_loss(stage, nets, batch)
+            loss, _parts = method.stage_loss(stage, nets, on_device(data, device))
     return float(loss)
+
+
+def on_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
+    """A loader's batch on `device`, its images as float32 in [0, 1] (converted there: 4x fewer bytes to
+    copy); `non_blocking` overlaps the copy of a pinned batch with the work queued before it."""
+    return to_float({k: v.to(device, non_blocking=True) for k, v in batch.items()})
+
+
+def _on_cpu(value: Any) -> Any:
+    """Every tensor in a (nested) state dict moved to the CPU: checkpoints load on any device."""
+    if torch.is_tensor(value):
+        return value.detach().cpu()
+    if isinstance(value, dict):
+        return {k: _on_cpu(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_on_cpu(v) for v in value]
+    return value
 
 
 # --- checkpoints -------------------------------------------------------------------------------------------
@@ -277,12 +330,14 @@ class StageResult:
     data_wait_share: float | None = None  # share of step time spent waiting for batches
     curve: list[list[float]] = field(default_factory=list)  # [iteration, mean loss over the log window]
     probe_loss: list[float] | None = None  # [before, after] training, on one fixed batch (`probe_batch`)
+    validation: dict | None = None  # the validation curve (`bench.validation.Validation.summary`)
+    execution: dict | None = None  # precision, threads, loader, layout of the session that finished it
 
     def summary(self) -> dict:
         return {"key": self.key, "trains": list(self.trains), "iterations": self.iterations,
                 "batch": self.batch, "status": self.status, "reused": self.reused, "time_s": self.time_s,
                 "samples_per_s": self.samples_per_s, "data_wait_share": self.data_wait_share,
-                "probe_loss": self.probe_loss}
+                "probe_loss": self.probe_loss, "validation": self.validation, "execution": self.execution}
 
 
 def _progress(enabled: bool) -> Any:
@@ -300,19 +355,14 @@ def _progress(enabled: bool) -> Any:
                     TextColumn("ETA"), TimeRemainingColumn(), disable=not enabled, transient=False)
 
 
-def _autocast(device: torch.device, enabled: bool) -> Any:
-    if enabled and device.type == "cuda":
-        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        return torch.autocast("cuda", dtype=dtype)
-    return torch.autocast("cpu", enabled=False)
-
-
 @dataclass
 class StageRun:
     """One training session of one stage: what it trains, with what, where, and how far it has got.
 
     `train_stage` drives it through its steps: `reuse` (a finished folder), `build` (networks and Adam),
     `resume` (the last checkpoint, or the start), `train` (the iterations, each one `step`), `finish`.
+    `bench perf --train` and `bench run --dry-run` time `step` on `batches` without a folder
+    (`bench.trainperf`).
     """
 
     method: MethodAPI
@@ -326,15 +376,18 @@ class StageRun:
     dist: Dist
     log: Any  # print-like
     result: StageResult
+    execution: Execution  # precision, layout, threads, loader (bench/execution.py)
     nets: nn.ModuleDict = field(default_factory=nn.ModuleDict)
     optimizer: Any = None  # torch.optim.Adam over the trained components, one group each
     params: list[nn.Parameter] = field(default_factory=list)  # in optimizer order (the all-reduce's order)
+    base_lrs: list[float] = field(default_factory=list)  # each group's rate before the schedule's factor
     start: int = 0  # first iteration of this session
     curve: list[list[float]] = field(default_factory=list)  # [iteration, window mean loss]
     window: list = field(default_factory=lambda: [0.0, 0])  # [loss sum, count] since the last curve point
     elapsed: float = 0.0  # step time over all sessions
     probe: dict[str, torch.Tensor] | None = None  # the fixed probe batch (main rank only)
     probe_start: float | None = None  # probe loss before training (None in pre-probe checkpoints)
+    validation: Validation | None = None  # the validation batch and curve (main rank only)
 
     @property
     def total(self) -> int:
@@ -359,15 +412,21 @@ class StageRun:
         result = self.result
         result.reused, result.time_s = True, float(info.get("time_s", 0.0))
         result.curve, result.probe_loss = info.get("curve", []), info.get("probe_loss")
+        result.validation, result.execution = info.get("validation"), info.get("execution")
         return True
 
     def build(self, prior: dict[str, StageResult]) -> None:
-        """Fresh networks (seeded by the stream), the `init_from` stages' weights, Adam per component."""
-        torch.manual_seed(derive_seed(self.seed, self.stream, "init"))
-        self.nets = self.method.build(asdict(self.profile.model)).to(self.device)
+        """Fresh networks and Adam (`build_networks`), then the `init_from` stages' weights."""
+        self.build_networks()
         for name in self.stage.init_from:
             load_components(self.nets, stage_weights(prior[name].folder), prior[name].trains,
                             source=prior[name].folder / CKPT, fix=CKPT_FIX)
+
+    def build_networks(self) -> None:
+        """Networks seeded by the stream, on the device in the execution's layout, and Adam per component."""
+        torch.manual_seed(derive_seed(self.seed, self.stream, "init"))
+        self.nets = self.method.build(asdict(self.profile.model)).to(self.device)
+        self.execution.prepare(self.nets, self.method, self.stage)
         for name, net in self.nets.items():
             trained = name in self.stage.trains
             net.train(trained)
@@ -377,6 +436,7 @@ class StageRun:
         groups = [{"params": list(self.nets[c].parameters()), "lr": self.stage.lr[c] * scale, "name": c}
                   for c in self.stage.trains]
         self.params = [p for g in groups for p in g["params"]]
+        self.base_lrs = [g["lr"] for g in groups]
         self.optimizer = torch.optim.Adam(groups)
 
     def resume(self) -> None:
@@ -385,10 +445,12 @@ class StageRun:
         if ckpt.is_file():
             state = load_payload(ckpt, CKPT_FIX)
             load_components(self.nets, state["state_dicts"], self.stage.trains, source=ckpt, fix=CKPT_FIX)
-            self.optimizer.load_state_dict(state["optimizer"])
+            self.optimizer.load_state_dict(state["optimizer"])  # Adam's moments follow the weights
             self.start, self.curve, self.window = state["iteration"], state["curve"], state["window"]
             self.elapsed = state["time_s"]
             self.probe_start = state.get("probe_start")  # None in checkpoints made before the probe existed
+            if self.validation is not None:
+                self.validation.points = state.get("validation", [])
             if self.dist.main:
                 self.log(f"resuming stage {self.stage.name} at iteration {self.start}/{self.total} "
                          f"from {ckpt}")
@@ -400,26 +462,44 @@ class StageRun:
                 td.broadcast(p.data, 0)
         if self.start == 0 and self.dist.main:  # ranks hold identical weights: one score is enough
             self.probe_start = self.probe_score()
+            self.validate(0)
         self.write_status("running", done=self.start)
 
     def probe_score(self) -> float:
         return probe_loss(self.method, self.stage, self.nets, self.probe, self.device, self.seed, self.stream)
 
+    def validate(self, iteration: int) -> None:
+        """Score the validation batch (main rank; no-op without one) and add the point to the curve."""
+        if self.validation is None:
+            return
+        def stage_loss(data: dict[str, torch.Tensor]) -> float:
+            return probe_loss(self.method, self.stage, self.nets, data, self.device, self.seed,
+                              f"{self.stream}:validation")
+
+        self.validation.record(iteration, self.validation.score(self.method, self.stage, self.nets,
+                                                                self.device, stage_loss))
+
     def save(self, iteration: int) -> None:
+        """The checkpoint, every tensor on the CPU, so it resumes on any device (Adam's moments move back to
+        the parameters' device on load)."""
         if self.dist.main:
             atomic_torch_save(self.folder / CKPT, {
                 "iteration": iteration, "curve": self.curve, "window": self.window, "time_s": self.elapsed,
                 "probe_start": self.probe_start,
-                "state_dicts": {c: {k: v.detach().cpu() for k, v in self.nets[c].state_dict().items()}
-                                for c in self.stage.trains},
-                "optimizer": self.optimizer.state_dict()})
+                "validation": self.validation.points if self.validation is not None else [],
+                "state_dicts": {c: _on_cpu(self.nets[c].state_dict()) for c in self.stage.trains},
+                "optimizer": _on_cpu(self.optimizer.state_dict())})
         barrier(self.dist)
 
-    def step(self, it: int, data: dict[str, torch.Tensor], scaler: Any, use_amp: bool) -> float:
-        """One iteration on this rank's batch: loss, divergence check, backward, all-reduce, clip, Adam."""
-        data = to_float({k: v.to(self.device, non_blocking=True) for k, v in data.items()})
+    def step(self, it: int, data: dict[str, torch.Tensor], scaler: Any) -> float:
+        """One iteration on this rank's batch: the schedule's rates, loss under the execution's autocast,
+        divergence check, backward, all-reduce, clip, Adam."""
+        data = on_device(data, self.device)
+        factor = lr_factor(self.profile.train, it, self.total)
+        for group, base in zip(self.optimizer.param_groups, self.base_lrs, strict=True):
+            group["lr"] = base * factor
         torch.manual_seed(derive_seed(self.seed, self.stream, it, "step"))
-        with _autocast(self.device, use_amp):
+        with self.execution.autocast():
             loss, _parts = self.method.stage_loss(self.stage, self.nets, data)
         value = loss.detach().float()
         if self.dist.active:
@@ -456,24 +536,28 @@ class StageRun:
         self.write_status("failed", error=msg, done=it)
         raise TrainingDiverged(msg)
 
+    def batches(self, trainset: Any, start: int, total: int) -> BatchStream:
+        """The batches of iterations `start` .. `total` - 1 (this rank's share), made ahead as the execution
+        says."""
+        planned = PlannedBatches(trainset, self.seed, self.stream, start, total, self.result.batch, self.dist,
+                                 self.stage.objective.fields)
+        return BatchStream(planned, self.execution)
+
     def train(self, trainset: Any, progress: bool) -> tuple[float, float]:
-        """Iterations `start` .. `total`, checkpointed and logged; returns (data wait, step time), seconds."""
+        """Iterations `start` .. `total`, checkpointed, logged and validated; returns (data wait, step time),
+        seconds."""
         t = self.profile.train
-        loader = make_loader(PlannedBatches(trainset, self.seed, self.stream, self.start, self.total,
-                                            self.result.batch, self.dist, self.stage.objective.fields),
-                             t.workers, self.device)
-        use_amp = t.amp and self.device.type == "cuda"
-        scaler = torch.amp.GradScaler("cuda") if use_amp and not torch.cuda.is_bf16_supported() else None
+        scaler = self.execution.scaler()
         wait_s, step_s, session_start = 0.0, 0.0, time.perf_counter()
-        batches: Iterator = iter(loader)
-        with _progress(progress and self.dist.main) as bar:
+        with self.batches(trainset, self.start, self.total) as batches, \
+                _progress(progress and self.dist.main) as bar:
             task = bar.add_task(f"{self.method.name}: {self.stage.name}", total=self.total,
                                 completed=self.start, rate="-", loss="-")
             for it in range(self.start, self.total):
                 t0 = time.perf_counter()
                 data = next(batches)
                 t1 = time.perf_counter()
-                value = self.step(it, data, scaler, use_amp)
+                value = self.step(it, data, scaler)
                 t2 = time.perf_counter()
                 wait_s, step_s = wait_s + (t1 - t0), step_s + (t2 - t0)
                 self.elapsed += t2 - t0
@@ -482,6 +566,8 @@ class StageRun:
                 if done % t.log_every == 0 or done == self.total:
                     self.curve.append([done, self.window[0] / self.window[1]])
                     self.window = [0.0, 0]
+                if t.val_every and (done % t.val_every == 0 or done == self.total):
+                    self.validate(done)
                 if done % t.ckpt_every == 0 or done == self.total:
                     self.save(done)
                 rate = (done - self.start) / max(time.perf_counter() - session_start, 1e-9)
@@ -494,6 +580,9 @@ class StageRun:
         """Score the probe again, report throughput, mark the folder finished."""
         result, ran = self.result, self.total - self.start
         result.time_s, result.curve = self.elapsed, self.curve
+        result.execution = self.execution.describe(self.method, self.stage)
+        if self.validation is not None:
+            result.validation = self.validation.summary()
         if self.probe is not None and self.probe_start is not None:
             result.probe_loss = [self.probe_start, self.probe_score()]
         if ran > 0 and step_s > 0:
@@ -506,57 +595,81 @@ class StageRun:
                          f"{result.samples_per_s:.1f} samples/s, "
                          f"{100 * result.data_wait_share:.1f}% of step time waiting for data{learnt}")
         self.write_status("finished", done=self.total, time_s=self.elapsed, curve=self.curve,
-                          probe_loss=result.probe_loss)
+                          probe_loss=result.probe_loss, validation=result.validation,
+                          execution=result.execution)
         barrier(self.dist)
         return result
 
 
-def train_stage(method: MethodAPI, stage: Stage, profile: Profile, set_folder: Path, seed: int,
-                stages_dir: Path, device: torch.device, prior: dict[str, StageResult], dist: Dist = LOCAL,
-                progress: bool = True, fresh: bool = False, log: Any = print,
-                trainset: Any = None) -> StageResult:
-    """Train one stage (or reuse / resume its cached folder) and return where its weights are.
-
-    `trainset` replaces the set folder's `TrainSet` (tests); anything indexable by (index, aug_seed) that
-    returns the objective's fields.
-    """
-    key, identity = stage_key(method, stage, profile, dataset_fingerprint(set_folder), seed,
-                              {k: v.key for k, v in prior.items()})
+def open_stage(method: MethodAPI, stage: Stage, profile: Profile, set_folder: Path, seed: int,
+               stages_dir: Path, device: torch.device, prior_keys: dict[str, str], dist: Dist = LOCAL,
+               log: Any = print) -> StageRun:
+    """A stage's session, not yet built: its key (from the `init_from` stages' keys), folder and execution
+    settings (threads applied)."""
+    execution = Execution.of(profile.train, device)
+    execution.apply_threads()
+    key, identity = stage_key(method, stage, profile, dataset_fingerprint(set_folder), seed, prior_keys,
+                              precision=execution.precision)
     folder = Path(stages_dir) / key
     result = StageResult(stage.name, key, folder, tuple(stage.trains), stage_iterations(stage, profile),
                          stage_batch(stage, profile))
     if result.batch < dist.world:
         raise BenchError(f"batch {result.batch} of stage {stage.name} is smaller than --nproc {dist.world}")
-    run = StageRun(method, stage, profile, folder, identity, stream_key(identity), seed, device, dist, log,
-                   result)
-    lock = (FolderLock(folder, on_wait=lambda p: log(f"waiting for another process training {p.parent}"))
+    return StageRun(method, stage, profile, folder, identity, stream_key(identity), seed, device, dist, log,
+                    result, execution)
+
+
+def train_set(set_folder: Path, profile: Profile, stage: Stage) -> Any:
+    """The prepared set's training split with the profile's augmentation, reading the stage's fields."""
+    from bench.data.loaders import TrainSet
+
+    t = profile.train
+    return TrainSet(set_folder, t.crop, zoom=(t.zoom_min, t.zoom_max), flip=t.flip,
+                    fields=stage.objective.fields)
+
+
+def train_stage(method: MethodAPI, stage: Stage, profile: Profile, set_folder: Path, seed: int,
+                stages_dir: Path, device: torch.device, prior: dict[str, StageResult], dist: Dist = LOCAL,
+                progress: bool = True, fresh: bool = False, log: Any = print,
+                trainset: Any = None, valset: Any = None) -> StageResult:
+    """Train one stage (or reuse / resume its cached folder) and return where its weights are.
+
+    `trainset` replaces the set folder's `TrainSet` (tests): anything indexable by (index, aug_seed) that
+    returns the objective's fields; `valset` then replaces the validation split (None: no validation curve).
+    """
+    from bench.validation import Validation, validation_batch, validation_set
+
+    run = open_stage(method, stage, profile, set_folder, seed, stages_dir, device,
+                     {k: v.key for k, v in prior.items()}, dist, log)
+    lock = (FolderLock(run.folder, on_wait=lambda p: log(f"waiting for another process training {p.parent}"))
             if dist.main else contextlib.nullcontext())
     with lock:
         if run.reuse(fresh):
-            return result
+            return run.result
         run.build(prior)
+        t = profile.train
         if trainset is None:
-            from bench.data.loaders import TrainSet
-
-            t = profile.train
-            trainset = TrainSet(set_folder, t.crop, zoom=(t.zoom_min, t.zoom_max), flip=t.flip,
-                                fields=stage.objective.fields)
+            trainset = train_set(set_folder, profile, stage)
+            valset = validation_set(set_folder, profile, stage.objective.fields) if t.val_every else None
         if dist.main:
-            run.probe = probe_batch(trainset, seed, run.stream, result.batch, stage.objective.fields)
+            run.probe = probe_batch(trainset, seed, run.stream, run.result.batch, stage.objective.fields)
+            if valset is not None and t.val_every:
+                run.validation = Validation.of(stage, validation_batch(valset, t.val_samples))
         run.resume()
         return run.finish(*run.train(trainset, progress))
 
 
 def train_method(method: MethodAPI, profile: Profile, set_folder: Path, seed: int, stages_dir: Path,
                  device: torch.device, dist: Dist = LOCAL, progress: bool = True, fresh: bool = False,
-                 log: Any = print, trainset: Any = None) -> tuple[nn.ModuleDict, list[StageResult]]:
+                 log: Any = print, trainset: Any = None, valset: Any = None
+                 ) -> tuple[nn.ModuleDict, list[StageResult]]:
     """Run every stage of `method` in order and return its networks with the trained weights loaded."""
     results: dict[str, StageResult] = {}
     for stage in method.stages:
         prior = {name: results[name] for name in stage.init_from}
         results[stage.name] = train_stage(method, stage, profile, set_folder, seed, stages_dir, device, prior,
                                           dist=dist, progress=progress, fresh=fresh, log=log,
-                                          trainset=trainset)
+                                          trainset=trainset, valset=valset)
     nets = assemble(method, profile, seed, list(results.values()))
     return nets.to(device), list(results.values())
 

@@ -6,6 +6,8 @@ The toy keeps these tests to a second or two; the real methods run through it in
 from __future__ import annotations
 
 import json
+import math
+import os
 from dataclasses import dataclass, field, replace
 
 import pytest
@@ -21,9 +23,12 @@ from bench.train import (
     TrainingDiverged,
     batch_plan,
     load_components,
+    lr_factor,
+    open_stage,
     stage_batch,
     stage_iterations,
     stage_key,
+    stream_key,
     train_method,
     train_stage,
 )
@@ -197,3 +202,175 @@ def test_weights_that_do_not_fit_are_one_line_naming_the_file_and_the_fix() -> N
                                          r"rerun it$") as err:
         load_components(nets, {"f": {"weight": torch.zeros(1)}}, source="x.pt", fix="rerun it")
     assert "\n" not in str(err.value)
+
+
+# --- schedule, precision, validation, devices (bench/train.py with bench/execution.py) ---------------------
+
+def test_lr_factor_warms_up_linearly_then_follows_the_schedule():
+    t = apply_overrides(PROFILE, ["train.lr_schedule=cosine", "train.warmup_iters=4",
+                                  "train.min_lr_ratio=0.1"]).train
+    factors = [lr_factor(t, i, 14) for i in range(14)]
+    assert factors[:4] == [0.25, 0.5, 0.75, 1.0] and factors[-1] == pytest.approx(0.1)
+    assert all(a >= b for a, b in zip(factors[3:], factors[4:], strict=False))  # decays monotonically
+    assert factors[4 + 5 - 1] == pytest.approx(0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * 4 / 9)))
+    constant = apply_overrides(PROFILE, ["train.warmup_iters=2"]).train
+    assert [lr_factor(constant, i, 5) for i in range(5)] == [0.5, 1.0, 1.0, 1.0, 1.0]
+    assert [lr_factor(PROFILE.train, i, 3) for i in range(3)] == [1.0, 1.0, 1.0]
+
+
+def test_each_step_runs_adam_at_the_scheduled_rate(tmp_path):
+    profile = apply_overrides(PROFILE, ["train.lr_schedule=cosine", "train.warmup_iters=2"])
+    method = ToyMethod()
+    run = open_stage(method, method.stages[1], profile, tmp_path / "set", 0, tmp_path / "stages",
+                     torch.device("cpu"), {"a": "a-key"}, log=lambda *a: None)
+    run.build_networks()
+    assert run.base_lrs == [2e-3, 1e-2]  # the stage's per-component rates (lr_scale 1)
+    with run.batches(ToySet(), 0, run.total) as batches:
+        for it in range(run.total):
+            run.step(it, next(batches), None)
+            factor = lr_factor(profile.train, it, run.total)
+            rates = [g["lr"] for g in run.optimizer.param_groups]
+            assert rates == pytest.approx([2e-3 * factor, 1e-2 * factor])
+    assert not (tmp_path / "stages").exists()  # stepping writes nothing
+
+
+SCHEDULED = apply_overrides(PROFILE, ["train.lr_schedule=cosine", "train.warmup_iters=3",
+                                      "train.min_lr_ratio=0.2", "train.precision=bf16"])
+
+
+def test_interrupted_bf16_cosine_training_resumes_to_identical_weights_and_curves(tmp_path):
+    reference, ref_results = _train(tmp_path, ToyMethod(), sub="ref", profile=SCHEDULED, valset=ToySet())
+
+    class Interrupt(ToyMethod):
+        def stage_loss(self, stage, nets, batch):
+            if len(self.calls) == 9:
+                raise KeyboardInterrupt
+            return super().stage_loss(stage, nets, batch)
+
+    with pytest.raises(KeyboardInterrupt):
+        _train(tmp_path, Interrupt(), sub="cut", profile=SCHEDULED, valset=ToySet())
+    resumed, results = _train(tmp_path, ToyMethod(), sub="cut", profile=SCHEDULED, valset=ToySet())
+    assert [r.reused for r in results] == [True, False]
+    for name in ("f", "g"):
+        for k, v in reference[name].state_dict().items():
+            assert torch.equal(v, resumed[name].state_dict()[k]), (name, k)
+    assert results[1].validation["points"] == ref_results[1].validation["points"]
+
+
+def test_the_same_stage_twice_in_bf16_gives_identical_weights(tmp_path):
+    first, _ = _train(tmp_path, ToyMethod(), sub="one", profile=SCHEDULED)
+    second, _ = _train(tmp_path, ToyMethod(), sub="two", profile=SCHEDULED)
+    for name in ("f", "g"):
+        for k, v in first[name].state_dict().items():
+            assert torch.equal(v, second[name].state_dict()[k]), (name, k)
+
+
+def test_precision_and_schedule_join_the_stage_key_only_when_they_change_the_weights():
+    method, stage = ToyMethod(), ToyMethod().stages[0]
+    key, identity = stage_key(method, stage, PROFILE, "set:1", 0, {})
+    assert "precision" not in identity and "schedule" not in identity  # keys of stages cached before stay
+    bf16_key, bf16_identity = stage_key(method, stage, PROFILE, "set:1", 0, {}, precision="bf16")
+    cosine = apply_overrides(PROFILE, ["train.lr_schedule=cosine"])
+    cosine_key, cosine_identity = stage_key(method, stage, cosine, "set:1", 0, {})
+    assert len({key, bf16_key, cosine_key}) == 3
+    # ... but not the random streams: same batches and initial weights, so comparisons isolate the setting
+    assert stream_key(identity) == stream_key(bf16_identity) == stream_key(cosine_identity)
+    layout = apply_overrides(PROFILE, ["train.channels_last=false", "train.loader=main", "train.threads=2",
+                                       "train.val_every=3", "train.compile=true"])
+    assert stage_key(method, stage, layout, "set:1", 0, {})[0] == key  # how, not what, it computes
+
+
+def test_validation_curve_is_scored_at_the_start_every_val_every_and_the_end(tmp_path):
+    profile = apply_overrides(PROFILE, ["train.val_every=4", "train.val_samples=3"])
+    _nets, results = _train(tmp_path, ToyMethod(), profile=profile, valset=ToySet())
+    a, b = results
+    assert [p[0] for p in a.validation["points"]] == [0, 4, 6]  # 6 iterations
+    assert [p[0] for p in b.validation["points"]] == [0, 4, 5]  # 5 iterations
+    assert a.validation["metric"] == "loss" and a.validation["split"] == "test"
+    assert a.validation["samples"] == 3 and a.validation["reference"] is None
+    assert a.validation["points"][-1][1] < a.validation["points"][0][1]  # the toy learns
+    stored = json.loads((a.folder / STAGE_JSON).read_text())
+    assert stored["validation"] == a.validation and a.summary()["validation"] == a.validation
+    assert stored["execution"]["precision"] == "fp32" and stored["execution"]["loader"] == "thread"
+    _nets, again = _train(tmp_path, ToyMethod(), profile=profile, valset=ToySet())
+    assert again[0].reused and again[0].validation == a.validation  # reused stages report their curve
+    _nets, none = _train(tmp_path, ToyMethod(), sub="noval", profile=profile)
+    assert none[0].validation is None  # a test set without a validation split: no curve
+
+
+def test_fp32_and_bf16_loss_trajectories_of_the_dm_agree(tmp_path):
+    """A few DM steps on the same batches from the same weights: bf16 autocast follows float32 closely."""
+    from methods.registry import get
+
+    method = get("ours")
+    stage = method.stage("dm")
+
+    class Blurs(ToySet):
+        def __getitem__(self, key):
+            item = super().__getitem__(key)
+            return {"blur": item["blur"].repeat(1, 4, 4), "center": item["sharp"][1].repeat(1, 4, 4)}
+
+    curves = {}
+    for precision in ("fp32", "bf16"):
+        profile = apply_overrides(PROFILE, ["train.iters_dm=8", f"train.precision={precision}",
+                                            "train.lr_scale=10"])
+        result = train_stage(method, stage, profile, tmp_path / "set", 0, tmp_path / precision,
+                             torch.device("cpu"), {}, progress=False, log=lambda *a: None, trainset=Blurs())
+        curves[precision] = [v for _, v in result.curve]
+    fp32, bf16 = torch.tensor(curves["fp32"]), torch.tensor(curves["bf16"])
+    assert fp32[-1] < fp32[0]  # it learns ...
+    assert torch.allclose(bf16, fp32, rtol=0.02), (curves["fp32"], curves["bf16"])  # ... and bf16 with it
+
+
+def test_checkpoints_hold_cpu_tensors_and_resume_from_another_device_map(tmp_path, monkeypatch):
+    """A checkpoint whose tensors are tagged as CUDA tensors (as one written on a GPU) resumes on the CPU to
+    the weights of an uninterrupted run: `load_payload` maps to the CPU, Adam's state follows the weights."""
+    import torch.serialization as ser
+
+    reference, _ = _train(tmp_path, ToyMethod(), sub="ref")
+    tags = []
+
+    def as_cuda(obj):
+        if isinstance(obj, torch.storage.UntypedStorage) and obj.device.type == "cpu":
+            tags.append("cuda:0")
+            return "cuda:0"
+        return None
+
+    monkeypatch.setattr(ser, "_package_registry", [(0, as_cuda, lambda obj, loc: None),
+                                                   *ser._package_registry])
+
+    class Interrupt(ToyMethod):
+        def stage_loss(self, stage, nets, batch):
+            if len(self.calls) == 9:
+                raise KeyboardInterrupt
+            return super().stage_loss(stage, nets, batch)
+
+    with pytest.raises(KeyboardInterrupt):
+        _train(tmp_path, Interrupt(), sub="cut")
+    monkeypatch.setattr(ser, "_package_registry", [r for r in ser._package_registry if r[1] is not as_cuda])
+    b_folder = next(p for p in (tmp_path / "cut" / "stages").iterdir() if p.name.startswith("b-"))
+    found = []
+    torch.load(b_folder / CKPT, map_location=lambda storage, loc: found.append(loc) or storage,
+               weights_only=True)
+    assert tags and set(found) == {"cuda:0"}  # written as a GPU run would have written it
+    resumed, results = _train(tmp_path, ToyMethod(), sub="cut")
+    assert results[1].reused is False
+    state = load_payload(b_folder / CKPT, "fix")
+    tensors = [*state["state_dicts"]["f"].values(),
+               *(t for s in state["optimizer"]["state"].values() for t in s.values() if torch.is_tensor(t))]
+    assert tensors and all(t.device.type == "cpu" for t in tensors)
+    for name in ("f", "g"):
+        for k, v in reference[name].state_dict().items():
+            assert torch.equal(v, resumed[name].state_dict()[k]), (name, k)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(os.environ.get("BENCH_TEST_COMPILE") != "1",
+                    reason="torch.compile's first steps took minutes on 2 shared CPU cores; set "
+                           "BENCH_TEST_COMPILE=1 to run")
+def test_a_compiled_stage_trains_to_the_eager_loss(tmp_path):
+    eager = _train(tmp_path, ToyMethod(), sub="eager")[1]
+    compiled = _train(tmp_path, ToyMethod(), sub="compiled",
+                      profile=apply_overrides(PROFILE, ["train.compile=true"]))[1]
+    assert compiled[0].execution["compile"] is True
+    assert compiled[0].curve == pytest.approx(eager[0].curve, rel=1e-4)
