@@ -195,14 +195,16 @@ class PeakMemory:
 # ------------------------------------------------------------------------------------------ matmul rate
 
 
-def matmul_rate(device: torch.device, size: int = 2048, repeats: int = 5) -> float:
-    """The machine's dense float32 matrix-multiply rate in MACs per second (median of `repeats` torch.mm).
+def matmul_rate(device: torch.device, size: int = 2048, repeats: int = 5,
+                dtype: torch.dtype = torch.float32) -> float:
+    """The machine's dense matrix-multiply rate in `dtype` (float32 by default; bfloat16 for steps that run
+    under bf16 autocast) in MACs per second (median of `repeats` torch.mm).
 
     One `size` x `size` by `size` x `size` product is size^3 multiply-accumulates.
     """
     gen = torch.Generator().manual_seed(0)
-    a = torch.randn(size, size, generator=gen).to(device)
-    b = torch.randn(size, size, generator=gen).to(device)
+    a = torch.randn(size, size, generator=gen).to(device=device, dtype=dtype)
+    b = torch.randn(size, size, generator=gen).to(device=device, dtype=dtype)
     times = time_calls(lambda: torch.mm(a, b), device, repeats=repeats, warmup=1)
     return size**3 / statistics.median(times)
 

@@ -159,3 +159,38 @@ def test_bench_perf_store_keeps_a_result_the_report_can_read(tmp_path) -> None:
     assert written.name.startswith("smoke-3f-32x32-") and f"stored {written}" in result.output
     written.write_text('{"profile": "smoke"}')
     assert latest_perf(runs, "smoke")[0] is None and "no 'frames'" in latest_perf(runs, "smoke")[1][0]
+
+
+@pytest.mark.slow
+def test_perf_train_rows_come_from_the_training_loop_and_touch_no_store(smoke_data, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("BENCH_RUNS", str(tmp_path / "store"))
+    out = tmp_path / "train.json"
+    args = ["perf", "--train", "--methods", "ours,srn", "--profile", "smoke", "--steps", "2", "--warmup", "1",
+            "--data-dir", str(smoke_data), "--matmul-size", "64", "--json", str(out),
+            "--set", "train.precision=bf16", "--set", "train.channels_last=false"]
+    from bench.cli import cli
+
+    result = CliRunner().invoke(cli, args, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    rows = json.loads(out.read_text())
+    assert [(r["method"], r["stage"]) for r in rows] == [("ours", "dm"), ("ours", "autoencoder"),
+                                                          ("ours", "bie"), ("srn", "srn")]
+    from bench.commands.perf import TRAIN_KEYS
+
+    for row in rows:
+        assert set(TRAIN_KEYS) <= set(row), set(TRAIN_KEYS) - set(row)
+        assert row["samples_per_s"] > 0 and 0 <= row["data_wait_share"] <= 1
+        assert 0 < row["mac_rate_fraction"] and row["matmul_dtype"] == "bfloat16"  # the step's own dtype
+        assert row["precision"] == "bf16" and row["channels_last"] == []  # the overrides were applied
+        assert row["crop"] == 32 and row["steps"] == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["train.json"]  # no runs/, no stage cache
+
+
+def test_perf_train_refuses_a_method_without_stages(smoke_data):
+    from bench.cli import cli
+
+    result = CliRunner().invoke(cli, ["perf", "--train", "--methods", "blurred", "--profile", "smoke",
+                                      "--data-dir", str(smoke_data)])
+    assert isinstance(result.exception, BenchError)
+    assert str(result.exception) == "--methods blurred: it has no training stages; name a trained method"

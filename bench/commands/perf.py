@@ -171,6 +171,76 @@ def print_loader_rows(rows: list[dict]) -> None:
                       + ", ".join(f"{k} {v:.2f} ms" for k, v in parts.items()))
 
 
+TRAIN_KEYS = ("method", "stage", "samples_per_s", "data_wait_share", "mac_rate_fraction", "device",
+              "precision", "threads", "loader", "workers", "crop", "batch", "cpu")  # --train --json keys
+
+
+def run_train(methods: list[str], profile_name: str, overrides: list[str], device: str, steps: int,
+              warmup: int, frames: int | None, data_dir: str | None, source: str | None, root: str | None,
+              matmul_size: int) -> list[dict]:
+    """`bench perf --train`: `steps` timed training steps of every stage of each method, through the
+    training loop's code (`bench.trainperf.time_stage`) on the profile's data, crop and batch."""
+    from rich.console import Console
+
+    from bench.config import apply_overrides, get_profile
+    from bench.data.prepare import ensure_prepared
+    from bench.devices import resolve_device
+    from bench.errors import BenchError
+    from bench.run import DATA_SEED
+    from bench.trainperf import matmul_rates, time_stage
+    from methods import registry
+
+    profile = apply_overrides(get_profile(profile_name), overrides)
+    dev = resolve_device(device)
+    for name in methods:
+        if name not in registry.names():
+            raise BenchError(f"--methods: unknown method {name!r}; known: {', '.join(registry.names())}")
+        if not registry.get(name).stages:
+            raise BenchError(f"--methods {name}: it has no training stages; name a trained method")
+    status = Console(stderr=True)
+
+    def log(msg: str) -> None:
+        status.print(msg, markup=False, highlight=False)
+
+    rates = matmul_rates(dev, matmul_size)
+    rows = []
+    for name in methods:
+        method = registry.get(name)
+        n = frames or (9 if method.frames is None or 9 in method.frames else method.frames[0])
+        folder = ensure_prepared(source, n, profile, data_dir, DATA_SEED, root=root, progress=True, log=log)
+        for stage in method.stages:
+            log(f"timing {name} stage {stage.name}: {warmup} untimed and {steps} timed steps")
+            rows.append(time_stage(method, stage, profile, folder, dev, steps, warmup, rates, log=log))
+    return rows
+
+
+def print_train_rows(rows: list[dict]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    if not rows:
+        return
+    r0 = rows[0]
+    table = Table(title=f"bench perf --train: {r0['device']}, {r0['threads']} threads")
+    for col in ("stage", "prec", "layout", "loader", "crop x b", "samples/s", "wait", "peak MB", "MAC %",
+                "MAC % fp32"):
+        table.add_column(col, justify="left" if col in ("stage", "layout") else "right")
+    for r in rows:
+        table.add_row(f"{r['method']}/{r['stage']}", r["precision"], "CL" if r["channels_last"] else "contig",
+                      r["loader"] + (f" x{r['workers']}" if r["loader"] == "process" else ""),
+                      f"{r['crop']} x {r['batch']}", _fmt(r["samples_per_s"], ".1f"),
+                      _fmt(100 * r["data_wait_share"], ".1f") + "%", _fmt(r["peak_mem_mb"], ".0f"),
+                      _fmt(100 * r["mac_rate_fraction"], ".2f"),
+                      _fmt(100 * r["mac_rate_fraction_fp32"], ".2f"))
+    console = Console()
+    console.print(table)
+    console.print(f"CPU: {r0['cpu']}. layout CL: the stage's channels_last_train components channels-last; "
+                  "wait: share of step time waiting for the next batch; MAC %: 3 x forward MACs per step "
+                  "against the dense matmul rate measured in this run in the step's dtype "
+                  f"({r0['matmul_rate'] / 1e9:.1f} GMAC/s in {r0['matmul_dtype']}) and in float32 "
+                  f"({r0['matmul_rate_fp32'] / 1e9:.1f} GMAC/s); peak memory: {r0['peak_mem_how']}")
+
+
 @click.command("perf")
 @click.option("--methods", "methods_opt", default=None, help="comma-separated method names (default: the "
               "paper's methods and the baselines)")
@@ -179,9 +249,11 @@ def print_loader_rows(rows: list[dict]) -> None:
 @click.option("--repeats", default=10, show_default=True, type=click.IntRange(1), help="timed passes")
 @click.option("--warmup", default=2, show_default=True, type=click.IntRange(0), help="untimed passes first")
 @click.option("--frames", default=None, type=click.IntRange(3),
-              help="N, frames per video (default: 7 for methods, 9 with --loader)")
-@click.option("--profile", "profile_name", default="paper", show_default=True,
-              help="whose network widths to build (paper = the paper-sized networks)")
+              help="N, frames per video (default: 7; 9 with --loader and --train, or the N a method needs)")
+@click.option("--profile", "profile_name", default=None,
+              help="whose network widths to build (default paper, the paper-sized networks); with --loader, "
+                   "whose data, crop and batch (default paper); with --train, whose data, crop, batch and "
+                   "widths (default quick)")
 @click.option("--json", "json_path", default=None, type=click.Path(dir_okay=False),
               help="write the rows as JSON here")
 @click.option("--compile", "compile_", is_flag=True, help="torch.compile each network first")
@@ -195,37 +267,50 @@ def print_loader_rows(rows: list[dict]) -> None:
               help="side of the square matrices of the matmul-rate measurement")
 @click.option("--loader", is_flag=True, help="measure the training data path instead of the methods: "
               "samples/s of the DM and video batches at the profile's crop and batch sizes")
-@click.option("--source", default=None, help="--loader: where the frames come from (default: the profile's "
-              "source; paper = gopro); the set is prepared or verified first")
-@click.option("--root", default=None, type=click.Path(path_type=str), help="--loader: footage root")
+@click.option("--train", "train", is_flag=True, help="time training steps instead: every stage of each "
+              "method through the training loop's code, on the profile's data, crop and batch (default "
+              "profile quick); nothing is written to the stage cache")
+@click.option("--source", default=None, help="--loader, --train: where the frames come from (default: the "
+              "profile's source; paper = gopro); the set is prepared or verified first")
+@click.option("--root", default=None, type=click.Path(path_type=str), help="--loader, --train: footage root")
 @click.option("--data-dir", envvar="BENCH_DATA", default="datasets", show_default=True,
-              help="--loader: data home of the prepared sets (env BENCH_DATA)")
+              help="--loader, --train: data home of the prepared sets (env BENCH_DATA)")
 @click.option("--workers", "workers_text", default="1,2,4", show_default=True,
               help="--loader: DataLoader worker counts to measure, comma-separated")
 @click.option("--batches", default=20, show_default=True, type=click.IntRange(1),
               help="--loader: timed batches per measurement (after one per worker and one more)")
+@click.option("--steps", default=10, show_default=True, type=click.IntRange(1),
+              help="--train: timed steps per stage (after --warmup untimed ones)")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="--train: override a profile field (train.precision=fp32, train.channels_last=false, ...)")
 @click.option("--store", "store_it", is_flag=True, help="also keep the result in the runs store "
               "(RUNS/perf/), where bench report reads the speed claims from (with --profile paper)")
 @click.option("--runs-dir", default=None,
               help="results store for --store (default: $BENCH_RUNS, else ./runs)")
 def command(methods_opt: str | None, resolution: str, device: str, repeats: int, warmup: int,
-            frames: int | None, profile_name: str, json_path: str | None, compile_: bool, amp: bool,
-            channels_last: bool, breakdown: bool, matmul_size: int, loader: bool, source: str | None,
-            root: str | None, data_dir: str, workers_text: str, batches: int, store_it: bool,
-            runs_dir: str | None) -> None:
+            frames: int | None, profile_name: str | None, json_path: str | None, compile_: bool, amp: bool,
+            channels_last: bool, breakdown: bool, matmul_size: int, loader: bool, train: bool,
+            source: str | None, root: str | None, data_dir: str, workers_text: str, batches: int, steps: int,
+            overrides: tuple[str, ...], store_it: bool, runs_dir: str | None) -> None:
     """Measure runtime, size, MACs and peak memory of methods side by side, untrained (seeded) networks;
-    with --loader, the samples per second the training data path delivers."""
-    if loader:
-        if store_it:
-            from bench.errors import BenchError
+    with --loader, the samples per second the training data path delivers; with --train, the training
+    loop's samples per second, data wait and MAC rate per stage."""
+    if (loader or train) and store_it:
+        from bench.errors import BenchError
 
-            raise BenchError("--store keeps the methods' timings for the report; drop --loader or --store")
-        rows = run_loader(source, root, data_dir, profile_name, frames or 9, workers_text, batches, device,
-                          breakdown)
+        flag = "--loader" if loader else "--train"
+        raise BenchError(f"--store keeps the methods' timings for the report; drop {flag} or --store")
+    names = [m.strip() for m in methods_opt.split(",") if m.strip()] if methods_opt else None
+    if loader:
+        rows = run_loader(source, root, data_dir, profile_name or "paper", frames or 9, workers_text, batches,
+                          device, breakdown)
+    elif train:
+        rows = run_train(names or ["ours", "srn"], profile_name or "quick", list(overrides), device, steps,
+                         warmup, frames, data_dir, source, root, matmul_size)
+        print_train_rows(rows)
     else:
-        names = [m.strip() for m in methods_opt.split(",") if m.strip()] if methods_opt else default_methods()
-        rows, rate = run_perf(names, resolution, device, repeats, warmup, frames or 7, profile_name,
-                              compile_, amp, matmul_size, channels_last, breakdown)
+        rows, rate = run_perf(names or default_methods(), resolution, device, repeats, warmup, frames or 7,
+                              profile_name or "paper", compile_, amp, matmul_size, channels_last, breakdown)
         print_rows(rows, rate)
     if json_path:
         from bench.store import atomic_write_text
@@ -233,7 +318,8 @@ def command(methods_opt: str | None, resolution: str, device: str, repeats: int,
         atomic_write_text(json_path, json.dumps(rows, indent=2, allow_nan=False) + "\n")
         click.echo(f"wrote {json_path}")
     if store_it:
-        click.echo(f"stored {keep(rows, profile_name, frames or 7, repeats, warmup, device, runs_dir)}")
+        stored = keep(rows, profile_name or "paper", frames or 7, repeats, warmup, device, runs_dir)
+        click.echo(f"stored {stored}")
 
 
 def keep(rows: list[dict], profile_name: str, frames: int, repeats: int, warmup: int, device: str,

@@ -54,6 +54,50 @@ def print_table(outcome: RunOutcome, floor: RunOutcome | None) -> None:
     console.print(f"{state}: {outcome.metrics_path}")
 
 
+def _dry_run(spec: object, iterations: int) -> tuple[dict, Path]:
+    from bench.trainperf import dry_run
+
+    return dry_run(spec, iterations, log=click.echo)
+
+
+def _duration(seconds: float) -> str:
+    if seconds >= 2 * 86400:
+        return f"{seconds / 86400:.1f} days"
+    if seconds >= 2 * 3600:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 60:.1f} min" if seconds >= 120 else f"{seconds:.1f} s"
+
+
+def print_dry_run(record: dict, path: Path) -> None:
+    """Per stage: step time, data wait, peak memory, MAC-rate share and the projected time; then the total."""
+    from rich.console import Console
+    from rich.table import Table
+
+    first = record["stages"][0] if record["stages"] else {}
+    table = Table(title=f"dry run: {record['method']} ({record['profile']} profile) on {record['device']}, "
+                        f"{record['iterations_run']} iterations per stage, precision "
+                        f"{first.get('precision', '-')}")
+    for col in ("stage", "crop x batch", "step s", "wait", "peak MB", "MAC %", "iters", "projected"):
+        table.add_column(col, justify="left" if col == "stage" else "right")
+    for r in record["stages"]:
+        share = r["mac_rate_fraction"]
+        table.add_row(r["stage"], f"{r['crop']} x {r['batch']}", f"{r['step_s']:.3f}",
+                      f"{100 * r['data_wait_share']:.1f}%",
+                      "-" if r["peak_mem_mb"] is None else f"{r['peak_mem_mb']:.0f}",
+                      "-" if share is None else f"{100 * share:.2f}", str(r["iterations"]),
+                      _duration(r["iterations"] * r["step_s"]))
+    console = Console()
+    console.print(table)
+    console.print(f"evaluation estimate: {_duration(record['eval_estimate_s'])} ({record['eval_how']})")
+    console.print(f"projected wall time of the full profile on this device: "
+                  f"{_duration(record['projected_total_s'])} "
+                  f"(training {_duration(record['projected_train_s'])})")
+    console.print(f"wait: share of step time waiting for the next batch; MAC %: 3 x forward MACs per step "
+                  f"against the dense {first.get('matmul_dtype', '-')} matmul rate of this device, measured "
+                  f"in this run; peak memory: {first.get('peak_mem_how', '-')}")
+    console.print(f"stored (timing only, not a result): {path}")
+
+
 def _relaunch(nproc: int, argv: list[str]) -> None:
     """Start `nproc` copies of this command under torchrun (PyTorch's own launcher) and wait for them."""
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
@@ -82,10 +126,13 @@ def _relaunch(nproc: int, argv: list[str]) -> None:
 @click.option("--nproc", type=int, default=1, show_default=True, help="processes (torchrun, DDP)")
 @click.option("--fresh", is_flag=True, help="retrain every stage and re-evaluate, ignoring caches")
 @click.option("--floor/--no-floor", default=True, show_default=True, help="also score `blurred`")
+@click.option("--dry-run", "dry_run", type=click.IntRange(1), default=None, metavar="K",
+              help="time K iterations of every stage at the profile's sizes and project the full run's wall "
+                   "time on this device; stored under runs/dryrun/, nothing trained is kept")
 def command(method: str, profile: str, frames: str, seeds: str, overrides: tuple[str, ...],
             data_dir: Path | None, runs_dir: Path | None, source: str | None, root: Path | None,
             device: str | None, weights: Path | None, eval_data: str | None, nproc: int, fresh: bool,
-            floor: bool) -> None:
+            floor: bool, dry_run: int | None) -> None:
     """Train (or reuse) METHOD, evaluate it on the test split and store the results."""
     from bench.config import SEED, apply_overrides, get_profile
     from bench.data.blur import check_frames
@@ -95,6 +142,17 @@ def command(method: str, profile: str, frames: str, seeds: str, overrides: tuple
     apply_overrides(get_profile(profile), list(overrides))  # the whole profile validated before any work
     if nproc < 1:
         raise BenchError(f"--nproc {nproc}: give a positive number of processes")
+    if dry_run is not None:
+        from bench.run import RunSpec
+
+        if weights is not None or eval_data is not None or nproc > 1:
+            raise BenchError("--dry-run times training in this process: leave out --weights, --eval-data and "
+                             "--nproc")
+        spec = RunSpec(method=method, profile=profile, frames=frame_list[0], seed=seed_list[0],
+                       overrides=tuple(overrides), data_dir=data_dir, runs_dir=runs_dir, source=source,
+                       root=root, device=device)
+        print_dry_run(*_dry_run(spec, dry_run))
+        return
     if nproc > 1 and "WORLD_SIZE" not in os.environ:
         argv = ["run", "--method", method, "--profile", profile, "--frames", frames, "--seeds", seeds]
         for item in overrides:

@@ -1,0 +1,195 @@
+"""Training speed through the training loop's own code: `bench perf --train` and `bench run --dry-run K`.
+
+Both time steps of each stage with `bench.train.StageRun`, the object `train_stage` drives: the same
+networks, execution settings (precision, layout, threads, compilation), batch stream (`StageRun.batches`)
+and `StageRun.step`, on the profile's data, crop and batch. Nothing is written to the stage cache: the
+session has no folder of its own (a scratch folder stands in, deleted afterwards), nothing is saved, and the
+networks start from their seeded initialisation, since earlier stages' weights do not change a step's time.
+
+Per stage (`time_stage`), over the timed steps (after `warmup` untimed ones, which absorb allocation,
+algorithm selection and compilation):
+
+- `step_s`: median seconds per iteration, the wait for its batch included; `samples_per_s`: batch times
+  timed steps over their summed time; `data_wait_share`: the share of that time spent waiting for batches.
+- `peak_mem_mb`: `bench.perf.PeakMemory` over warm-up and timed steps (CUDA: the most allocated above the
+  start; CPU: resident memory above the start, sampled), MB = 10^6 bytes.
+- `train_macs`: 3 x the forward MACs of one step (backward costs about twice the forward), counted with
+  `bench.perf.mac_counter` on an eager float32 copy; `mac_rate_fraction`: the achieved MAC rate over the
+  dense matmul rate of the device measured in the dtype the step computes in (`matmul_dtype`: bfloat16 under
+  bf16 autocast), and `mac_rate_fraction_fp32` over the float32 matmul rate.
+
+`bench run --dry-run K` runs K iterations of every stage (the first untimed when K >= 2) and projects the
+profile's full budget: iterations x median step time per stage, summed, plus an evaluation estimate (network
+passes on the test split at its resolution; decoding, metrics and PNG writing not included). It is stored
+under `runs/dryrun/`, never as a result.
+"""
+
+from __future__ import annotations
+
+import statistics
+import tempfile
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from bench.config import Profile
+from bench.perf import PeakMemory, device_name, mac_counter, matmul_rate, synchronize, time_calls
+from bench.train import derive_seed, on_device, open_stage, stage_iterations, train_set
+
+if TYPE_CHECKING:
+    from methods.registry import MethodAPI, Stage
+
+NOT_LOADED = "not-loaded"  # the prior-stage keys of a timing session: no earlier weights are read
+
+
+def matmul_rates(device: torch.device, size: int = 2048) -> dict[str, float]:
+    """Dense matmul rates (MAC/s) of `device` in float32 and, where autocast would use them, bfloat16 and
+    float16 (keys "fp32", "bf16", "fp16")."""
+    rates = {"fp32": matmul_rate(device, size)}
+    rates["bf16"] = matmul_rate(device, size, dtype=torch.bfloat16)
+    if device.type == "cuda":
+        rates["fp16"] = matmul_rate(device, size, dtype=torch.float16)
+    return rates
+
+
+def forward_macs(method: MethodAPI, stage: Stage, profile: Profile, batch: dict[str, torch.Tensor],
+                 device: torch.device) -> int:
+    """MACs of one forward pass of the stage's loss on `batch`, on a fresh eager float32 copy of the
+    networks (compiled graphs bypass the counting hooks; the count depends on shapes only)."""
+    torch.manual_seed(0)
+    nets = method.build(asdict(profile.model)).to(device)
+    with mac_counter([nets[k] for k in dict.fromkeys((*stage.trains, *stage.uses))]) as counts, \
+            torch.no_grad():
+        method.stage_loss(stage, nets, on_device(batch, device))
+    return int(counts["total"])
+
+
+def time_stage(method: MethodAPI, stage: Stage, profile: Profile, set_folder: Path, device: torch.device,
+               steps: int, warmup: int, rates: dict[str, float], seed: int = 0, trainset: Any = None,
+               log: Any = print) -> dict[str, Any]:
+    """One stage's row: `warmup` untimed then `steps` timed iterations of the training loop's step."""
+    with tempfile.TemporaryDirectory(prefix="bench-timing-") as scratch:
+        run = open_stage(method, stage, profile, set_folder, seed, Path(scratch), device,
+                         {name: NOT_LOADED for name in stage.init_from}, log=log)
+        run.build_networks()
+        trainset = trainset if trainset is not None else train_set(set_folder, profile, stage)
+        first = run.batches(trainset, 0, 1)
+        macs = forward_macs(method, stage, profile, next(first), device)
+        first.close()
+        scaler = run.execution.scaler()
+        waits: list[float] = []
+        totals: list[float] = []
+        with PeakMemory(device) as mem, run.batches(trainset, 0, warmup + steps) as batches:
+            for it in range(warmup + steps):
+                t0 = time.perf_counter()
+                data = next(batches)
+                t1 = time.perf_counter()
+                run.step(it, data, scaler)
+                synchronize(device)
+                t2 = time.perf_counter()
+                if it >= warmup:
+                    waits.append(t1 - t0)
+                    totals.append(t2 - t0)
+    return _row(method, stage, profile, run, device, waits, totals, macs, rates, mem, warmup)
+
+
+def _row(method: MethodAPI, stage: Stage, profile: Profile, run: Any, device: torch.device,
+         waits: list[float], totals: list[float], macs: int, rates: dict[str, float], mem: PeakMemory,
+         warmup: int) -> dict[str, Any]:
+    from bench.env import cpu_name
+
+    execution = run.execution
+    spent = sum(totals)
+    train_macs = 3 * macs
+    achieved = train_macs * len(totals) / spent if spent > 0 else None
+    rate = rates.get(execution.precision, rates["fp32"])
+    return {
+        "method": method.name, "stage": stage.name, "device": device_name(device), "cpu": cpu_name(),
+        **execution.describe(method, stage), "crop": profile.train.crop, "batch": run.result.batch,
+        "iterations": stage_iterations(stage, profile), "steps": len(totals), "warmup": warmup,
+        "step_s": statistics.median(totals), "step_s_mean": spent / len(totals),
+        "samples_per_s": run.result.batch * len(totals) / spent if spent > 0 else None,
+        "data_wait_share": sum(waits) / spent if spent > 0 else None,
+        "peak_mem_mb": mem.mb, "peak_mem_how": mem.how,
+        "forward_macs": macs, "train_macs": train_macs, "mac_rate": achieved,
+        "matmul_dtype": {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}[execution.precision],
+        "matmul_rate": rate, "matmul_rate_fp32": rates["fp32"],
+        "mac_rate_fraction": achieved / rate if achieved else None,
+        "mac_rate_fraction_fp32": achieved / rates["fp32"] if achieved else None,
+    }
+
+
+# --- bench run --dry-run ------------------------------------------------------------------------------------
+
+
+def eval_estimate(method: MethodAPI, profile: Profile, set_folder: Path, device: torch.device) -> dict:
+    """Seconds the evaluation's network passes would take: one video prediction per test sample, plus the
+    runtime measurement's passes (`eval.runtime_repeats` + `eval.runtime_warmup`, video and deblurring), at
+    the test split's resolution padded to 16, timed here on seeded untrained networks."""
+    from bench.data.manifest import load_manifest, split_counts
+
+    manifest = load_manifest(set_folder)
+    h, w = manifest["resolution"]
+    n = int(manifest["frames"])
+    count = split_counts(manifest)["test"]
+    if profile.data.test_limit:
+        count = min(count, profile.data.test_limit)
+    torch.manual_seed(derive_seed(0, method.name, "dry-run"))
+    nets = method.for_inference(method.build(asdict(profile.model)), device)
+    gen = torch.Generator().manual_seed(0)
+    blur = torch.rand(1, 3, h + (-h) % 16, w + (-w) % 16, generator=gen).to(device)  # (1, 3, h16, w16)
+    center = blur.clone() if method.uses_true_center else None
+    video = statistics.median(time_calls(lambda: method.predict(nets, blur, n, center=center), device, 2, 1))
+    deblur = statistics.median(time_calls(lambda: method.deblur(nets, blur), device, 2, 1))
+    passes = profile.eval.runtime_repeats + profile.eval.runtime_warmup
+    return {"eval_estimate_s": video * (count + passes) + deblur * passes, "test_samples": count,
+            "eval_video_pass_s": video, "eval_deblur_pass_s": deblur, "eval_resolution": [h, w],
+            "eval_how": f"network passes only: {count} test predictions + {passes} video and {passes} "
+                        "deblurring passes of the runtime measurement, at the test resolution; image "
+                        "decoding, metrics and PNG writing are not included"}
+
+
+def project(rows: list[dict], evaluation: dict) -> dict:
+    """The projected wall time of the full profile: each stage's iterations x its median step time."""
+    stages = {r["stage"]: r["iterations"] * r["step_s"] for r in rows}
+    train = sum(stages.values())
+    return {"projected_stage_s": stages, "projected_train_s": train,
+            "projected_total_s": train + evaluation["eval_estimate_s"]}
+
+
+def dry_run(spec: Any, iterations: int, log: Any = print) -> tuple[dict, Path]:
+    """`bench run --dry-run K`: time K iterations of every stage of the run `spec` describes, project the
+    full profile and store the record under `<runs>/dryrun/` (never as a result; nothing trained is kept)."""
+    from bench.data.manifest import default_data_dir
+    from bench.data.prepare import ensure_prepared
+    from bench.devices import resolve_device
+    from bench.run import DATA_SEED, get_method, resolve_profile
+    from bench.store import atomic_write_json, runs_dir, stable_hash
+
+    method = get_method(spec.method, spec.frames)
+    profile = resolve_profile(spec)
+    device = resolve_device(spec.device or profile.train.device)
+    set_folder = Path(ensure_prepared(spec.source or profile.data.source, spec.frames, profile,
+                                      default_data_dir(spec.data_dir), DATA_SEED, root=spec.root,
+                                      progress=spec.progress, log=log))
+    rates = matmul_rates(device)
+    warmup = 1 if iterations >= 2 else 0
+    rows = []
+    for stage in method.stages:
+        log(f"dry run: {method.name} stage {stage.name}, {iterations} iterations on {device_name(device)}")
+        rows.append(time_stage(method, stage, profile, set_folder, device, iterations - warmup, warmup, rates,
+                               seed=spec.seed, log=log))
+    evaluation = eval_estimate(method, profile, set_folder, device)
+    config = {"method": method.name, "profile": asdict(profile), "dataset": set_folder.name,
+              "frames": spec.frames, "device": str(device), "iterations": iterations}
+    record = {"kind": "dry-run", "note": "timing only: not a result; nothing was trained into the store",
+              "method": method.name, "profile": profile.name, "overrides": list(spec.overrides),
+              "dataset": set_folder.name, "frames": spec.frames, "device": device_name(device),
+              "iterations_run": iterations, "stages": rows, **evaluation, **project(rows, evaluation),
+              "matmul_rates": rates, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    path = runs_dir(spec.runs_dir) / "dryrun" / f"{method.name}-{device.type}-{stable_hash(config, 10)}.json"
+    atomic_write_json(path, record)
+    return record, path
