@@ -37,7 +37,7 @@ def scores(values: dict, offset: float = 0.0) -> dict:
 def metrics(run_id: str, method: str, frames: int, seed: int, values: dict, *, profile: str = "smoke",
             dataset: str = "", digest: str = DIGEST, eval_dataset: str = "", eval_digest: str = "",
             weights: bytes | None = None, samples: int = 2, jitter: Sequence[float] | None = None,
-            training_time_s: float = 12.5) -> RunMetrics:
+            training_time_s: float = 12.5, training: dict | None = None) -> RunMetrics:
     """A finished RunMetrics whose `samples` average to `values`: sample i is offset by `jitter[i]` (made
     zero-mean; default +-0.5 in turn)."""
     dataset = dataset or f"synthetic-{profile}-{frames}f"
@@ -49,7 +49,7 @@ def metrics(run_id: str, method: str, frames: int, seed: int, values: dict, *, p
     return RunMetrics("finished", run_id, method=method, profile=profile, dataset=dataset, data_sha256=digest,
                       eval_dataset=eval_dataset or dataset, eval_sha256=eval_digest or digest, frames=frames,
                       seed=seed, aggregate=aggregate, samples=rows, metric_definitions={},
-                      training={}, training_time_s=training_time_s, wall_s=1.0,
+                      training=training or {}, training_time_s=training_time_s, wall_s=1.0,
                       weights_sha256=hashlib.sha256(weights).hexdigest() if weights is not None else None,
                       weights_bytes=len(weights) if weights is not None else None)
 
@@ -60,9 +60,11 @@ def write_run(runs: Path, run_id: str, method: str, frames: int = 9, seed: int =
               dataset: str = "", digest: str = DIGEST, weights: bytes | None = b"weights",
               curves: dict | None = None, commit: str = "abc1234", dirty: bool = False,
               date: str = "2026-01-01T00:00:00", error: str = "boom: out of memory",
-              samples: int = 2, jitter: Sequence[float] | None = None, trained: bool = True) -> Path:
+              samples: int = 2, jitter: Sequence[float] | None = None, trained: bool = True,
+              training: dict | None = None) -> Path:
     """One run folder: config, env, and a finished (or failed) metrics.json, weights.pt and curves.json;
-    `trained` False stores no training stages (a floor such as `blurred`)."""
+    `trained` False stores no training stages (a floor such as `blurred`); `training` is metrics.json's
+    per-stage summary."""
     folder = runs / run_id
     dataset = dataset or f"synthetic-{profile}-{frames}f"
     config = RunConfig(run_id=run_id, method=method, family="paper", profile=profile, overrides=overrides,
@@ -80,7 +82,7 @@ def write_run(runs: Path, run_id: str, method: str, frames: int = 9, seed: int =
         atomic_write_bytes(folder / WEIGHTS, weights)
     atomic_write_json(folder / CURVES, curves if curves is not None else {})
     record = metrics(run_id, method, frames, seed, values or {}, profile=profile, dataset=dataset,
-                     digest=digest, weights=weights, samples=samples, jitter=jitter)
+                     digest=digest, weights=weights, samples=samples, jitter=jitter, training=training)
     atomic_write_json(folder / METRICS, record.to_json())
     return folder
 

@@ -37,9 +37,15 @@ def make_run(runs: Path, method: str, frames: int, seed: int, status: str = "fin
     rid = f"{method}-{frames}f-s{seed}" + ("-" + "-".join(overrides).replace("=", "") if overrides else "")
     values = dict(values, deblur_lpips_note="AlexNet weights not cached")
     jitter = np.random.default_rng([seed, frames, zlib.crc32(method.encode())]).normal(0.0, 0.5, 4)
+    trained = method not in FLOORS
+    # Every trained variant shares the DM stage at an N (one cache key), with its validation curve.
+    validation = {"metric": "deblur_psnr", "unit": "dB", "split": "test", "samples": 2, "reference": 25.0,
+                  "reference_what": "blurred input", "points": [[0, 20.0], [3, 24.0], [6, None]]}
     folder = write_run(runs, rid, method, frames, seed, values, status=status, overrides=overrides,
-                       curves={"dm": [[2, 0.9], [4, 0.5], [6, 0.3]]}, commit=commit, dirty=dirty,
-                       jitter=jitter.tolist(), trained=method not in FLOORS)
+                       curves={"dm": [[2, 0.9], [4, 0.5], [6, 0.3]]} if trained else {}, commit=commit,
+                       dirty=dirty, jitter=jitter.tolist(), trained=trained,
+                       training={"dm": {"key": f"dm-{frames}f-s{seed}", "validation": validation}} if trained
+                       else {})
     rng = np.random.default_rng(seed)
     (folder / "samples").mkdir(exist_ok=True)
     for i in range(samples if status == "finished" else 0):
@@ -484,3 +490,19 @@ def test_only_gopro_data_is_comparable_and_video_data_is_not_called_synthetic() 
     assert data_label(["video"]) == "Data from your own video clips"
     assert data_label(["gopro", "video"]) == "Data from your own video clips"
     assert data_label(["synthetic-quick", "video"]) == "Synthetic or own data"
+
+
+def test_training_curves_draw_one_panel_per_trained_stage_with_its_validation_curve(store: Path) -> None:
+    from bench.report import select
+    from bench.report.figures import _stage_panels, _val_points
+
+    ctx = select(load_runs(store), None, None)
+    panels = _stage_panels(ctx)
+    # The DM stage key is shared by every variant at an N (lowest seed): one panel per N, all its users.
+    assert [(p["stage"], p["frames"]) for p in panels] == [("dm", 7), ("dm", 9)]
+    nine = panels[1]
+    assert nine["variants"][:2] == ["ours", "ours-static"] and {"srn", "ours-no-tv"} <= set(nine["variants"])
+    assert "blurred" not in nine["variants"]  # a floor trains nothing
+    assert nine["loss"] == ([2.0, 4.0, 6.0], [0.9, 0.5, 0.3])
+    assert _val_points(nine["validation"]) == ([0.0, 3.0], [20.0, 24.0])  # a null score is left out
+    assert nine["validation"]["reference"] == 25.0

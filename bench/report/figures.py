@@ -20,7 +20,11 @@ from PIL import Image, ImageDraw  # noqa: E402
 
 from bench.report import paper  # noqa: E402
 from bench.report.claims import METRIC_LABELS, finished  # noqa: E402
-from bench.report.load import load_curves, load_sample_images  # noqa: E402
+from bench.report.load import (  # noqa: E402
+    load_curves,
+    load_sample_images,
+    load_stage_summaries,
+)
 from bench.report.tables import VIDEO_METHODS, Context  # noqa: E402
 from bench.store import atomic_write_bytes  # noqa: E402
 
@@ -237,32 +241,73 @@ def gifs(ctx: Context, out: Path, write: Write) -> list[Path]:
     return written
 
 
-def training_curves(ctx: Context, out: Path, formats: set[str], write: Write) -> list[Path]:
-    """Loss against iteration for each trained method (lowest seed), one line per training stage."""
-    panels = []
+def _stage_panels(ctx: Context) -> list[dict]:
+    """One panel per distinct trained stage (stage cache key) among the lowest-seed run of each variant at
+    each N: stages shared by several variants (the DM of every `ours` variant) are drawn once."""
+    panels: dict[str, dict] = {}
     for n in sorted(set(finished(ctx.runs)["frames"])):
-        for variant, path in _first_runs(ctx, n).items():
-            curves = load_curves(path)
-            if curves:
-                panels.append((f"{variant}, N = {n}", curves))
+        runs = _first_runs(ctx, n)
+        for variant in _order(list(runs)):
+            path = runs[variant]
+            curves, summaries = load_curves(path), load_stage_summaries(path)
+            for stage in dict.fromkeys([*curves, *summaries]):
+                info = summaries.get(stage, {})
+                key = str(info.get("key") or f"{variant}:{stage}:{n}")
+                panel = panels.setdefault(key, {"stage": stage, "frames": n, "variants": [],
+                                                "loss": curves.get(stage),
+                                                "validation": info.get("validation")})
+                panel["variants"].append(variant)
+    return [p for p in panels.values() if p["loss"] or _val_points(p["validation"])]
+
+
+def _val_points(validation: object) -> tuple[list[float], list[float]]:
+    points = validation.get("points") if isinstance(validation, dict) else None
+    pairs = [(float(i), float(v)) for i, v in points or [] if isinstance(v, (int, float))]
+    return [i for i, _ in pairs], [v for _, v in pairs]
+
+
+def _draw_stage(ax: plt.Axes, panel: dict) -> None:
+    """Training loss on the left axis; the validation score, and its reference, on the right."""
+    names = panel["variants"]
+    shown = ", ".join(names[:3]) + (f" +{len(names) - 3}" if len(names) > 3 else "")
+    ax.set_title(f"stage {panel['stage']}, N = {panel['frames']} ({shown})", fontsize=8)
+    ax.set_xlabel("iteration (within the stage)")
+    handles = []
+    if panel["loss"]:
+        its, loss = panel["loss"]
+        handles += ax.plot(its, loss, color="C0", label="training loss (window mean)")
+        if min(loss) > 0 and max(loss) > 10 * min(loss):  # log only where losses span a decade
+            ax.set_yscale("log")
+    ax.set_ylabel("training loss (stage's own)", color="C0", fontsize=8)
+    val = panel["validation"]
+    its, values = _val_points(val)
+    if its:
+        right = ax.twinx()
+        psnr = val.get("metric") == "deblur_psnr"
+        what = "validation PSNR (dB)" if psnr else "validation loss"
+        handles += right.plot(its, values, color="C1", marker="o", markersize=3, label=what)
+        if val.get("reference") is not None:
+            handles.append(right.axhline(val["reference"], color="C1", linestyle="--", linewidth=1,
+                                         label=f"{val.get('reference_what') or 'reference'} (PSNR)"))
+        right.set_ylabel(f"{what}, test-split crops", color="C1", fontsize=8)
+    ax.legend(handles=handles, fontsize=6, loc="best")
+
+
+def training_curves(ctx: Context, out: Path, formats: set[str], write: Write) -> list[Path]:
+    """One panel per trained stage: its training loss and its validation curve on a fixed batch of test-split
+    crops (deblurring PSNR with the blurred input as reference, or the stage's loss), lowest seed."""
+    panels = _stage_panels(ctx)
     if not panels:
         return []
     cols = min(3, len(panels))
     rows = math.ceil(len(panels) / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.2 * rows + 0.5), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.8 * cols, 3.4 * rows + 0.8), squeeze=False)
     for ax in axes.flat[len(panels):]:
         ax.axis("off")
-    for ax, (title, curves) in zip(axes.flat, panels, strict=False):
-        for stage, (its, loss) in curves.items():
-            ax.plot(its, loss, label=f"stage {stage}")
-        values = [v for _, loss in curves.values() for v in loss]
-        if min(values) > 0 and max(values) > 10 * min(values):  # log only where losses span a decade
-            ax.set_yscale("log")
-        ax.set_xlabel("iteration (within the stage)")
-        ax.set_ylabel("training loss (stage's own loss)")
-        ax.set_title(title, fontsize=9)
-        ax.legend(fontsize=7)
-    fig.suptitle("Training curves (lowest seed per method)")
+    for ax, panel in zip(axes.flat, panels, strict=False):
+        _draw_stage(ax, panel)
+    fig.suptitle("Training curves per stage (lowest seed): loss, and a fixed validation batch of test-split "
+                 "crops\n(a curve for the reader: never used to select or stop anything)", fontsize=10)
     fig.tight_layout(rect=(0, 0.06, 1, 1))
     _footer(ctx, fig)
     return save(fig, out / "training_curves", formats, write)

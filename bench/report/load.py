@@ -102,6 +102,14 @@ def load_curves(run_path: Path | str) -> dict[str, tuple[list[float], list[float
             for stage, points in store.read_curves(run_path).items() if points}
 
 
+def load_stage_summaries(run_path: Path | str) -> dict[str, dict]:
+    """Per training stage, the summary `bench run` stored (metrics.json "training": key, iterations, probe
+    loss, and under "validation" the curve on fixed test-split crops); {} for an untrained method."""
+    metrics = store.read_metrics(Path(run_path) / store.METRICS)
+    training = metrics.training if metrics is not None else {}
+    return {str(stage): info for stage, info in training.items() if isinstance(info, dict)}
+
+
 def load_sample_images(run_path: Path | str) -> dict[str, dict[str, Any]]:
     """The stored sample PNGs of a run, by sample id: {"blur": Path, "deblurred": Path, "frame": [Path by
     frame], "truth": [Path by frame]} (`bench.store.read_sample_images`)."""
