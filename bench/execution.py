@@ -203,7 +203,9 @@ class BatchStream:
             self._thread = threading.Thread(target=self._fill, name="bench-batches", daemon=True)
             self._thread.start()
         elif execution.loader == "process":
-            self._iter = iter(_process_loader(dataset, execution.workers, self.pin))
+            from bench.data.loaders import make_loader
+
+            self._iter = iter(make_loader(dataset, execution.workers, execution.device))
         else:
             self._iter = (dataset[i] for i in range(len(dataset)))
 
@@ -261,10 +263,3 @@ def _one_opencv_thread() -> None:
     import cv2
 
     cv2.setNumThreads(1)
-
-
-def _process_loader(dataset: Any, workers: int, pin: bool) -> torch.utils.data.DataLoader:
-    """DataLoader worker processes, alive for the stage, each preparing batches ahead."""
-    _one_opencv_thread()  # set in the parent: forked workers inherit it
-    return torch.utils.data.DataLoader(dataset, batch_size=None, shuffle=False, num_workers=workers,
-                                       pin_memory=pin, persistent_workers=True, prefetch_factor=4)

@@ -666,7 +666,9 @@ class RunMetrics:
     aggregate: dict = field(default_factory=dict)  # metrics.SAMPLE_METRICS (means), COST_METRICS, device
     samples: tuple[dict, ...] = ()  # per test sample: "id" and metrics.SAMPLE_METRICS
     metric_definitions: dict = field(default_factory=dict)  # metric -> the one-line definition used
-    training: dict = field(default_factory=dict)  # per stage: key, iterations, time_s, probe_loss, ...
+    training: dict = field(default_factory=dict)  # per stage: key, iterations, time_s, probe_loss, the
+    #   validation curve ("validation": metric, reference, points [[iteration, score or null], ...]; null for
+    #   stages trained before it existed), execution (precision, threads, loader, layout), ...
     training_time_s: float = 0.0  # stages summed (reused stages count their original time)
     wall_s: float = 0.0  # this command's wall time
     weights_sha256: str | None = None  # the weights.pt this run wrote; None when it wrote none
@@ -691,6 +693,7 @@ class RunMetrics:
             if not isinstance(sample, dict) or not isinstance(sample.get("id"), str):
                 raise RecordError(f"{path}: samples[{i}] is not an object with a string 'id'")
             _check_scores(sample, path, f"samples[{i}]")
+        _check_validation(values["training"], path)
         return cls(status, **dict(values, samples=tuple(values["samples"]),
                                   training_time_s=float(values["training_time_s"]),
                                   wall_s=float(values["wall_s"])))
@@ -701,6 +704,22 @@ _METRICS_KINDS = {"run_id": "str", "method": "str", "profile": "str", "dataset":
                   "aggregate": "dict", "samples": "list", "metric_definitions": "dict", "training": "dict",
                   "training_time_s": "number", "wall_s": "number", "weights_sha256": "str?",
                   "weights_bytes": "int?"}
+
+
+def _check_validation(training: dict, path: Path) -> None:
+    """Each stage's validation curve, where there is one: a metric name and [iteration, score or null]
+    points (what `bench report` plots)."""
+    for stage, info in training.items():
+        curve = info.get("validation") if isinstance(info, dict) else None
+        if curve is None:
+            continue
+        points = curve.get("points") if isinstance(curve, dict) else None
+        ok = isinstance(points, list) and all(
+            isinstance(p, list) and len(p) == 2 and _is_number(p[0]) and (p[1] is None or _is_number(p[1]))
+            for p in points)
+        if not ok or not isinstance(curve.get("metric"), str):
+            raise RecordError(f"{path}: training[{stage!r}]['validation'] is not a metric with "
+                              "[iteration, score] points")
 
 
 def _check_scores(scores: dict, path: Path, where: str, extra: tuple[str, ...] = ()) -> None:

@@ -654,7 +654,8 @@ def train_stage(method: MethodAPI, stage: Stage, profile: Profile, set_folder: P
         if dist.main:
             run.probe = probe_batch(trainset, seed, run.stream, run.result.batch, stage.objective.fields)
             if valset is not None and t.val_every:
-                run.validation = Validation.of(stage, validation_batch(valset, t.val_samples))
+                run.validation = Validation.of(stage, validation_batch(valset, t.val_samples,
+                                                                       stage.objective.fields))
         run.resume()
         return run.finish(*run.train(trainset, progress))
 

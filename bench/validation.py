@@ -52,12 +52,14 @@ def validation_set(set_folder: Path, profile: Profile, fields: tuple[str, ...]) 
                     fields=fields)
 
 
-def validation_batch(testset: Any, samples: int) -> dict[str, torch.Tensor]:
-    """`samples` items spread evenly over the split (repeating only when it holds fewer), stacked."""
+def validation_batch(testset: Any, samples: int, fields: tuple[str, ...]) -> dict[str, torch.Tensor]:
+    """`samples` items spread evenly over the split (repeating only when it holds fewer), as one batch of
+    `fields` (`bench.data.loaders.collate`: uint8 images, converted on the device like a training batch)."""
+    from bench.data.loaders import collate
+
     count = len(testset)
     keys = [((i * count) // samples if samples <= count else i % count, i) for i in range(samples)]
-    items = [testset[key] for key in keys]
-    return {k: torch.stack([it[k] for it in items]) for k in items[0] if torch.is_tensor(items[0][k])}
+    return collate(testset, keys, fields)
 
 
 @dataclass

@@ -8,7 +8,7 @@ import time
 
 import pytest
 import torch
-from records import write_eval, write_run
+from records import metrics, write_eval, write_run
 
 from bench.errors import BenchError
 from bench.store import (
@@ -307,4 +307,20 @@ def test_malformed_weights_and_metrics_are_one_line(tmp_path):
         read_metrics(tmp_path / "m.json")
     atomic_write_json(tmp_path / "m.json", ["not", "an", "object"])
     with pytest.raises(RecordError, match="holds a list, not a JSON object"):
+        read_metrics(tmp_path / "m.json")
+
+
+def test_a_stage_validation_curve_is_checked_on_read(tmp_path):
+    from bench.store import RecordError, read_metrics
+
+    good = {"dm": {"key": "dm-x", "validation": {"metric": "deblur_psnr", "reference": 25.0,
+                                                 "points": [[0, 20.0], [50, None]]}},
+            "bie": {"key": "bie-y", "validation": None}}  # a stage trained before curves existed
+    record = metrics("ours-x", "ours", 9, 0, {}, training=good).to_json()
+    atomic_write_json(tmp_path / "m.json", record)
+    assert read_metrics(tmp_path / "m.json").training == good
+    record["training"]["dm"]["validation"]["points"] = [[0, "high"]]
+    atomic_write_json(tmp_path / "m.json", record)
+    with pytest.raises(RecordError, match=r"training\['dm'\]\['validation'\] is not a metric with \[iteration, "
+                                          r"score\] points"):
         read_metrics(tmp_path / "m.json")

@@ -27,10 +27,12 @@ def _found_in(crop: torch.Tensor, image: torch.Tensor) -> bool:
 def test_the_validation_batch_is_fixed_unflipped_unzoomed_crops_of_the_test_split(smoke_data):
     folder = smoke_data / "synthetic-smoke-9f"
     fields = ("blur", "center")
-    batch = validation_batch(validation_set(folder, SMOKE, fields), 4)
-    again = validation_batch(validation_set(folder, SMOKE, fields), 4)
+    batch = validation_batch(validation_set(folder, SMOKE, fields), 4, fields)
+    again = validation_batch(validation_set(folder, SMOKE, fields), 4, fields)
     assert set(batch) == set(fields) and batch["blur"].shape == (4, 3, 32, 32)
+    assert batch["blur"].dtype == torch.uint8  # as the training batches: converted on the device
     assert all(torch.equal(batch[k], again[k]) for k in fields)  # the same crops every time
+    batch = {k: v.float().div(255) for k, v in batch.items()}
     tests = TestSet(folder)
     for i in range(4):
         assert any(_found_in(batch["blur"][i], tests[j]["blur"]) for j in range(len(tests))), i
@@ -48,13 +50,13 @@ def test_samples_are_spread_evenly_over_the_split_and_repeat_only_when_it_is_sma
 
         def __getitem__(self, key):
             self.keys.append(key)
-            return {"blur": torch.zeros(3, 4, 4), "id": "x"}
+            return {"blur": torch.zeros(3, 4, 4)}
 
     big = Recorder(10)
-    assert validation_batch(big, 4)["blur"].shape == (4, 3, 4, 4) and "id" not in validation_batch(big, 1)
+    assert validation_batch(big, 4, ("blur",))["blur"].shape == (4, 3, 4, 4)
     assert [k[0] for k in big.keys[:4]] == [0, 2, 5, 7]
     small = Recorder(3)
-    validation_batch(small, 5)
+    validation_batch(small, 5, ("blur",))
     assert [k[0] for k in small.keys] == [0, 1, 2, 0, 1] and len({k[1] for k in small.keys}) == 5
 
 
