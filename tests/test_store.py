@@ -321,6 +321,6 @@ def test_a_stage_validation_curve_is_checked_on_read(tmp_path):
     assert read_metrics(tmp_path / "m.json").training == good
     record["training"]["dm"]["validation"]["points"] = [[0, "high"]]
     atomic_write_json(tmp_path / "m.json", record)
-    with pytest.raises(RecordError, match=r"training\['dm'\]\['validation'\] is not a metric with \[iteration, "
-                                          r"score\] points"):
+    with pytest.raises(RecordError, match=r"training\['dm'\]\['validation'\] is not a metric with "
+                                          r"\[iteration, score\] points"):
         read_metrics(tmp_path / "m.json")
