@@ -532,10 +532,13 @@ def _check_weights(path: Path, payload: dict) -> None:
 #   runs/<run-id>/samples/<id>_<role>[<n>].png    roles blur, deblurred, frame<n>, truth<n> (n = 1..N)
 #   runs/<run-id>/evals/<set>-<digest12>/         metrics.json, env.json (and samples/) of a score on
 #                                                 another set
+#   runs/dryrun/<method>-<device>-<hash>.json      a `bench run --dry-run` timing (not a run)
 
+DRY_RUNS = "dryrun"  # `bench run --dry-run` timings (bench/trainperf.py), never results
 RECORD_VERSION = 2  # config.json "record"; entries without it predate data digests and are never reused
 CONFIG, ENV, METRICS, CURVES, WEIGHTS = "config.json", "env.json", "metrics.json", "curves.json", "weights.pt"
-STORE_FOLDERS = ("stages", "perf")  # folders of the store that hold no run: the stage cache, bench perf
+STORE_FOLDERS = ("stages", "perf", DRY_RUNS)  # folders of the store that hold no run: the stage cache,
+#   bench perf, bench run --dry-run
 SAMPLE_ROLES = ("blur", "deblurred", "frame", "truth")  # frame and truth carry a 1-based frame number
 
 

@@ -167,7 +167,7 @@ def dry_run(spec: Any, iterations: int, log: Any = print) -> tuple[dict, Path]:
     from bench.data.prepare import ensure_prepared
     from bench.devices import resolve_device
     from bench.run import DATA_SEED, get_method, resolve_profile
-    from bench.store import atomic_write_json, runs_dir, stable_hash
+    from bench.store import DRY_RUNS, atomic_write_json, runs_dir, stable_hash
 
     method = get_method(spec.method, spec.frames)
     profile = resolve_profile(spec)
@@ -190,6 +190,6 @@ def dry_run(spec: Any, iterations: int, log: Any = print) -> tuple[dict, Path]:
               "dataset": set_folder.name, "frames": spec.frames, "device": device_name(device),
               "iterations_run": iterations, "stages": rows, **evaluation, **project(rows, evaluation),
               "matmul_rates": rates, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-    path = runs_dir(spec.runs_dir) / "dryrun" / f"{method.name}-{device.type}-{stable_hash(config, 10)}.json"
+    path = runs_dir(spec.runs_dir) / DRY_RUNS / f"{method.name}-{device.type}-{stable_hash(config, 10)}.json"
     atomic_write_json(path, record)
     return record, path

@@ -4,10 +4,7 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
-import cv2
-import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
@@ -15,6 +12,8 @@ from torch import nn
 
 from bench.cli import cli
 from bench.config import apply_overrides, get_profile
+from bench.data.synthetic import write_footage_root
+from bench.store import iter_runs
 from bench.trainperf import project, time_stage
 from methods.registry import Component, Objective, Stage
 
@@ -91,20 +90,10 @@ def test_the_projection_is_iterations_times_step_time_plus_the_evaluation():
                    "projected_total_s": 77.0}
 
 
-def write_sequence(folder: Path, count: int, h: int, w: int, seed: int) -> None:
-    """`count` frames of a texture sliding right, as a GoPro sequence folder (000001.png, ...)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    base = np.random.default_rng(seed).integers(0, 256, (h, w + count, 3), dtype=np.uint8)
-    for t in range(count):
-        cv2.imwrite(str(folder / f"{t + 1:06d}.png"), np.ascontiguousarray(base[:, t:t + w]))
-
-
 @pytest.mark.slow
 def test_paper_dry_run_times_every_stage_projects_the_profile_and_trains_nothing(tmp_path):
-    root = tmp_path / "GOPRO_Large_all"
-    for i in range(2):
-        write_sequence(root / "train" / f"synth_train_{i}", 18, 48, 64, seed=i)
-    write_sequence(root / "test" / "synth_test_0", 9, 48, 64, seed=9)
+    root = tmp_path / "GOPRO_Large_all"  # the GoPro layout, rendered small: train/<seq>/000001.png, test/...
+    write_footage_root(root, height=48, width=64, train=2, test=1, length=18)
     runs = tmp_path / "runs"
     args = ["run", "--profile", "paper", "--dry-run", "2", "--device", "cpu", "--root", str(root),
             "--data-dir", str(tmp_path / "data"), "--runs-dir", str(runs), "--set", "train.batch_video=1",
@@ -113,6 +102,7 @@ def test_paper_dry_run_times_every_stage_projects_the_profile_and_trains_nothing
     assert result.exit_code == 0, result.output
     assert "projected wall time of the full profile on this device" in result.output
     assert sorted(p.name for p in runs.iterdir()) == ["dryrun"]  # no stage cache, no run folder
+    assert iter_runs(runs) == []  # and the store lists no run
     (record_path,) = (runs / "dryrun").iterdir()
     assert record_path.name.startswith("ours-cpu-") and record_path.suffix == ".json"
     record = json.loads(record_path.read_text())
@@ -128,4 +118,4 @@ def test_paper_dry_run_times_every_stage_projects_the_profile_and_trains_nothing
     train = sum(r["iterations"] * r["step_s"] for r in stages.values())
     assert record["projected_train_s"] == pytest.approx(train)
     assert record["projected_total_s"] == pytest.approx(train + record["eval_estimate_s"])
-    assert record["eval_estimate_s"] > 0 and record["test_samples"] == 1
+    assert record["eval_estimate_s"] > 0 and record["test_samples"] == 2  # 18 test frames: two 9-frame blurs
