@@ -84,6 +84,8 @@ def time_stage(method: MethodAPI, stage: Stage, profile: Profile, set_folder: Pa
         totals: list[float] = []
         with PeakMemory(device) as mem, run.batches(trainset, 0, warmup + steps) as batches:
             for it in range(warmup + steps):
+                if it == warmup:
+                    cpu_start = time.process_time()
                 t0 = time.perf_counter()
                 data = next(batches)
                 t1 = time.perf_counter()
@@ -93,7 +95,11 @@ def time_stage(method: MethodAPI, stage: Stage, profile: Profile, set_folder: Pa
                 if it >= warmup:
                     waits.append(t1 - t0)
                     totals.append(t2 - t0)
-    return _row(method, stage, profile, run, device, waits, totals, macs, rates, mem, warmup)
+            cpu = time.process_time() - cpu_start
+    row = _row(method, stage, profile, run, device, waits, totals, macs, rates, mem, warmup)
+    # CPU seconds of this process (every thread: the step's and the loader's) per timed step: on a machine
+    # shared with other jobs, the measure of the work that waiting for a core does not inflate.
+    return dict(row, cpu_s_per_step=cpu / len(totals))
 
 
 def _row(method: MethodAPI, stage: Stage, profile: Profile, run: Any, device: torch.device,
@@ -166,6 +172,7 @@ def dry_run(spec: Any, iterations: int, log: Any = print) -> tuple[dict, Path]:
     from bench.data.manifest import default_data_dir
     from bench.data.prepare import ensure_prepared
     from bench.devices import resolve_device
+    from bench.execution import resolve_threads
     from bench.run import DATA_SEED, get_method, resolve_profile
     from bench.store import DRY_RUNS, atomic_write_json, runs_dir, stable_hash
 
@@ -175,6 +182,7 @@ def dry_run(spec: Any, iterations: int, log: Any = print) -> tuple[dict, Path]:
     set_folder = Path(ensure_prepared(spec.source or profile.data.source, spec.frames, profile,
                                       default_data_dir(spec.data_dir), DATA_SEED, root=spec.root,
                                       progress=spec.progress, log=log))
+    torch.set_num_threads(resolve_threads(profile.train.threads))  # the matmul rate with the step's threads
     rates = matmul_rates(device)
     warmup = 1 if iterations >= 2 else 0
     rows = []

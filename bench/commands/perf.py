@@ -180,12 +180,14 @@ def run_train(methods: list[str], profile_name: str, overrides: list[str], devic
               matmul_size: int) -> list[dict]:
     """`bench perf --train`: `steps` timed training steps of every stage of each method, through the
     training loop's code (`bench.trainperf.time_stage`) on the profile's data, crop and batch."""
+    import torch
     from rich.console import Console
 
     from bench.config import apply_overrides, get_profile
     from bench.data.prepare import ensure_prepared
     from bench.devices import resolve_device
     from bench.errors import BenchError
+    from bench.execution import resolve_threads
     from bench.run import DATA_SEED
     from bench.trainperf import matmul_rates, time_stage
     from methods import registry
@@ -202,6 +204,7 @@ def run_train(methods: list[str], profile_name: str, overrides: list[str], devic
     def log(msg: str) -> None:
         status.print(msg, markup=False, highlight=False)
 
+    torch.set_num_threads(resolve_threads(profile.train.threads))  # the matmul rate with the step's threads
     rates = matmul_rates(dev, matmul_size)
     rows = []
     for name in methods:
@@ -221,13 +224,13 @@ def print_train_rows(rows: list[dict]) -> None:
     if not rows:
         return
     r0 = rows[0]
-    table = Table(title=f"bench perf --train: {r0['device']}, {r0['threads']} threads")
-    for col in ("stage", "prec", "layout", "loader", "crop x b", "samples/s", "wait", "peak MB", "MAC %",
-                "MAC % fp32"):
+    loader = r0["loader"] + (f" ({r0['workers']} workers)" if r0["loader"] == "process" else "")
+    table = Table(title=f"bench perf --train: {r0['device']}, {r0['threads']} threads, {r0['precision']}, "
+                        f"batches from {loader}")
+    for col in ("stage", "layout", "crop x b", "samples/s", "wait", "peak MB", "MAC %", "MAC % fp32"):
         table.add_column(col, justify="left" if col in ("stage", "layout") else "right")
     for r in rows:
-        table.add_row(f"{r['method']}/{r['stage']}", r["precision"], "CL" if r["channels_last"] else "contig",
-                      r["loader"] + (f" x{r['workers']}" if r["loader"] == "process" else ""),
+        table.add_row(f"{r['method']}/{r['stage']}", "CL" if r["channels_last"] else "contig",
                       f"{r['crop']} x {r['batch']}", _fmt(r["samples_per_s"], ".1f"),
                       _fmt(100 * r["data_wait_share"], ".1f") + "%", _fmt(r["peak_mem_mb"], ".0f"),
                       _fmt(100 * r["mac_rate_fraction"], ".2f"),
