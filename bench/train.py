@@ -14,7 +14,13 @@ keys of its `init_from` stages. Methods that share a stage (`ours`,
 one resumes from its last checkpoint. Everything random is derived from (seed, `stream_key`, iteration): the
 batch of iteration i is drawn by a generator seeded from those three, and the torch RNG is reseeded with them
 before each step. So a run killed at any point and resumed ends with exactly the weights of an uninterrupted
-run on CPU.
+run on CPU; the learning-rate schedule (`lr_factor`) is a function of the iteration for the same reason.
+Checkpoints hold CPU tensors only, so a stage checkpointed on a GPU resumes on a CPU and back.
+
+How a step uses the machine (threads, bfloat16 autocast, channels-last, compilation, the thread or processes
+that make the next batch) is `bench.execution.Execution`; the fixed validation batch each stage scores as it
+trains is `bench.validation`. `bench perf --train` and `bench run --dry-run` time this module's own `step`
+(`bench.trainperf`).
 
 Distribution (`bench run --nproc K`, launched by torchrun). Each rank takes a strided share of every
 iteration's batch and gradients are averaged with one all-reduce per step before Adam, the data-parallel

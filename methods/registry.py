@@ -55,9 +55,9 @@ class Component:
     `bench perf` measured it faster on the CPU (DM 1.58x and the whole video 1.50x at 1280x704, against
     `--contiguous`; the BIE gained under 10%; SRN and jin2018's networks ran slower with it).
     `channels_last_train` does the same in training (`train.channels_last`), set where a training step
-    (forward, backward, Adam; 1 thread, 48-pixel crops, batch 8, quick widths) measured faster in CPU time
-    with bfloat16 autocast: DM 1.21x, RVE-RVD 1.15x, BIE-RVD 1.14x, SRN 1.26x, jin2018's centre network
-    1.11x; jin2018's pair networks gained under 3% (left contiguous).
+    (forward, backward, Adam; 1 thread, 48-pixel crops, batch 8, quick widths, bfloat16 autocast) took less
+    CPU time than contiguous (`bench perf --train`, median of 3): DM 1.19x, RVE-RVD 1.27x, BIE-RVD 1.24x,
+    SRN 1.24x, jin2018's centre network 1.11x; jin2018's pair networks gained under 3% (left contiguous).
     """
 
     cls: type[nn.Module]  # the network class (a pure nn.Module)

@@ -77,7 +77,7 @@ def test_time_stage_times_the_loops_step_and_writes_nothing(tmp_path, monkeypatc
     assert row["mac_rate"] == pytest.approx(row["train_macs"] * 3 / spent)
     assert row["mac_rate_fraction"] == pytest.approx(row["mac_rate"] / rates["fp32"])  # smoke: float32
     assert row["mac_rate_fraction_fp32"] == row["mac_rate_fraction"] and row["matmul_dtype"] == "float32"
-    assert 0 <= row["data_wait_share"] <= 1 and row["step_s"] > 0
+    assert 0 <= row["data_wait_share"] <= 1 and row["step_s"] > 0 and row["cpu_s_per_step"] > 0
     assert row["precision"] == "fp32" and row["loader"] == "thread" and row["crop"] == 32
     assert row["iterations"] == PROFILE.train.iters_dm
 
