@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from dataclasses import dataclass, field, replace
 
 import pytest
@@ -364,13 +363,10 @@ def test_checkpoints_hold_cpu_tensors_and_resume_from_another_device_map(tmp_pat
             assert torch.equal(v, resumed[name].state_dict()[k]), (name, k)
 
 
-@pytest.mark.slow
-@pytest.mark.skipif(os.environ.get("BENCH_TEST_COMPILE") != "1",
-                    reason="torch.compile's first steps took minutes on 2 shared CPU cores; set "
-                           "BENCH_TEST_COMPILE=1 to run")
+@pytest.mark.slow  # compiling the toy's step with a cold inductor cache: about 20 s on 2 shared CPU cores
 def test_a_compiled_stage_trains_to_the_eager_loss(tmp_path):
     eager = _train(tmp_path, ToyMethod(), sub="eager")[1]
     compiled = _train(tmp_path, ToyMethod(), sub="compiled",
                       profile=apply_overrides(PROFILE, ["train.compile=true"]))[1]
     assert compiled[0].execution["compile"] is True
-    assert compiled[0].curve == pytest.approx(eager[0].curve, rel=1e-4)
+    assert [v for _, v in compiled[0].curve] == pytest.approx([v for _, v in eager[0].curve], rel=1e-4)
