@@ -3,7 +3,7 @@ the next batch is made while the step runs. `Execution.of(profile.train, device)
 `auto` settings for one device; the training loop, `bench perf --train` and `bench run --dry-run` all run
 through it, so what is measured is what trains.
 
-Decisions, each measured (the figures are in docs/DESIGN.md "Training loop"):
+Decisions, each measured (the figures are in docs/DESIGN.md "Training"):
 
 - Threads: torch's intra-op pool gets every core this process may run on (`train.threads=0`), or the
   profile's count. A shared machine is better served by 1 (spinning OpenMP threads stall on cores other
