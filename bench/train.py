@@ -145,6 +145,12 @@ def stage_iterations(stage: Stage, profile: Profile) -> int:
     return total
 
 
+def stage_crop(stage: Stage, profile: Profile) -> int:
+    """Crop of a stage: `crop_deblur` for the deblurring batch when set, else `crop`."""
+    t = profile.train
+    return int(t.crop_deblur) if stage.batch == "deblur" and t.crop_deblur else int(t.crop)
+
+
 def stage_batch(stage: Stage, profile: Profile) -> int:
     """Batch size of a stage: `batch_video` or `batch_deblur` of the profile."""
     return int(getattr(profile.train, f"batch_{stage.batch}"))
@@ -171,7 +177,7 @@ def stage_key(method: MethodAPI, stage: Stage, profile: Profile, dataset: str, s
         # loss never loads a stale checkpoint, and an edit elsewhere in methods/ retrains nothing.
         "code": stage_code(method, stage, model),
         # Only fields that change the weights; logging, checkpoint spacing, workers and device do not.
-        "train": {"crop": t.crop, "zoom": [t.zoom_min, t.zoom_max], "flip": t.flip,
+        "train": {"crop": stage_crop(stage, profile), "zoom": [t.zoom_min, t.zoom_max], "flip": t.flip,
                   "batch": stage_batch(stage, profile), "iters": stage_iterations(stage, profile),
                   "lr_scale": t.lr_scale, "grad_clip": t.grad_clip},
         **_later_settings(t, precision),
@@ -630,7 +636,7 @@ def train_set(set_folder: Path, profile: Profile, stage: Stage) -> Any:
     from bench.data.loaders import TrainSet
 
     t = profile.train
-    return TrainSet(set_folder, t.crop, zoom=(t.zoom_min, t.zoom_max), flip=t.flip,
+    return TrainSet(set_folder, stage_crop(stage, profile), zoom=(t.zoom_min, t.zoom_max), flip=t.flip,
                     fields=stage.objective.fields)
 
 
@@ -656,7 +662,8 @@ def train_stage(method: MethodAPI, stage: Stage, profile: Profile, set_folder: P
         t = profile.train
         if trainset is None:
             trainset = train_set(set_folder, profile, stage)
-            valset = validation_set(set_folder, profile, stage.objective.fields) if t.val_every else None
+            crop = stage_crop(stage, profile)
+            valset = validation_set(set_folder, crop, stage.objective.fields) if t.val_every else None
         if dist.main:
             run.probe = probe_batch(trainset, seed, run.stream, run.result.batch, stage.objective.fields)
             if valset is not None and t.val_every:

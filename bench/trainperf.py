@@ -37,7 +37,7 @@ import torch
 
 from bench.config import Profile
 from bench.perf import PeakMemory, device_name, mac_counter, matmul_rate, synchronize, time_calls
-from bench.train import derive_seed, on_device, open_stage, stage_iterations, train_set
+from bench.train import derive_seed, on_device, open_stage, stage_crop, stage_iterations, train_set
 
 if TYPE_CHECKING:
     from methods.registry import MethodAPI, Stage
@@ -114,7 +114,7 @@ def _row(method: MethodAPI, stage: Stage, profile: Profile, run: Any, device: to
     rate = rates.get(execution.precision, rates["fp32"])
     return {
         "method": method.name, "stage": stage.name, "device": device_name(device), "cpu": cpu_name(),
-        **execution.describe(method, stage), "crop": profile.train.crop, "batch": run.result.batch,
+        **execution.describe(method, stage), "crop": stage_crop(stage, profile), "batch": run.result.batch,
         "iterations": stage_iterations(stage, profile), "steps": len(totals), "warmup": warmup,
         "step_s": statistics.median(totals), "step_s_mean": spent / len(totals),
         "samples_per_s": run.result.batch * len(totals) / spent if spent > 0 else None,

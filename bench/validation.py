@@ -29,7 +29,6 @@ import torch
 from torch import nn
 
 if TYPE_CHECKING:
-    from bench.config import Profile
     from methods.registry import MethodAPI, Stage
 
 SPLIT = "test"  # where the validation batch comes from (see the module docstring)
@@ -41,13 +40,12 @@ def deblurring(stage: Stage) -> bool:
     return stage.batch == "deblur" and {"blur", "center"} <= set(stage.objective.fields)
 
 
-def validation_set(set_folder: Path, profile: Profile, fields: tuple[str, ...]) -> Any:
+def validation_set(set_folder: Path, crop: int, fields: tuple[str, ...]) -> Any:
     """The test split as fixed crops of the profile's size: no flip, zoom 1 unless the frame is smaller."""
     from bench.data.loaders import TrainSet
     from bench.data.manifest import load_manifest
 
     h, w = load_manifest(set_folder)["resolution"]
-    crop = profile.train.crop
     return TrainSet(set_folder, crop, zoom=(1.0, max(1.0, crop / min(h, w))), flip=False, split=SPLIT,
                     fields=fields)
 

@@ -27,8 +27,8 @@ def _found_in(crop: torch.Tensor, image: torch.Tensor) -> bool:
 def test_the_validation_batch_is_fixed_unflipped_unzoomed_crops_of_the_test_split(smoke_data):
     folder = smoke_data / "synthetic-smoke-9f"
     fields = ("blur", "center")
-    batch = validation_batch(validation_set(folder, SMOKE, fields), 4, fields)
-    again = validation_batch(validation_set(folder, SMOKE, fields), 4, fields)
+    batch = validation_batch(validation_set(folder, SMOKE.train.crop, fields), 4, fields)
+    again = validation_batch(validation_set(folder, SMOKE.train.crop, fields), 4, fields)
     assert set(batch) == set(fields) and batch["blur"].shape == (4, 3, 32, 32)
     assert batch["blur"].dtype == torch.uint8  # as the training batches: converted on the device
     assert all(torch.equal(batch[k], again[k]) for k in fields)  # the same crops every time

@@ -40,7 +40,8 @@ def measure(folder: Path, profile: Profile, stage: str, workers: int, batches: i
     fields, batch_key = STAGES[stage]
     t = profile.train
     batch = int(getattr(t, batch_key))
-    trainset = TrainSet(folder, t.crop, zoom=(t.zoom_min, t.zoom_max), flip=t.flip, fields=fields)
+    crop = t.crop_deblur if batch_key == "batch_deblur" and t.crop_deblur else t.crop
+    trainset = TrainSet(folder, crop, zoom=(t.zoom_min, t.zoom_max), flip=t.flip, fields=fields)
     warm = workers + 1  # one batch per worker to start them, and one more
     plan = PlannedBatches(trainset, seed, f"perf-loader-{stage}", 0, warm + batches, batch, LOCAL, fields)
     loader = make_loader(plan, workers, device)
@@ -56,7 +57,7 @@ def measure(folder: Path, profile: Profile, stage: str, workers: int, batches: i
     del it, loader  # stops the workers
     h, w = trainset.manifest["resolution"]
     return {"stage": stage, "workers": workers, "samples_per_s": batches * batch / wall,
-            "batches_per_s": batches / wall, "batch": batch, "crop": t.crop, "frames": trainset.frames,
+            "batches_per_s": batches / wall, "batch": batch, "crop": crop, "frames": trainset.frames,
             "resolution": f"{w}x{h}", "device": device_name(device), "cpu": cpu_name() or "unknown",
             "fields": list(fields), "set": folder.name, "samples_in_set": len(trainset), "batches": batches,
             "wall_s": wall, "pin_memory": device.type == "cuda", "zoom": [t.zoom_min, t.zoom_max]}
