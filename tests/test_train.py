@@ -370,3 +370,20 @@ def test_a_compiled_stage_trains_to_the_eager_loss(tmp_path):
                       profile=apply_overrides(PROFILE, ["train.compile=true"]))[1]
     assert compiled[0].execution["compile"] is True
     assert [v for _, v in compiled[0].curve] == pytest.approx([v for _, v in eager[0].curve], rel=1e-4)
+
+
+def test_deblurring_stages_take_their_own_crop_and_key_it() -> None:
+    from bench.train import stage_crop
+    from methods import registry
+
+    method = registry.get("ours")
+    dm, bie = method.stage("dm"), method.stage("bie")
+    both = apply_overrides(PROFILE, ["train.crop=32"])
+    own = apply_overrides(both, ["train.crop_deblur=48"])
+    assert stage_crop(dm, both) == stage_crop(bie, both) == 32
+    assert (stage_crop(dm, own), stage_crop(bie, own)) == (48, 32)
+    key = {name: {s.name: stage_key(method, s, p, "set:1", 0, {"autoencoder": "k"})[0] for s in (dm, bie)}
+           for name, p in (("both", both), ("own", own))}
+    same = stage_key(method, dm, apply_overrides(both, ["train.crop_deblur=32"]), "set:1", 0, {})[0]
+    assert key["both"]["dm"] == same  # crop_deblur equal to crop trains the same DM: one cache entry
+    assert key["both"]["dm"] != key["own"]["dm"] and key["both"]["bie"] == key["own"]["bie"]

@@ -52,7 +52,8 @@ def profile_rows() -> list[dict]:
     for p in PROFILES.values():
         t, d = p.train, p.data
         rows.append({"name": p.name, "source": d.source, "resolution": [d.height, d.width],
-                     "crop": t.crop, "batch_video": t.batch_video, "batch_deblur": t.batch_deblur,
+                     "crop": t.crop, "crop_deblur": t.crop_deblur or t.crop,
+                     "batch_video": t.batch_video, "batch_deblur": t.batch_deblur,
                      "iters_dm": t.iters_dm, "iters_autoencoder": t.iters_autoencoder,
                      "iters_bie": t.iters_bie, "config": asdict(p)})
     return rows
@@ -143,7 +144,7 @@ def command(show_methods: bool, show_datasets: bool, show_runs: bool, show_profi
     shown = dict(data)
     if "profiles" in shown:  # compact columns so the table fits a terminal; --json has every field
         shown["profiles"] = [{"name": r["name"], "source": r["source"], "frame px": r["resolution"],
-                              "crop": r["crop"],
+                              "crop video/deblur": f"{r['crop']}/{r['crop_deblur']}",
                               "batch video/deblur": f"{r['batch_video']}/{r['batch_deblur']}",
                               "iters dm/ae/bie": f"{r['iters_dm']}/{r['iters_autoencoder']}/{r['iters_bie']}"}
                              for r in shown["profiles"]]
