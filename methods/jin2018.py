@@ -253,4 +253,5 @@ register(Method(
               uses=("center",)),
     ),
     predictor=predict_jin, deblurrer=deblur_jin, frames=(FRAMES,),
-    frames_reason="its four networks output frames 1-7", claims=SEC33_CLAIMS))
+    frames_reason="its four networks output frames 1-7", claims=SEC33_CLAIMS,
+    video_role="comparison (Jin et al. 2018)", video_rank=2, deblur_column="jin2018 centre"))

@@ -87,14 +87,15 @@ def _components(dm: dict, rve: dict, rvd: dict, bie: dict, schedule: str) -> dic
 
 def make_ours(name: str, family: str, description: str, dm: dict | None = None, rve: dict | None = None,
               rvd: dict | None = None, bie: dict | None = None, loss: dict | None = None,
-              schedule: str = "two-stage", uses_true_center: bool = False,
-              claims: tuple[Claim, ...] = ()) -> Method:
+              schedule: str = "two-stage", uses_true_center: bool = False, claims: tuple[Claim, ...] = (),
+              video_role: str = "", video_rank: int = 0, deblur_column: str = "") -> Method:
     """`ours` with keyword overrides: the one constructor of the paper's method and all its variants."""
     return Method(
         name=name, family=family, description=description,
         components=_components(dm or {}, rve or {}, rvd or {}, bie or {}, schedule),
         stages=(DM_STAGE, *SCHEDULES[schedule]), predictor=predict_ours, deblurrer=deblur_dm,
         frames=None, loss=LossConfig(**(loss or {})), uses_true_center=uses_true_center, claims=claims,
+        video_role=video_role, video_rank=video_rank, deblur_column=deblur_column,
     )
 
 
@@ -109,9 +110,10 @@ def _dm_claim(text: str) -> tuple[Claim, ...]:
 
 
 VARIANTS: dict[str, dict] = {
-    "ours": dict(family="paper", description="DM + BIE + RVD (Purohit et al. 2019), two-stage training"),
+    "ours": dict(family="paper", description="DM + BIE + RVD (Purohit et al. 2019), two-stage training",
+                 video_role="the paper's method", video_rank=1, deblur_column="DM"),
     "ours-gt-center": dict(
-        family="baseline", uses_true_center=True,
+        family="baseline", uses_true_center=True, video_role="oracle: true central frame", video_rank=3,
         description="oracle: BIE + RVD fed the true central frame (upper bound of the motion branch)"),
     "ours-intensity": dict(
         family="ablation", rvd={"output": "intensity"}, claims=_video_claim("flow beats intensity (RVD)"),

@@ -2,7 +2,8 @@
 
 This module holds types only. A `Method` is data: the component networks it builds (class + keyword arguments
 + which profile width field sets which argument), its training stages (each holding its `Objective`), its
-predict and deblur functions (held directly), its loss configuration and the paper's claims it is judged by.
+predict and deblur functions (held directly), its loss configuration, the paper's claims it is judged by
+and its rows in the report's video and deblurring tables.
 Variants differ by keyword dicts, never by branches in the training or scoring code. The method modules
 (`methods.ours`, `trivial`, `jin2018`, `srn`) build their entries from these types and `register` them;
 `methods/__init__.py` imports them, so `import methods` (or any `methods.*` module) fills `REGISTRY`.
@@ -172,6 +173,9 @@ class Method:
     uses_true_center: bool = False  # an oracle: predict() is given the true central frame
     frames_reason: str = ""  # why `frames` is restricted, for the error message
     claims: tuple[Claim, ...] = ()  # the paper's claims judged on this entry's runs
+    video_role: str = ""  # its "Role" in the report's video table; "" = no row there (ablations have theirs)
+    video_rank: int = 0  # its row's place in that table, lowest first; 0 = after the ranked rows
+    deblur_column: str = ""  # its measured column's name in the deblurring table ("DM" for ours); "" = none
 
     def build(self, model: dict | None = None) -> nn.ModuleDict:
         """The component networks for a profile's model dict (widths; 0 = default), freshly initialised."""
@@ -274,6 +278,12 @@ class MethodAPI(Protocol):
     def uses_true_center(self) -> bool: ...
     @property
     def claims(self) -> tuple[Claim, ...]: ...
+    @property
+    def video_role(self) -> str: ...
+    @property
+    def video_rank(self) -> int: ...
+    @property
+    def deblur_column(self) -> str: ...
 
     def build(self, model: dict | None = None) -> nn.ModuleDict: ...
     def check_frames(self, n: int) -> None: ...

@@ -19,7 +19,7 @@ from records import write_eval, write_run
 from bench.report import build_report, parse_formats
 from bench.report.claims import HELD, NOT_HELD, NOT_MEASURED, evaluate_claims, paper_size_mb, stat
 from bench.report.load import load_curves, load_runs, load_sample_images, load_samples
-from bench.report.tables import select
+from bench.report.tables import deblur_methods, deblur_table, select, video_methods, video_table
 
 KEYS = ("deblur_psnr", "deblur_ssim", "eq6", "ppsnr", "pwpsnr", "mid_psnr", "runtime_deblur_s",
         "runtime_video_s", "params", "size_mb")
@@ -287,6 +287,44 @@ def test_a_set_reprepared_with_other_content_is_reported_apart(tmp_path: Path) -
     ctx = select(load_runs(runs), None, None)
     assert stat(ctx.summary, "ours", 9, "eq6").n == 2  # never pooled with the other content
     assert stat(ctx.summary, "ours [data eeeeeeeeeeee]", 9, "eq6").mean == 1.0
+
+
+def test_the_video_and_deblurring_tables_list_the_registered_entries_in_order() -> None:
+    assert video_methods() == [
+        ("ours", "the paper's method"), ("jin2018", "comparison (Jin et al. 2018)"),
+        ("ours-gt-center", "oracle: true central frame"), ("ours-static", "floor: DM output repeated"),
+        ("blurred", "floor: blurred input repeated"), ("gt-static", "floor: true central frame repeated")]
+    assert deblur_methods() == [("srn", "srn"), ("ours", "DM"), ("blurred", "blurred input"),
+                                ("jin2018", "jin2018 centre")]  # Table 1's methods beside it, then the rest
+
+
+@pytest.fixture()
+def own_method():
+    """A user's method registered at runtime with a video role and a deblurring column; removed after."""
+    from dataclasses import replace
+
+    from methods import registry
+
+    method = registry.register(replace(registry.get("blurred"), name="mine", description="a user's method",
+                                       claims=(), video_role="my method", video_rank=0, deblur_column="mine"))
+    yield method
+    registry.REGISTRY.pop(method.name)
+
+
+def test_a_registered_method_gets_its_rows_with_no_change_to_the_report(own_method, tmp_path: Path) -> None:
+    assert video_methods()[-1] == ("mine", "my method")  # unranked: after the ranked rows
+    assert deblur_methods()[-1] == ("mine", "mine")
+    runs = tmp_path / "runs"
+    for method in ("ours", "blurred", "mine"):
+        make_run(runs, method, 9, 0, samples=0, **base_values("blurred" if method == "mine" else method, 0))
+    ctx = select(load_runs(runs), None, None)
+    video = video_table(ctx).numeric
+    assert list(video["method"]) == ["ours", "blurred", "mine"]
+    assert video[video["method"] == "mine"]["role"].iloc[0] == "my method"
+    deblur = deblur_table(ctx).numeric
+    measured = deblur[deblur["source"] == "measured"]
+    assert list(measured["method"]) == ["ours", "blurred", "mine"]
+    assert list(measured["column"])[-1] == "mine (measured, N=9)"
 
 
 def test_cli_report_and_errors(store: Path, tmp_path: Path) -> None:

@@ -25,7 +25,7 @@ from bench.report.load import (  # noqa: E402
     load_sample_images,
     load_stage_summaries,
 )
-from bench.report.tables import VIDEO_METHODS, Context  # noqa: E402
+from bench.report.tables import Context, deblur_methods, video_methods  # noqa: E402
 from bench.store import atomic_write_bytes  # noqa: E402
 
 Write = Callable[[Path, bytes], Path]  # how a figure's bytes reach the disk (`OutputFolder.write` in reports)
@@ -102,13 +102,13 @@ def _grouped_bars(ctx: Context, methods: list[str], metrics: list[str], title: s
 
 def bar_charts(ctx: Context, out: Path, formats: set[str], write: Write) -> list[Path]:
     written = []
-    video = [m for m, _ in VIDEO_METHODS]
+    video = [m for m, _ in video_methods()]
     fig = _grouped_bars(ctx, video, ["eq6", "ppsnr", "pwpsnr", "mid_psnr"],
                         "Video extraction, mean over seeds")
     if fig is not None:
         written += save(fig, out / "bars_video", formats, write)
-    fig = _grouped_bars(ctx, ["blurred", "srn", "ours", "ours-static", "jin2018"],
-                        ["deblur_psnr", "deblur_ssim"], "Single-image deblurring, mean over seeds")
+    fig = _grouped_bars(ctx, [m for m, _ in deblur_methods()], ["deblur_psnr", "deblur_ssim"],
+                        "Single-image deblurring, mean over seeds")
     if fig is not None:
         written += save(fig, out / "bars_deblur", formats, write)
     return written
@@ -120,9 +120,10 @@ def eq6_vs_blur(ctx: Context, out: Path, formats: set[str], write: Write) -> lis
     if s.empty:
         return []
     fig, ax = plt.subplots(figsize=(5.5, 4))
-    for variant in [m for m, _ in VIDEO_METHODS] + sorted(set(s["variant"]) - {m for m, _ in VIDEO_METHODS}):
+    video = [m for m, _ in video_methods()]
+    for variant in video + sorted(set(s["variant"]) - set(video)):
         hit = s[s["variant"] == variant].sort_values("frames")
-        if hit.empty or (variant.startswith("ours-") and variant not in dict(VIDEO_METHODS)):
+        if hit.empty or (variant.startswith("ours-") and variant not in video):
             continue
         ax.errorbar(hit["frames"], hit["eq6"], yerr=hit["eq6_std"].fillna(0), marker="o", capsize=3,
                     label=variant)
@@ -148,7 +149,7 @@ def _first_runs(ctx: Context, n: int) -> dict[str, Path]:
 
 
 def _order(variants: list[str]) -> list[str]:
-    main = [m for m, _ in VIDEO_METHODS if m in variants]
+    main = [m for m, _ in video_methods() if m in variants]
     return main + sorted(v for v in variants if v not in main)
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
@@ -32,14 +32,8 @@ from bench.report.claims import (
 from bench.report.load import load_samples
 from bench.report.verdict import NOT_MEASURED, RULE, judge
 
-# The video table's methods by role; the first names are the paper's comparison.
-VIDEO_METHODS: tuple[tuple[str, str], ...] = (
-    ("ours", "the paper's method"), ("jin2018", "comparison (Jin et al. 2018)"),
-    ("ours-gt-center", "oracle: true central frame"), ("ours-static", "floor: DM output repeated"),
-    ("blurred", "floor: blurred input repeated"), ("gt-static", "floor: true central frame repeated"),
-)
-DEBLUR_METHODS: tuple[str, ...] = ("srn", "ours", "blurred", "jin2018")
-
+if TYPE_CHECKING:
+    from methods.registry import MethodAPI
 
 COMPARABILITY = ("**{label} ({data}): these numbers are NOT comparable with the paper's GoPro "
                  "numbers**; the paper's values are shown for reference only.")
@@ -146,6 +140,33 @@ def _tag_other_data(runs: pd.DataFrame) -> list[str]:
             for v, name, d in zip(runs["variant"], runs["dataset"], runs["data_sha256"], strict=True)]
 
 
+def _registered() -> list[MethodAPI]:
+    """The registry's entries in registration order; none when it does not load (see `registered_claims`)."""
+    try:
+        from methods import registry
+
+        return [registry.get(name) for name in registry.names()]
+    except Exception:  # noqa: BLE001
+        return []
+
+
+def video_methods() -> list[tuple[str, str]]:
+    """(method, role) of the video table's rows: the entries with a `video_role`, by `video_rank` (unranked
+    ones last), ties in registration order."""
+    rows = sorted((m for m in _registered() if m.video_role), key=lambda m: (m.video_rank == 0, m.video_rank))
+    return [(m.name, m.video_role) for m in rows]
+
+
+def deblur_methods() -> list[tuple[str, str]]:
+    """(method, column name) of the deblurring table's measured columns: the entries with a `deblur_column`,
+    those in the paper's Table 1 first in its order (each beside its paper column), then the others in
+    registration order."""
+    table1 = [row.method for row in paper.TABLE1 if row.method]
+    rank = {name: i for i, name in enumerate(table1)}
+    columns = sorted((m for m in _registered() if m.deblur_column), key=lambda m: rank.get(m.name, len(rank)))
+    return [(m.name, m.deblur_column) for m in columns]
+
+
 def metric_definitions() -> dict[str, str]:
     """One-line definitions from `bench.metrics.DEFINITIONS` (the code that computed the stored numbers)."""
     try:
@@ -244,6 +265,7 @@ def deblur_table(ctx: Context) -> Table:
               "Seeds"]
     columns: dict[str, list[str]] = {}
     numeric = []
+    measured = dict(deblur_methods())
     for row in paper.TABLE1:
         values = [fmt(row.psnr, "deblur_psnr"), fmt(row.ssim, "deblur_ssim"), "—", f"{row.time_s:g}",
                   "—" if row.size_mb is None else f"{row.size_mb:g}", "—", row.hardware, "—"]
@@ -251,17 +273,14 @@ def deblur_table(ctx: Context) -> Table:
         numeric.append({"column": name, "source": "paper (GoPro)", "method": row.method or "", "frames": "",
                         "n_seeds": "", "seeds": "", "deblur_psnr": row.psnr, "deblur_ssim": row.ssim,
                         "runtime_deblur_s": row.time_s, "size_mb": row.size_mb, "hardware": row.hardware})
-        if row.method is None:
-            columns[name] = values
-            continue
         columns[name] = values  # each re-implemented method: the paper's column, then ours beside it
-        for method in ([row.method] if row.method == "srn" else ["ours"]):
-            for n in sorted(set(ctx.summary[ctx.summary["variant"].isin(
-                    [method, "ours-static"] if method == "ours" else [method])]["frames"])):
-                _measured(ctx, method, n, metrics, columns, numeric)
-    for method in ("blurred", "jin2018"):
-        for n in sorted(set(ctx.summary[ctx.summary["variant"] == method]["frames"])):
-            _measured(ctx, method, n, metrics, columns, numeric)
+        if row.method in measured:
+            for n in _deblur_frames(ctx, row.method):
+                _measured(ctx, row.method, measured[row.method], n, metrics, columns, numeric)
+    for method, label in measured.items():
+        if paper.table1_row(method) is None:
+            for n in _deblur_frames(ctx, method):
+                _measured(ctx, method, label, n, metrics, columns, numeric)
     display = pd.DataFrame({"Metric": labels, **columns})
     notes = ctx.header() + [
         "Measured columns: mean ± std over seeds at the test resolution of the prepared set, on the device "
@@ -273,7 +292,14 @@ def deblur_table(ctx: Context) -> Table:
     return Table("deblurring", "Single-image deblurring (the paper's Table 1 layout)", notes, display, num)
 
 
-def _measured(ctx: Context, method: str, n: int, metrics: list[str], columns: dict, numeric: list) -> None:
+def _deblur_frames(ctx: Context, method: str) -> list[int]:
+    """The N of the method's finished results (for `ours`, also of `ours-static`, which holds its DM)."""
+    variants = [method, "ours-static"] if method == "ours" else [method]
+    return sorted(set(ctx.summary[ctx.summary["variant"].isin(variants)]["frames"]))
+
+
+def _measured(ctx: Context, method: str, label: str, n: int, metrics: list[str], columns: dict,
+              numeric: list) -> None:
     main = _cell(ctx, method, n)
     if method == "ours" and main is None:
         main = _cell(ctx, "ours-static", n)
@@ -281,12 +307,11 @@ def _measured(ctx: Context, method: str, n: int, metrics: list[str], columns: di
     if main is None and size_row is None:
         return
     src = {m: (size_row if m in ("size_mb", "params") else main) for m in metrics}
-    name = {"ours": "DM", "blurred": "blurred input", "jin2018": "jin2018 centre", "srn": "srn"}[method]
     values = [_show(src[m], m) for m in metrics]
     values += [(main if main is not None else size_row)["device"] or "—",
                str((main if main is not None else size_row)["seeds"])]
-    columns[f"{name} (measured, N={n})"] = values
-    entry = {"column": f"{name} (measured, N={n})", "source": "measured", "method": method, "frames": n,
+    columns[f"{label} (measured, N={n})"] = values
+    entry = {"column": f"{label} (measured, N={n})", "source": "measured", "method": method, "frames": n,
              "n_seeds": int((main if main is not None else size_row)["n"]),
              "seeds": str((main if main is not None else size_row)["seeds"])}
     for m in metrics:
@@ -300,7 +325,7 @@ def video_table(ctx: Context) -> Table:
     the floors (`blurred`, repeated centre) and the paper's Eq. 6 beside (docs/DESIGN.md "Metrics": the
     floors put 44.12/48.24/49.06 in perspective; the motion ratio shows which answers do not move at all)."""
     metrics = ["eq6", "ppsnr", "pwpsnr", "mid_psnr", "motion_ratio", "epe"]
-    roles = list(VIDEO_METHODS)
+    roles = video_methods()
     display, numeric = [], []
     for n in sorted(set(ctx.summary["frames"])):
         floor = _cell(ctx, "blurred", n)
@@ -336,7 +361,7 @@ def video_table(ctx: Context) -> Table:
 def ablation_variants(ctx: Context) -> list[str]:
     """Registered ablation variants plus any other `ours-*` variant stored (a DM growth sweep, overrides)."""
     known = registered_ablations()
-    main = {m for m, _ in VIDEO_METHODS}
+    main = {m for m, _ in video_methods()}
     extra = sorted(v for v in set(ctx.summary["variant"])
                    if v not in known and v not in main and v.startswith("ours") and v != "ours")
     return known + extra
