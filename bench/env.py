@@ -26,13 +26,18 @@ def package_versions() -> dict[str, str | None]:
     return out
 
 
-def git_commit(cwd: Path | None = None) -> dict[str, object]:
-    """The commit of the code (read-only git queries); `dirty` is True when tracked files differ from it."""
+def git_commit(cwd: Path | None = None, outputs: Path | None = None) -> dict[str, object]:
+    """The commit of the code (read-only git queries); `dirty` is True when tracked files differ from it.
+
+    `outputs`: a folder the caller is writing into (the report's `--out`). Its files are not code, so a
+    snapshot committed there and being rebuilt does not make the code dirty."""
     here = cwd or Path(__file__).resolve().parent.parent
+    inside = outputs is not None and Path(outputs).resolve().is_relative_to(here.resolve())
+    spec = ["--", ".", f":(exclude){Path(outputs).resolve()}"] if inside else []  # git refuses outer paths
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True,
                                 timeout=10, check=True).stdout.strip()
-        status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
+        status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", *spec], cwd=here,
                                 capture_output=True, text=True, timeout=10, check=True).stdout
         return {"commit": commit, "dirty": bool(status.strip())}
     except (OSError, subprocess.SubprocessError):

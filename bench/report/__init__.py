@@ -158,13 +158,13 @@ def provenance_marks(ctx: Context) -> list[str]:
     return marks
 
 
-def _provenance(ctx: Context) -> list[str]:
+def _provenance(ctx: Context, out: Path) -> list[str]:
     from bench.env import git_commit
 
     done = finished(ctx.runs)
     dates = sorted(d for d in done["date"] if d)
     seeds = sorted({int(s) for s in done["seed"] if s >= 0})
-    here = git_commit()
+    here = git_commit(outputs=out)  # the report's own files are not its code
     commits = _commits(ctx)
     rows = [("Data", ctx.data_text), ("Profile", ctx.profile or "—"), ("Overrides", ctx.overrides or "none"),
             ("Device", "; ".join(sorted({d for d in done["device"] if d})) or "—"),
@@ -255,7 +255,7 @@ def _readme(ctx: Context, runs: pd.DataFrame, result: ReportResult, claims: Tabl
                   "for reference only.", ""]
     lines += ["Reproduction of Purohit, Shah, Rajagopalan, *Bringing Alive Blurred Moments*, CVPR 2019. "
               "Built by `bench report` from stored runs only.", "",
-              "## Provenance", "", *_provenance(ctx), "",
+              "## Provenance", "", *_provenance(ctx, out), "",
               "## Claims", "", *claims.markdown().splitlines()[2:], "",
               "## Eq. 6 floors beside the paper's figures", "", *_findings(ctx), "",
               "## Missing and failed runs", ""]
