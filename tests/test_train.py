@@ -73,6 +73,15 @@ class ToyMethod:
         return loss, logs
 
 
+class Interrupt(ToyMethod):
+    """Stops training as Ctrl-C would at stage b's 3rd step: after its checkpoint at 2, before the next."""
+
+    def stage_loss(self, stage, nets, batch):
+        if len(self.calls) == 9:
+            raise KeyboardInterrupt
+        return super().stage_loss(stage, nets, batch)
+
+
 class ToySet:
     """Deterministic items from (index, aug_seed): the contract of bench.data.loaders.TrainSet."""
 
@@ -149,12 +158,6 @@ def test_stage_b_starts_from_stage_a_weights(tmp_path):
 
 def test_interrupted_training_resumes_to_identical_weights(tmp_path):
     reference, _ = _train(tmp_path, ToyMethod(), sub="ref")
-
-    class Interrupt(ToyMethod):
-        def stage_loss(self, stage, nets, batch):
-            if len(self.calls) == 9:  # stage b's 3rd step: after its checkpoint at 2, before the next
-                raise KeyboardInterrupt
-            return super().stage_loss(stage, nets, batch)
 
     with pytest.raises(KeyboardInterrupt):
         _train(tmp_path, Interrupt(), sub="cut")
@@ -239,12 +242,6 @@ SCHEDULED = apply_overrides(PROFILE, ["train.lr_schedule=cosine", "train.warmup_
 
 def test_interrupted_bf16_cosine_training_resumes_to_identical_weights_and_curves(tmp_path):
     reference, ref_results = _train(tmp_path, ToyMethod(), sub="ref", profile=SCHEDULED, valset=ToySet())
-
-    class Interrupt(ToyMethod):
-        def stage_loss(self, stage, nets, batch):
-            if len(self.calls) == 9:
-                raise KeyboardInterrupt
-            return super().stage_loss(stage, nets, batch)
 
     with pytest.raises(KeyboardInterrupt):
         _train(tmp_path, Interrupt(), sub="cut", profile=SCHEDULED, valset=ToySet())
@@ -337,12 +334,6 @@ def test_checkpoints_hold_cpu_tensors_and_resume_from_another_device_map(tmp_pat
 
     monkeypatch.setattr(ser, "_package_registry", [(0, as_cuda, lambda obj, loc: None),
                                                    *ser._package_registry])
-
-    class Interrupt(ToyMethod):
-        def stage_loss(self, stage, nets, batch):
-            if len(self.calls) == 9:
-                raise KeyboardInterrupt
-            return super().stage_loss(stage, nets, batch)
 
     with pytest.raises(KeyboardInterrupt):
         _train(tmp_path, Interrupt(), sub="cut")
