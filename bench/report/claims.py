@@ -27,7 +27,7 @@ from bench.report.verdict import HELD, NOT_HELD, NOT_MEASURED, Judgement, judge,
 
 if TYPE_CHECKING:
     from bench.store import PerfResult
-    from methods.registry import Claim
+    from methods.registry import Claim, MethodAPI
 
 __all__ = ["HELD", "NOT_HELD", "NOT_MEASURED", "evaluate_claims", "per_sample", "paper_size_mb"]
 PERF_COMMAND = "bench perf --profile paper --store"
@@ -106,14 +106,19 @@ def registered_claims() -> tuple[list[tuple[str, Claim]], str]:
     return sorted(pairs, key=lambda p: rank.get(p[1].source, len(SOURCE_ORDER))), ""
 
 
-def registered_ablations() -> list[str]:
-    """The registered ablation variants; none when the registry does not load (see `registered_claims`)."""
+def registered_methods() -> list[MethodAPI]:
+    """The registry's entries in registration order; none when it does not load (see `registered_claims`)."""
     try:
         from methods import registry
 
-        return registry.names(family="ablation")
+        return [registry.get(name) for name in registry.names()]
     except Exception:  # noqa: BLE001
         return []
+
+
+def registered_ablations() -> list[str]:
+    """The registered ablation variants; none when the registry does not load (see `registered_claims`)."""
+    return [m.name for m in registered_methods() if m.family == "ablation"]
 
 
 METRIC_LABELS = {

@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pandas as pd
 
@@ -26,14 +26,12 @@ from bench.report.claims import (
     per_sample,
     registered_ablations,
     registered_claims,
+    registered_methods,
     summarise,
     untrained,
 )
 from bench.report.load import load_samples
 from bench.report.verdict import NOT_MEASURED, RULE, judge
-
-if TYPE_CHECKING:
-    from methods.registry import MethodAPI
 
 COMPARABILITY = ("**{label} ({data}): these numbers are NOT comparable with the paper's GoPro "
                  "numbers**; the paper's values are shown for reference only.")
@@ -140,20 +138,11 @@ def _tag_other_data(runs: pd.DataFrame) -> list[str]:
             for v, name, d in zip(runs["variant"], runs["dataset"], runs["data_sha256"], strict=True)]
 
 
-def _registered() -> list[MethodAPI]:
-    """The registry's entries in registration order; none when it does not load (see `registered_claims`)."""
-    try:
-        from methods import registry
-
-        return [registry.get(name) for name in registry.names()]
-    except Exception:  # noqa: BLE001
-        return []
-
-
 def video_methods() -> list[tuple[str, str]]:
     """(method, role) of the video table's rows: the entries with a `video_role`, by `video_rank` (unranked
     ones last), ties in registration order."""
-    rows = sorted((m for m in _registered() if m.video_role), key=lambda m: (m.video_rank == 0, m.video_rank))
+    rows = sorted((m for m in registered_methods() if m.video_role),
+                  key=lambda m: (m.video_rank == 0, m.video_rank))
     return [(m.name, m.video_role) for m in rows]
 
 
@@ -163,7 +152,8 @@ def deblur_methods() -> list[tuple[str, str]]:
     registration order."""
     table1 = [row.method for row in paper.TABLE1 if row.method]
     rank = {name: i for i, name in enumerate(table1)}
-    columns = sorted((m for m in _registered() if m.deblur_column), key=lambda m: rank.get(m.name, len(rank)))
+    columns = sorted((m for m in registered_methods() if m.deblur_column),
+                     key=lambda m: rank.get(m.name, len(rank)))
     return [(m.name, m.deblur_column) for m in columns]
 
 
