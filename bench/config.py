@@ -179,6 +179,10 @@ class TrainConfig:
     #   from the test split; a curve for the reader, never used to select anything); 0 = no validation
     val_samples: Annotated[int, Range(1, 4096)] = 16  # samples in that validation batch
 
+    def crop_of(self, batch: str) -> int:
+        """The crop of a stage whose batch is "video" or "deblur": `crop_deblur` for the latter when set."""
+        return int(self.crop_deblur) if batch == "deblur" and self.crop_deblur else int(self.crop)
+
 
 @dataclass(frozen=True)
 class ModelConfig:

@@ -147,8 +147,7 @@ def stage_iterations(stage: Stage, profile: Profile) -> int:
 
 def stage_crop(stage: Stage, profile: Profile) -> int:
     """Crop of a stage: `crop_deblur` for the deblurring batch when set, else `crop`."""
-    t = profile.train
-    return int(t.crop_deblur) if stage.batch == "deblur" and t.crop_deblur else int(t.crop)
+    return profile.train.crop_of(stage.batch)
 
 
 def stage_batch(stage: Stage, profile: Profile) -> int:

@@ -52,7 +52,7 @@ def profile_rows() -> list[dict]:
     for p in PROFILES.values():
         t, d = p.train, p.data
         rows.append({"name": p.name, "source": d.source, "resolution": [d.height, d.width],
-                     "crop": t.crop, "crop_deblur": t.crop_deblur or t.crop,
+                     "crop": t.crop, "crop_deblur": t.crop_of("deblur"),
                      "batch_video": t.batch_video, "batch_deblur": t.batch_deblur,
                      "iters_dm": t.iters_dm, "iters_autoencoder": t.iters_autoencoder,
                      "iters_bie": t.iters_bie, "config": asdict(p)})

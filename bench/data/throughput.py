@@ -40,7 +40,7 @@ def measure(folder: Path, profile: Profile, stage: str, workers: int, batches: i
     fields, batch_key = STAGES[stage]
     t = profile.train
     batch = int(getattr(t, batch_key))
-    crop = t.crop_deblur if batch_key == "batch_deblur" and t.crop_deblur else t.crop
+    crop = t.crop_of(batch_key.removeprefix("batch_"))
     trainset = TrainSet(folder, crop, zoom=(t.zoom_min, t.zoom_max), flip=t.flip, fields=fields)
     warm = workers + 1  # one batch per worker to start them, and one more
     plan = PlannedBatches(trainset, seed, f"perf-loader-{stage}", 0, warm + batches, batch, LOCAL, fields)
