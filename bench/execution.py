@@ -6,8 +6,9 @@ through it, so what is measured is what trains.
 Decisions, each measured (the figures are in docs/DESIGN.md "Training"):
 
 - Threads: torch's intra-op pool gets every core this process may run on (`train.threads=0`), or the
-  profile's count. A shared machine is better served by 1 (spinning OpenMP threads stall on cores other
-  jobs hold), which is why `smoke` and `quick` say 1.
+  profile's count. `quick` takes every core (the fastest on a quiet machine); a shared machine is better
+  served by 1 (spinning OpenMP threads stall on cores other jobs hold), or by pinning each job to its own
+  cores, which the count then follows.
 - Precision: autocast runs the networks' convolutions in bfloat16 where the hardware has it (CUDA with
   bf16; CPUs with avx512_bf16 or amx_bf16, where a training step of the quick profile took 1.2-1.8x less
   CPU time than in float32, and 600 DM and 200 RVE-RVD iterations ended within 0.01 dB and 0.2% of the
