@@ -77,6 +77,11 @@ def _fmt(x: float | None, spec: str) -> str:
     return "-" if x is None else format(x, spec)
 
 
+def _pct(share: float | None, spec: str) -> str:
+    """A share as a percentage ("-" when it could not be measured)."""
+    return _fmt(None if share is None else 100 * share, spec)
+
+
 def print_rows(rows: list[dict], rate: float) -> None:
     from rich.console import Console
     from rich.table import Table
@@ -93,8 +98,8 @@ def print_rows(rows: list[dict], rate: float) -> None:
             r["method"], str(r["frames"]), f"{r['params'] / 1e6:.2f}M", f"{r['size_mb']:.1f}",
             f"{r['macs'] / 1e9:.1f}", f"{r['runtime_deblur_s']:.4f} ({r['runtime_deblur_iqr_s']:.4f})",
             f"{r['runtime_video_s']:.4f} ({r['runtime_video_iqr_s']:.4f})", f"{r['images_per_s']:.2f}",
-            _fmt(r["peak_mem_mb"], ".0f"), _fmt(100 * r["mac_rate_fraction_deblur"], ".1f") + "%",
-            _fmt(100 * r["mac_rate_fraction"], ".1f") + "%")
+            _fmt(r["peak_mem_mb"], ".0f"), _pct(r["mac_rate_fraction_deblur"], ".1f") + "%",
+            _pct(r["mac_rate_fraction"], ".1f") + "%")
     console.print(table)
     console.print(f"dense float32 matmul rate: {rate / 1e9:.1f} GMAC/s on {device}; MB = 10^6 bytes; "
                   f"peak memory: {measured[0]['peak_mem_how'] if measured else '-'}")
@@ -206,11 +211,14 @@ def run_train(methods: list[str], profile_name: str, overrides: list[str], devic
 
     torch.set_num_threads(resolve_threads(profile.train.threads))  # the matmul rate with the step's threads
     rates = matmul_rates(dev, matmul_size)
-    rows = []
+    rows, folders = [], {}
     for name in methods:
         method = registry.get(name)
         n = frames or (9 if method.frames is None or 9 in method.frames else method.frames[0])
-        folder = ensure_prepared(source, n, profile, data_dir, DATA_SEED, root=root, progress=True, log=log)
+        if n not in folders:  # verified once: verification hashes every file of the set
+            folders[n] = ensure_prepared(source, n, profile, data_dir, DATA_SEED, root=root, progress=True,
+                                         log=log)
+        folder = folders[n]
         for stage in method.stages:
             log(f"timing {name} stage {stage.name}: {warmup} untimed and {steps} timed steps")
             rows.append(time_stage(method, stage, profile, folder, dev, steps, warmup, rates, log=log))
@@ -232,9 +240,9 @@ def print_train_rows(rows: list[dict]) -> None:
     for r in rows:
         table.add_row(f"{r['method']}/{r['stage']}", "CL" if r["channels_last"] else "contig",
                       f"{r['crop']} x {r['batch']}", _fmt(r["samples_per_s"], ".1f"),
-                      _fmt(100 * r["data_wait_share"], ".1f") + "%", _fmt(r["peak_mem_mb"], ".0f"),
-                      _fmt(100 * r["mac_rate_fraction"], ".2f"),
-                      _fmt(100 * r["mac_rate_fraction_fp32"], ".2f"))
+                      _pct(r["data_wait_share"], ".1f") + "%", _fmt(r["peak_mem_mb"], ".0f"),
+                      _pct(r["mac_rate_fraction"], ".2f"),
+                      _pct(r["mac_rate_fraction_fp32"], ".2f"))
     console = Console()
     console.print(table)
     console.print(f"CPU: {r0['cpu']}. layout CL: the stage's channels_last_train components channels-last; "

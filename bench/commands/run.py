@@ -82,7 +82,7 @@ def print_dry_run(record: dict, path: Path) -> None:
     for r in record["stages"]:
         share = r["mac_rate_fraction"]
         table.add_row(r["stage"], f"{r['crop']} x {r['batch']}", f"{r['step_s']:.3f}",
-                      f"{100 * r['data_wait_share']:.1f}%",
+                      "-" if r["data_wait_share"] is None else f"{100 * r['data_wait_share']:.1f}%",
                       "-" if r["peak_mem_mb"] is None else f"{r['peak_mem_mb']:.0f}",
                       "-" if share is None else f"{100 * share:.2f}", str(r["iterations"]),
                       _duration(r["iterations"] * r["step_s"]))
