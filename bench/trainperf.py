@@ -121,7 +121,7 @@ def _row(method: MethodAPI, stage: Stage, profile: Profile, run: Any, device: to
         "data_wait_share": sum(waits) / spent if spent > 0 else None,
         "peak_mem_mb": mem.mb, "peak_mem_how": mem.how,
         "forward_macs": macs, "train_macs": train_macs, "mac_rate": achieved,
-        "matmul_dtype": {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}[execution.precision],
+        "matmul_dtype": str(execution.dtype).removeprefix("torch."),
         "matmul_rate": rate, "matmul_rate_fp32": rates["fp32"],
         "mac_rate_fraction": achieved / rate if achieved else None,
         "mac_rate_fraction_fp32": achieved / rates["fp32"] if achieved else None,
