@@ -72,9 +72,9 @@ class Validation:
     @classmethod
     def of(cls, stage: Stage, batch: dict[str, torch.Tensor]) -> Validation:
         if deblurring(stage):
-            from bench.train import on_device
+            from bench.data.loaders import to_float
 
-            data = on_device(batch, torch.device("cpu"))
+            data = to_float(batch)
             return cls("deblur_psnr", batch, _finite(mean_psnr(data["blur"], data["center"])))
         return cls("loss", batch)
 
