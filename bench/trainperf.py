@@ -14,7 +14,7 @@ algorithm selection and compilation):
 - `peak_mem_mb`: `bench.perf.PeakMemory` over warm-up and timed steps (CUDA: the most allocated above the
   start; CPU: resident memory above the start, sampled), MB = 10^6 bytes.
 - `train_macs`: 3 x the forward MACs of one step (backward costs about twice the forward), counted with
-  `bench.perf.mac_counter` on an eager float32 copy; `mac_rate_fraction`: the achieved MAC rate over the
+  `bench.perf.count_macs` on an eager float32 copy; `mac_rate_fraction`: the achieved MAC rate over the
   dense matmul rate of the device measured in the dtype the step computes in (`matmul_dtype`: bfloat16 under
   bf16 autocast), and `mac_rate_fraction_fp32` over the float32 matmul rate.
 
@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from bench.config import Profile
-from bench.perf import PeakMemory, device_name, mac_counter, matmul_rate, synchronize, time_calls
+from bench.perf import PeakMemory, count_macs, device_name, matmul_rate, synchronize, time_calls
 from bench.train import derive_seed, on_device, open_stage, stage_crop, stage_iterations, train_set
 
 if TYPE_CHECKING:
@@ -61,10 +61,8 @@ def forward_macs(method: MethodAPI, stage: Stage, profile: Profile, batch: dict[
     networks (compiled graphs bypass the counting hooks; the count depends on shapes only)."""
     torch.manual_seed(0)
     nets = method.build(asdict(profile.model)).to(device)
-    with mac_counter([nets[k] for k in dict.fromkeys((*stage.trains, *stage.uses))]) as counts, \
-            torch.no_grad():
-        method.stage_loss(stage, nets, on_device(batch, device))
-    return int(counts["total"])
+    return int(count_macs(lambda: method.stage_loss(stage, nets, on_device(batch, device)),
+                          [nets[k] for k in dict.fromkeys((*stage.trains, *stage.uses))]))
 
 
 def time_stage(method: MethodAPI, stage: Stage, profile: Profile, set_folder: Path, device: torch.device,
@@ -76,9 +74,6 @@ def time_stage(method: MethodAPI, stage: Stage, profile: Profile, set_folder: Pa
                          {name: NOT_LOADED for name in stage.init_from}, log=log)
         run.build_networks()
         trainset = trainset if trainset is not None else train_set(set_folder, profile, stage)
-        first = run.batches(trainset, 0, 1)
-        macs = forward_macs(method, stage, profile, next(first), device)
-        first.close()
         scaler = run.execution.scaler()
         waits: list[float] = []
         totals: list[float] = []
@@ -89,6 +84,8 @@ def time_stage(method: MethodAPI, stage: Stage, profile: Profile, set_folder: Pa
                 t0 = time.perf_counter()
                 data = next(batches)
                 t1 = time.perf_counter()
+                if it == 0:
+                    first = data  # counted after the timing: a fresh copy of the networks, shapes only
                 run.step(it, data, scaler)
                 synchronize(device)
                 t2 = time.perf_counter()
@@ -96,6 +93,7 @@ def time_stage(method: MethodAPI, stage: Stage, profile: Profile, set_folder: Pa
                     waits.append(t1 - t0)
                     totals.append(t2 - t0)
             cpu = time.process_time() - cpu_start
+        macs = forward_macs(method, stage, profile, first, device)
     row = _row(method, stage, profile, run, device, waits, totals, macs, rates, mem, warmup)
     # CPU seconds of this process (every thread: the step's and the loader's) per timed step: on a machine
     # shared with other jobs, the measure of the work that waiting for a core does not inflate.
