@@ -375,3 +375,15 @@ def test_infer_into_an_existing_out_replaces_a_photos_outputs_as_a_whole(tmp_pat
     assert faults.invoke([*args, "--frames", "3"])[0] == 0
     assert sorted(p.name for p in (out / "shot" / "frames").iterdir()) == ["frame_01.png", "frame_02.png",
                                                                           "frame_03.png", "my_note.txt"]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["run", "--dry-run", "2", "--frames", "7,9"],
+     "error: --dry-run projects one N and one seed; give one --frames (not 7,9) and one --seeds"),
+    (["perf", "--loader", "--train"],
+     "error: --loader and --train are two measurements: run them as two commands"),
+])
+def test_measurements_that_would_be_silently_narrowed_are_refused_in_one_line(tmp_path, args, message):
+    code, _out, err = faults.invoke([*args, "--data-dir", str(tmp_path / "data")])
+    assert error_line(code, err) == message
+    assert not (tmp_path / "data").exists()  # nothing prepared or timed

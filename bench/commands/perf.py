@@ -306,9 +306,11 @@ def command(methods_opt: str | None, resolution: str, device: str, repeats: int,
     """Measure runtime, size, MACs and peak memory of methods side by side, untrained (seeded) networks;
     with --loader, the samples per second the training data path delivers; with --train, the training
     loop's samples per second, data wait and MAC rate per stage."""
-    if (loader or train) and store_it:
-        from bench.errors import BenchError
+    from bench.errors import BenchError
 
+    if loader and train:
+        raise BenchError("--loader and --train are two measurements: run them as two commands")
+    if (loader or train) and store_it:
         flag = "--loader" if loader else "--train"
         raise BenchError(f"--store keeps the methods' timings for the report; drop {flag} or --store")
     names = [m.strip() for m in methods_opt.split(",") if m.strip()] if methods_opt else None

@@ -148,6 +148,9 @@ def command(method: str, profile: str, frames: str, seeds: str, overrides: tuple
         if weights is not None or eval_data is not None or nproc > 1:
             raise BenchError("--dry-run times training in this process: leave out --weights, --eval-data and "
                              "--nproc")
+        if len(frame_list) > 1 or len(seed_list) > 1:
+            raise BenchError(f"--dry-run projects one N and one seed; give one --frames (not {frames}) and "
+                             "one --seeds")
         spec = RunSpec(method=method, profile=profile, frames=frame_list[0], seed=seed_list[0],
                        overrides=tuple(overrides), data_dir=data_dir, runs_dir=runs_dir, source=source,
                        root=root, device=device)
