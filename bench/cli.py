@@ -50,7 +50,7 @@ def cli() -> None:
 def main() -> None:
     """The `bench` executable: every refusal, ours or click's, is one `error: ...` line and exit status 2."""
     try:
-        cli.main(standalone_mode=False)
+        cli.main(prog_name="bench", standalone_mode=False)  # the same name however it was started
     except BenchError as err:
         click.echo(f"error: {err}", err=True)
         sys.exit(2)

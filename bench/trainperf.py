@@ -100,6 +100,26 @@ def time_stage(method: MethodAPI, stage: Stage, profile: Profile, set_folder: Pa
     return dict(row, cpu_s_per_step=cpu / len(totals))
 
 
+def step_rates(profile: Profile, device: torch.device, size: int = 2048) -> dict[str, float]:
+    """`matmul_rates` measured with the threads the profile's training steps will use."""
+    from bench.execution import resolve_threads
+
+    torch.set_num_threads(resolve_threads(profile.train.threads))
+    return matmul_rates(device, size)
+
+
+def time_method(method: MethodAPI, profile: Profile, set_folder: Path, device: torch.device, steps: int,
+                warmup: int, rates: dict[str, float], seed: int = 0, log: Any = print) -> list[dict]:
+    """`time_stage` rows of every stage of `method`, in training order."""
+    rows = []
+    for stage in method.stages:
+        log(f"timing {method.name} stage {stage.name} on {device_name(device)}: {warmup} untimed and "
+            f"{steps} timed steps")
+        rows.append(time_stage(method, stage, profile, set_folder, device, steps, warmup, rates, seed=seed,
+                               log=log))
+    return rows
+
+
 def _row(method: MethodAPI, stage: Stage, profile: Profile, run: Any, device: torch.device,
          waits: list[float], totals: list[float], macs: int, rates: dict[str, float], mem: PeakMemory,
          warmup: int) -> dict[str, Any]:
@@ -170,7 +190,6 @@ def dry_run(spec: Any, iterations: int, log: Any = print) -> tuple[dict, Path]:
     from bench.data.manifest import default_data_dir
     from bench.data.prepare import ensure_prepared
     from bench.devices import resolve_device
-    from bench.execution import resolve_threads
     from bench.run import DATA_SEED, get_method, resolve_profile
     from bench.store import DRY_RUNS, atomic_write_json, runs_dir, stable_hash
 
@@ -180,14 +199,10 @@ def dry_run(spec: Any, iterations: int, log: Any = print) -> tuple[dict, Path]:
     set_folder = Path(ensure_prepared(spec.source or profile.data.source, spec.frames, profile,
                                       default_data_dir(spec.data_dir), DATA_SEED, root=spec.root,
                                       progress=spec.progress, log=log))
-    torch.set_num_threads(resolve_threads(profile.train.threads))  # the matmul rate with the step's threads
-    rates = matmul_rates(device)
+    rates = step_rates(profile, device)
     warmup = 1 if iterations >= 2 else 0
-    rows = []
-    for stage in method.stages:
-        log(f"dry run: {method.name} stage {stage.name}, {iterations} iterations on {device_name(device)}")
-        rows.append(time_stage(method, stage, profile, set_folder, device, iterations - warmup, warmup, rates,
-                               seed=spec.seed, log=log))
+    rows = time_method(method, profile, set_folder, device, iterations - warmup, warmup, rates,
+                       seed=spec.seed, log=log)
     evaluation = eval_estimate(method, profile, set_folder, device)
     config = {"method": method.name, "profile": asdict(profile), "dataset": set_folder.name,
               "frames": spec.frames, "device": str(device), "iterations": iterations}

@@ -185,16 +185,14 @@ def run_train(methods: list[str], profile_name: str, overrides: list[str], devic
               matmul_size: int) -> list[dict]:
     """`bench perf --train`: `steps` timed training steps of every stage of each method, through the
     training loop's code (`bench.trainperf.time_stage`) on the profile's data, crop and batch."""
-    import torch
     from rich.console import Console
 
     from bench.config import apply_overrides, get_profile
     from bench.data.prepare import ensure_prepared
     from bench.devices import resolve_device
     from bench.errors import BenchError
-    from bench.execution import resolve_threads
     from bench.run import DATA_SEED
-    from bench.trainperf import matmul_rates, time_stage
+    from bench.trainperf import step_rates, time_method
     from methods import registry
 
     profile = apply_overrides(get_profile(profile_name), overrides)
@@ -209,8 +207,7 @@ def run_train(methods: list[str], profile_name: str, overrides: list[str], devic
     def log(msg: str) -> None:
         status.print(msg, markup=False, highlight=False)
 
-    torch.set_num_threads(resolve_threads(profile.train.threads))  # the matmul rate with the step's threads
-    rates = matmul_rates(dev, matmul_size)
+    rates = step_rates(profile, dev, matmul_size)
     rows, folders = [], {}
     for name in methods:
         method = registry.get(name)
@@ -218,10 +215,7 @@ def run_train(methods: list[str], profile_name: str, overrides: list[str], devic
         if n not in folders:  # verified once: verification hashes every file of the set
             folders[n] = ensure_prepared(source, n, profile, data_dir, DATA_SEED, root=root, progress=True,
                                          log=log)
-        folder = folders[n]
-        for stage in method.stages:
-            log(f"timing {name} stage {stage.name}: {warmup} untimed and {steps} timed steps")
-            rows.append(time_stage(method, stage, profile, folder, dev, steps, warmup, rates, log=log))
+        rows += time_method(method, profile, folders[n], dev, steps, warmup, rates, log=log)
     return rows
 
 
