@@ -16,7 +16,7 @@ from click.testing import CliRunner
 from PIL import Image
 from records import write_eval, write_run
 
-from bench.report import build_report, parse_formats
+from bench.report import build_report, expected_cells, parse_formats
 from bench.report.claims import HELD, NOT_HELD, NOT_MEASURED, evaluate_claims, paper_size_mb, stat
 from bench.report.load import load_curves, load_runs, load_sample_images, load_samples
 from bench.report.tables import deblur_methods, deblur_table, select, video_methods, video_table
@@ -325,6 +325,10 @@ def test_a_registered_method_gets_its_rows_with_no_change_to_the_report(own_meth
     measured = deblur[deblur["source"] == "measured"]
     assert list(measured["method"]) == ["ours", "blurred", "mine"]
     assert list(measured["column"])[-1] == "mine (measured, N=9)"
+    missing = [(m, n) for m, n, _ in expected_cells(ctx)]  # what a complete report still needs
+    assert ("mine", 7) in missing and ("mine", 9) in missing
+    assert ("jin2018", 7) in missing and ("jin2018", 9) not in missing  # only the N it is defined for
+    assert ("srn", ctx.frames["deblur"]) in missing  # a deblurring-only row, at the deblurring table's N
 
 
 def test_cli_report_and_errors(store: Path, tmp_path: Path) -> None:

@@ -29,6 +29,7 @@ from bench.report.claims import (
     fmt,
     registered_ablations,
     registered_claims,
+    registered_methods,
 )
 from bench.report.load import load_runs
 from bench.report.tables import (
@@ -37,6 +38,7 @@ from bench.report.tables import (
     Table,
     all_tables,
     select,
+    video_methods,
 )
 from bench.report.verdict import RULE
 from bench.store import OutputFolder, latest_perf
@@ -66,9 +68,12 @@ def parse_formats(text: str) -> set[str]:
 def expected_cells(ctx: Context) -> list[tuple[str, int, str]]:
     """(method, N, command) that a complete report needs; those without a finished run are listed."""
     p = f" --profile {ctx.profile}" if ctx.profile else ""
-    video = ("ours", "blurred", "ours-static", "ours-gt-center", "gt-static")
-    cells = [(m, n) for m in video for n in (7, 9)]
-    cells += [("jin2018", 7), ("srn", ctx.frames["deblur"])]
+    cells = []
+    for m in registered_methods():  # the video table's rows at each N they make; deblurring-only rows
+        if m.video_role:
+            cells += [(m.name, n) for n in (7, 9) if m.frames is None or n in m.frames]
+        elif m.deblur_column:
+            cells.append((m.name, ctx.frames["deblur"]))
     out = [(m, n, f"bench run --method {m} --frames {n}{p}") for m, n in cells]
     n = ctx.frames["ablation"]
     out += [(m, n, f"bench ablate --only {m} --frames {n}{p}") for m in registered_ablations()]
@@ -179,12 +184,13 @@ def _provenance(ctx: Context, out: Path) -> list[str]:
 
 
 def _findings(ctx: Context) -> list[str]:
-    """The floors beside the paper's Eq. 6 figures (Eq. 6 rewards the mean: docs/DESIGN.md "Metrics")."""
+    """The video table's rows (floors and oracle included) beside the paper's Eq. 6 figures (Eq. 6 rewards
+    the mean: docs/DESIGN.md "Metrics")."""
     s = ctx.summary
     lines = []
     for n in sorted(set(s.dropna(subset=["eq6"])["frames"])):
         parts = []
-        for m in ("ours", "jin2018", "ours-static", "blurred", "gt-static"):
+        for m, _role in video_methods():
             hit = s[(s["variant"] == m) & (s["frames"] == n)]
             if len(hit) and not math.isnan(hit["eq6"].iloc[0]):
                 parts.append(f"`{m}` {fmt(hit['eq6'].iloc[0], 'eq6', hit['eq6_std'].iloc[0])}")
