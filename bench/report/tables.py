@@ -282,18 +282,24 @@ def deblur_table(ctx: Context) -> Table:
     return Table("deblurring", "Single-image deblurring (the paper's Table 1 layout)", notes, display, num)
 
 
+# A method whose deblurring network another entry holds alone: that entry's runs give the network's size (the
+# method's own size counts every network) and stand in for its scores where the method has no run at an N.
+DEBLUR_ALONE = {"ours": "ours-static"}
+
+
 def _deblur_frames(ctx: Context, method: str) -> list[int]:
-    """The N of the method's finished results (for `ours`, also of `ours-static`, which holds its DM)."""
-    variants = [method, "ours-static"] if method == "ours" else [method]
+    """The N of the method's finished results, or of the entry holding its deblurring network alone."""
+    variants = [method, *([DEBLUR_ALONE[method]] if method in DEBLUR_ALONE else [])]
     return sorted(set(ctx.summary[ctx.summary["variant"].isin(variants)]["frames"]))
 
 
 def _measured(ctx: Context, method: str, label: str, n: int, metrics: list[str], columns: dict,
               numeric: list) -> None:
+    alone = DEBLUR_ALONE.get(method)
     main = _cell(ctx, method, n)
-    if method == "ours" and main is None:
-        main = _cell(ctx, "ours-static", n)
-    size_row = _cell(ctx, "ours-static", n) if method == "ours" else main
+    if main is None and alone is not None:
+        main = _cell(ctx, alone, n)
+    size_row = _cell(ctx, alone, n) if alone is not None else main
     if main is None and size_row is None:
         return
     src = {m: (size_row if m in ("size_mb", "params") else main) for m in metrics}
