@@ -229,8 +229,9 @@ PROFILES: dict[str, Profile] = {
     # DM 64-px crops x 16 at 10x the paper's rate with warm-up and cosine gained +0.20 dB over the blurred
     # input at 1000 iterations, +0.27 at 2000, +0.33 at 3000; the video stages at 48 px x 8: pPSNR rose with
     # stage-2 iterations (600: below the floors; 1500: above them) and with stage-1 iterations (300 -> 1000:
-    # +0.28 dB), motion_ratio stayed 0.5-0.6. Step costs (quiet 2-core Xeon, bf16, channels-last, 2
-    # threads): DM 0.09 s, RVE-RVD 0.26 s, BIE-RVD 0.23 s.
+    # +0.28 dB); motion_ratio fell as stage 2 trained longer (seed 0: 0.45 at 1500, 0.42 at 3000, 0.38
+    # at 4500); the DM's blurred estimate bounds it (docs/DESIGN.md "Profiles"). Step costs (quiet 2-core
+    # Xeon, bf16, channels-last, 2 threads): DM 0.09 s, RVE-RVD 0.26 s, BIE-RVD 0.23 s.
     "quick": Profile(
         name="quick",
         train=TrainConfig(crop=48, crop_deblur=64, batch_video=8, batch_deblur=16, iters_dm=2500,
