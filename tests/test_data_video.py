@@ -189,6 +189,26 @@ def test_bad_videos_get_one_line_each_and_the_good_ones_are_prepared(tmp_path: P
     assert load_manifest(folder, verify=True)["failed"] == []
 
 
+def test_a_set_with_new_videos_is_rebuilt_without_hashing_it_first_and_ends_whole(tmp_path: Path,
+                                                                                  monkeypatch) -> None:
+    from bench.data import prepare
+
+    root, data = tmp_path / "clips", tmp_path / "data"
+    write_video(root / "a.mp4", 6, seed=1)
+    assert prepare_cli(root, data, "--frames", "3")[0] == 0
+    packed_file = next((data / "video-3f").rglob("*.npy"))
+    packed_file.write_bytes(packed_file.read_bytes()[:-7])  # damaged too: the rebuild must mend it
+    write_video(root / "b.mp4", 6, seed=2)
+
+    def no_hashing(*args: object) -> None:
+        raise AssertionError("a set about to be rebuilt was hashed first")
+
+    monkeypatch.setattr(prepare.packed, "plan", no_hashing)
+    code, out, err = prepare_cli(root, data, "--frames", "3")
+    assert code == 0 and "adding 1 new video(s) (b.mp4)" in out, err
+    assert set(load_manifest(data / "video-3f", verify=True)["clips"]) == {"a", "b"}  # whole again
+
+
 def test_reruns_add_new_videos_refuse_another_size_and_need_fresh_for_a_lost_one(tmp_path: Path) -> None:
     root, data = tmp_path / "clips", tmp_path / "data"
     write_video(root / "a.mp4", 6, seed=1)

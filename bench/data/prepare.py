@@ -407,18 +407,16 @@ def _prepare(held: ExitStack, req: _Request, root: str | Path | None) -> list[Pa
     folders = {n: req.data_dir / set_name(req.source, req.prof.name, n) for n in req.ns}
     unwritable = _lock_sets(held, folders, req.say)
     plan = _plan_sets(req, src, base, folders, unwritable)
-    for n, verdict in plan.to_pack.items():
+    for n in (*plan.to_pack, *plan.pending):  # refused before any set is touched
         if unwritable[n]:
             raise BenchError(unwritable[n])
+    for n, verdict in plan.to_pack.items():
         _pack_from_pngs(folders[n], verdict.manifest, verdict.only, req.workers, req.say)
     if not plan.pending:
         if not plan.to_pack:
             names = ", ".join(str(folders[n]) for n in req.ns)
             req.say(f"nothing to do: {names} already prepared and verified")
         return [folders[n] for n in req.ns]
-    for n in plan.pending:
-        if unwritable[n]:
-            raise BenchError(unwritable[n])
     jobs, failed = _make_jobs(req, src, tuple((n, str(folders[n])) for n in plan.pending))
     for n in plan.pending:
         _clean_temporaries(folders[n], [job.name for job in jobs])
@@ -531,12 +529,12 @@ def _decide(folder: Path, base: dict, source: str, clips: tuple[video.Clip, ...]
         diff = next(k for k in mine if mine[k] != theirs[k])
         raise BenchError(f"{folder / MANIFEST}: prepared with {diff}={theirs[diff]!r}, not "
                          f"{mine[diff]!r}; add --fresh to rebuild it, or choose another --data-dir")
+    if source == "video" and (stale := video.stale(old, list(clips), folder / MANIFEST)):
+        say(f"updating {folder}: {stale}")  # before verifying: a stale set is rebuilt whatever its files hold
+        return _Verdict("build")
     action, why, only = packed.plan(folder, old)
     if action == "rebuild":
         say(f"repairing {folder}: {why}")
-        return _Verdict("build")
-    if source == "video" and (stale := video.stale(old, list(clips), folder / MANIFEST)):
-        say(f"updating {folder}: {stale}")
         return _Verdict("build")
     if action == "pack":
         say(f"{folder}: {why}")

@@ -464,7 +464,7 @@ def build(job: object, build_sequence: Callable[[object], dict]) -> dict:
 
 
 def stale(manifest: dict, clips: list[Clip], where: Path) -> str | None:
-    """Why a complete, verified video set must be built again in place (videos that failed last time, or new
+    """Why a complete video set must be built again in place (videos that failed last time, or new
     ones under --root), or None. A video it was built from that is gone is refused: its samples would stay."""
     known = {c["file"] for c in (manifest.get("clips") or {}).values()}
     here = {c.file for c in clips}
