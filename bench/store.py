@@ -717,12 +717,16 @@ def _check_validation(training: dict, path: Path) -> None:
         if curve is None:
             continue
         points = curve.get("points") if isinstance(curve, dict) else None
-        ok = isinstance(points, list) and all(
-            isinstance(p, list) and len(p) == 2 and _is_number(p[0]) and (p[1] is None or _is_number(p[1]))
-            for p in points)
-        if not ok or not isinstance(curve.get("metric"), str):
+        if not _is_curve(points, null_scores=True) or not isinstance(curve.get("metric"), str):
             raise RecordError(f"{path}: training[{stage!r}]['validation'] is not a metric with "
                               "[iteration, score] points")
+
+
+def _is_curve(points: Any, null_scores: bool = False) -> bool:
+    """A list of [iteration, score] pairs of numbers (scores may be null where `null_scores`)."""
+    return isinstance(points, list) and all(
+        isinstance(p, list) and len(p) == 2 and _is_number(p[0])
+        and (_is_number(p[1]) or (null_scores and p[1] is None)) for p in points)
 
 
 def _check_scores(scores: dict, path: Path, where: str, extra: tuple[str, ...] = ()) -> None:
@@ -759,8 +763,7 @@ def read_curves(folder: Path | str) -> dict[str, list[tuple[float, float]]]:
         return {}
     curves = {}
     for stage, points in _load_object(path).items():
-        pairs = isinstance(points, list) and all(isinstance(p, list) and len(p) == 2 for p in points)
-        if not pairs or not all(_is_number(v) for p in points for v in p):
+        if not _is_curve(points):
             raise RecordError(f"{path}: stage {stage!r} is not a list of [iteration, loss] pairs")
         curves[stage] = [(float(i), float(v)) for i, v in points]
     return curves
