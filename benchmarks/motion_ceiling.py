@@ -8,8 +8,8 @@ with the TRUE flows of a prepared set that has them (the synthetic sources) give
 central frame, the blurred input, and the deblurred estimate of a stored run or weights file, so the motion
 ratio of a trained method can be read against what its centre estimate allows.
 
-    python benchmarks/motion_ceiling.py --set datasets/synthetic-quick-9f --run ours-8ff0c449e5
-    python benchmarks/motion_ceiling.py --set datasets/synthetic-quick-9f --checkpoint runs/<run>/weights.pt
+    .venv/bin/python benchmarks/motion_ceiling.py --set datasets/synthetic-quick-9f --run ours-8ff0c449e5
+    .venv/bin/python benchmarks/motion_ceiling.py --set datasets/synthetic-quick-9f --checkpoint runs/<run>/weights.pt
 
 Rows: centre, motion_ratio (mean over test samples, as the evaluation averages it), mean frame PSNR (dB)
 against the true frames over the non-central frames (the central one is the centre itself).
@@ -17,14 +17,17 @@ against the true frames over the non-central frames (the central one is the cent
 
 from __future__ import annotations
 
-import argparse
 import math
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import click
 import numpy as np
 import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # run as a script from a checkout
 
 CentreOf = Callable[[dict], torch.Tensor]  # a test item -> its centre image (3, H, W) in [0, 1]
 
@@ -77,40 +80,42 @@ def run_centre(run: str | None, checkpoint: str | None, runs_dir: str | None) ->
     return f"{loaded.method.name} estimate ({loaded.source})", centre_of
 
 
-def main(argv: list[str] | None = None) -> int:
+@click.command()
+@click.option("--set", "set_folder", required=True, type=click.Path(path_type=Path),
+              help="a prepared set with true flows (synthetic)")
+@click.option("--run", help="a stored run (folder or id) whose deblurred estimate to measure")
+@click.option("--checkpoint", help="or a weights.pt")
+@click.option("--runs-dir", help="the store --run is looked up in (default runs/)")
+@click.option("--limit", type=click.IntRange(1), help="score at most this many test samples")
+@click.option("--json", "json_path", type=click.Path(path_type=Path), help="also write the rows here")
+def main(set_folder: Path, run: str | None, checkpoint: str | None, runs_dir: str | None, limit: int | None,
+         json_path: Path | None) -> None:
+    """Print the motion-ratio ceilings of the true central frame, the blurred input and (with --run or
+    --checkpoint) a method's deblurred estimate on a prepared set's test split."""
     from bench.errors import BenchError
 
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--set", required=True, help="a prepared set with true flows (synthetic)")
-    parser.add_argument("--run", help="a stored run (folder or id) whose deblurred estimate to measure")
-    parser.add_argument("--checkpoint", help="or a weights.pt")
-    parser.add_argument("--runs-dir", help="the store --run is looked up in (default runs/)")
-    parser.add_argument("--limit", type=int, help="score at most this many test samples")
-    parser.add_argument("--json", help="also write the rows here")
-    args = parser.parse_args(argv)
     torch.set_num_threads(1)
     centres: dict[str, CentreOf] = {
         "true central frame": lambda item: item["sharp"][item["sharp"].shape[0] // 2],
         "blurred input": lambda item: item["blur"],
     }
     try:
-        if args.run or args.checkpoint:
-            name, centre_of = run_centre(args.run, args.checkpoint, args.runs_dir)
+        if run or checkpoint:
+            name, centre_of = run_centre(run, checkpoint, runs_dir)
             centres[name] = centre_of
-        rows = ceilings(args.set, centres, args.limit)
+        rows = ceilings(set_folder, centres, limit)
     except BenchError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+        click.echo(f"error: {err}", err=True)
+        sys.exit(2)
     for r in rows:
-        print(f"{r['centre']}: motion_ratio ceiling {r['motion_ratio']:.3f}, frame PSNR "
-              f"{r['frame_psnr']:.2f} dB ({r['samples']} test samples)")
-    if args.json:
+        click.echo(f"{r['centre']}: motion_ratio ceiling {r['motion_ratio']:.3f}, frame PSNR "
+                   f"{r['frame_psnr']:.2f} dB ({r['samples']} test samples)")
+    if json_path is not None:
         from bench.store import atomic_write_json
 
-        atomic_write_json(Path(args.json), [{k: (None if isinstance(v, float) and math.isnan(v) else v)
-                                             for k, v in r.items()} for r in rows])
-    return 0
+        atomic_write_json(json_path, [{k: (None if isinstance(v, float) and math.isnan(v) else v)
+                                       for k, v in r.items()} for r in rows])
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -6,6 +6,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 import torch
+from click.testing import CliRunner
 
 _SCRIPT = Path(__file__).parents[1] / "benchmarks" / "motion_ceiling.py"
 _spec = importlib.util.spec_from_file_location("motion_ceiling", _SCRIPT)
@@ -37,7 +38,7 @@ def test_a_sharp_centre_allows_more_motion_than_the_blurred_input(smoke_data) ->
     assert by["blur"]["frame_psnr"] < by["true"]["frame_psnr"]
 
 
-def test_the_command_scores_a_weights_file(smoke_data, tmp_path: Path, capsys) -> None:
+def test_the_command_scores_a_weights_file(smoke_data, tmp_path: Path) -> None:
     from bench.config import get_profile
     from bench.store import save_weights
     from methods import registry
@@ -48,17 +49,17 @@ def test_the_command_scores_a_weights_file(smoke_data, tmp_path: Path, capsys) -
     weights = tmp_path / "weights.pt"
     save_weights(weights, "ours", 9, model, {k: m.state_dict() for k, m in nets.items()})
     out = tmp_path / "rows.json"
-    code = motion_ceiling.main(["--set", str(smoke_data / "synthetic-smoke-9f"), "--checkpoint", str(weights),
-                                "--json", str(out)])
-    assert code == 0
+    result = CliRunner().invoke(motion_ceiling.main, ["--set", str(smoke_data / "synthetic-smoke-9f"),
+                                                      "--checkpoint", str(weights), "--json", str(out)])
+    assert result.exit_code == 0, result.output
     rows = json.loads(out.read_text())
     assert [r["centre"] for r in rows][:2] == ["true central frame", "blurred input"]
     assert rows[2]["centre"].startswith("ours estimate") and 0 <= rows[2]["motion_ratio"] < 10
-    assert len(capsys.readouterr().out.strip().splitlines()) == 3
+    assert len(result.output.strip().splitlines()) == 3
 
 
-def test_a_missing_run_is_one_error_line(smoke_data, tmp_path: Path, capsys) -> None:
-    code = motion_ceiling.main(["--set", str(smoke_data / "synthetic-smoke-9f"), "--run", "nope",
-                                "--runs-dir", str(tmp_path)])
-    err = capsys.readouterr().err.strip().splitlines()
-    assert code == 2 and len(err) == 1 and err[0].startswith("error: --run nope")
+def test_a_missing_run_is_one_error_line(smoke_data, tmp_path: Path) -> None:
+    result = CliRunner().invoke(motion_ceiling.main, ["--set", str(smoke_data / "synthetic-smoke-9f"),
+                                                      "--run", "nope", "--runs-dir", str(tmp_path)])
+    err = result.stderr.strip().splitlines()
+    assert result.exit_code == 2 and len(err) == 1 and err[0].startswith("error: --run nope")
