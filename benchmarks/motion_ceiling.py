@@ -9,7 +9,7 @@ central frame, the blurred input, and the deblurred estimate of a stored run or 
 ratio of a trained method can be read against what its centre estimate allows.
 
     .venv/bin/python benchmarks/motion_ceiling.py --set datasets/synthetic-quick-9f --run ours-8ff0c449e5
-    .venv/bin/python benchmarks/motion_ceiling.py --set datasets/synthetic-quick-9f --checkpoint runs/<run>/weights.pt
+    .venv/bin/python benchmarks/motion_ceiling.py --set datasets/synthetic-quick-9f --checkpoint weights.pt
 
 Rows: centre, motion_ratio (mean over test samples, as the evaluation averages it), mean frame PSNR (dB)
 against the true frames over the non-central frames (the central one is the centre itself).
