@@ -7,6 +7,8 @@ import json
 
 import click
 
+from bench.commands import number, percent
+
 ROW_KEYS = ("method", "frames", "resolution", "device", "params", "size_mb", "macs", "runtime_deblur_s",
             "runtime_video_s", "peak_mem_mb", "mac_rate_fraction")
 
@@ -73,15 +75,6 @@ def _frames_problem(method: object, frames: int) -> str | None:
     return None
 
 
-def _fmt(x: float | None, spec: str) -> str:
-    return "-" if x is None else format(x, spec)
-
-
-def _pct(share: float | None, spec: str) -> str:
-    """A share as a percentage ("-" when it could not be measured)."""
-    return _fmt(None if share is None else 100 * share, spec)
-
-
 def print_rows(rows: list[dict], rate: float) -> None:
     from rich.console import Console
     from rich.table import Table
@@ -98,8 +91,8 @@ def print_rows(rows: list[dict], rate: float) -> None:
             r["method"], str(r["frames"]), f"{r['params'] / 1e6:.2f}M", f"{r['size_mb']:.1f}",
             f"{r['macs'] / 1e9:.1f}", f"{r['runtime_deblur_s']:.4f} ({r['runtime_deblur_iqr_s']:.4f})",
             f"{r['runtime_video_s']:.4f} ({r['runtime_video_iqr_s']:.4f})", f"{r['images_per_s']:.2f}",
-            _fmt(r["peak_mem_mb"], ".0f"), _pct(r["mac_rate_fraction_deblur"], ".1f") + "%",
-            _pct(r["mac_rate_fraction"], ".1f") + "%")
+            number(r["peak_mem_mb"], ".0f"), percent(r["mac_rate_fraction_deblur"], ".1f") + "%",
+            percent(r["mac_rate_fraction"], ".1f") + "%")
     console.print(table)
     console.print(f"dense float32 matmul rate: {rate / 1e9:.1f} GMAC/s on {device}; MB = 10^6 bytes; "
                   f"peak memory: {measured[0]['peak_mem_how'] if measured else '-'}")
@@ -233,10 +226,10 @@ def print_train_rows(rows: list[dict]) -> None:
         table.add_column(col, justify="left" if col in ("stage", "layout") else "right")
     for r in rows:
         table.add_row(f"{r['method']}/{r['stage']}", "CL" if r["channels_last"] else "contig",
-                      f"{r['crop']} x {r['batch']}", _fmt(r["samples_per_s"], ".1f"),
-                      _pct(r["data_wait_share"], ".1f") + "%", _fmt(r["peak_mem_mb"], ".0f"),
-                      _pct(r["mac_rate_fraction"], ".2f"),
-                      _pct(r["mac_rate_fraction_fp32"], ".2f"))
+                      f"{r['crop']} x {r['batch']}", number(r["samples_per_s"], ".1f"),
+                      percent(r["data_wait_share"], ".1f") + "%", number(r["peak_mem_mb"], ".0f"),
+                      percent(r["mac_rate_fraction"], ".2f"),
+                      percent(r["mac_rate_fraction_fp32"], ".2f"))
     console = Console()
     console.print(table)
     console.print(f"CPU: {r0['cpu']}. layout CL: the stage's channels_last_train components channels-last; "

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from bench.commands import number, percent
 from bench.config import DEFAULT_PROFILE, parse_int_list
 from bench.errors import BenchError
 from bench.metrics import COST_METRICS, SAMPLE_METRICS, direction
@@ -80,11 +81,9 @@ def print_dry_run(record: dict, path: Path) -> None:
     for col in ("stage", "crop x batch", "step s", "wait", "peak MB", "MAC %", "iters", "projected"):
         table.add_column(col, justify="left" if col == "stage" else "right")
     for r in record["stages"]:
-        share = r["mac_rate_fraction"]
         table.add_row(r["stage"], f"{r['crop']} x {r['batch']}", f"{r['step_s']:.3f}",
-                      "-" if r["data_wait_share"] is None else f"{100 * r['data_wait_share']:.1f}%",
-                      "-" if r["peak_mem_mb"] is None else f"{r['peak_mem_mb']:.0f}",
-                      "-" if share is None else f"{100 * share:.2f}", str(r["iterations"]),
+                      number(r["data_wait_share"], ".1%"), number(r["peak_mem_mb"], ".0f"),
+                      percent(r["mac_rate_fraction"], ".2f"), str(r["iterations"]),
                       _duration(r["iterations"] * r["step_s"]))
     console = Console()
     console.print(table)
