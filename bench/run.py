@@ -21,16 +21,15 @@ from typing import TYPE_CHECKING, Any
 from bench.config import Profile, apply_overrides, get_profile, to_dict
 from bench.devices import resolve_device
 from bench.errors import BenchError
+from bench.fileio import FolderLock, atomic_write_json, read_json, sha256_file
 from bench.store import (
     CONFIG,
     ENV,
     METRICS,
     WEIGHTS,
-    FolderLock,
     RecordError,
     RunConfig,
     RunMetrics,
-    atomic_write_json,
     checked_name,
     data_digest,
     eval_folder_name,
@@ -38,12 +37,10 @@ from bench.store import (
     read_config,
     read_curves,
     read_env,
-    read_json,
     read_metrics,
     run_id,
     runs_dir,
     save_weights,
-    sha256_file,
     verify_weights,
 )
 from bench.train import LOCAL, Dist, StageResult, barrier, train_method, trained_state_dicts

@@ -49,15 +49,8 @@ from bench.config import Profile, TrainConfig
 from bench.data.loaders import collate, to_float
 from bench.errors import BenchError
 from bench.execution import BatchStream, Execution
-from bench.store import (
-    FolderLock,
-    atomic_torch_save,
-    atomic_write_json,
-    load_payload,
-    read_json,
-    sha256_file,
-    stable_hash,
-)
+from bench.fileio import FolderLock, atomic_torch_save, atomic_write_json, read_json, sha256_file, stable_hash
+from bench.store import load_payload
 
 if TYPE_CHECKING:
     from bench.validation import Validation

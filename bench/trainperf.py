@@ -190,8 +190,9 @@ def dry_run(spec: Any, iterations: int, log: Any = print) -> tuple[dict, Path]:
     from bench.data.manifest import default_data_dir
     from bench.data.prepare import ensure_prepared
     from bench.devices import resolve_device
+    from bench.fileio import atomic_write_json, stable_hash
     from bench.run import DATA_SEED, get_method, resolve_profile
-    from bench.store import DRY_RUNS, atomic_write_json, runs_dir, stable_hash
+    from bench.store import DRY_RUNS, runs_dir
 
     method = get_method(spec.method, spec.frames)
     profile = resolve_profile(spec)

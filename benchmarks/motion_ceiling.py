@@ -111,7 +111,7 @@ def main(set_folder: Path, run: str | None, checkpoint: str | None, runs_dir: st
         click.echo(f"{r['centre']}: motion_ratio ceiling {r['motion_ratio']:.3f}, frame PSNR "
                    f"{r['frame_psnr']:.2f} dB ({r['samples']} test samples)")
     if json_path is not None:
-        from bench.store import atomic_write_json
+        from bench.fileio import atomic_write_json
 
         atomic_write_json(json_path, [{k: (None if isinstance(v, float) and math.isnan(v) else v)
                                        for k, v in r.items()} for r in rows])

@@ -78,7 +78,7 @@ def _cell(value: object) -> object:
 def append_rows(path: Path, rows: list[dict]) -> None:
     """Append rows under the fixed header; refuse a file whose header differs (a silent column shift)."""
     from bench.errors import BenchError
-    from bench.store import atomic_write_text
+    from bench.fileio import atomic_write_text
 
     old = path.read_text() if path.is_file() else ""
     if old and old.splitlines()[0].split(",") != list(COLUMNS):

@@ -4,7 +4,7 @@ at chosen points, verify every file a store or a prepared set holds, and build h
 Kill points come in two kinds:
 - *timed*: SIGKILL when a condition on the disk becomes true (k checkpoints exist, a file appeared), after a
   short delay drawn from a seeded RNG, so the kill lands at a reproducible-ish but not hand-picked moment;
-- *mid-write*: the process is started through `BOOTSTRAP`, which wraps `bench.store.atomic_write_bytes`
+- *mid-write*: the process is started through `BOOTSTRAP`, which wraps `bench.fileio.atomic_write_bytes`
   so that its k-th call writes half of the bytes into the temporary file and then SIGKILLs its own process:
   exactly the state a power cut or the OOM killer leaves during a write, made deterministic.
 """
@@ -37,20 +37,20 @@ THREAD_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THRE
 
 # `python -c BOOTSTRAP <bench args>` behaves like `.venv/bin/bench <bench args>`, except that with
 # BENCH_FAULT_KILL_AT_WRITE set, one atomic write leaves a half-written temporary file and SIGKILLs the
-# process before the rename (bench.store's own cleanup never runs, as with a real kill). The value picks
+# process before the rename (bench.fileio's own cleanup never runs, as with a real kill). The value picks
 # the write:
 # `k` = the k-th write of any file, `NAME` = the first write of a file named NAME, `NAME:k` = its k-th write.
 BOOTSTRAP = """
 import os, signal, sys, time
 from pathlib import Path
-import bench.store as store
+import bench.fileio as fileio
 _spec = os.environ.get("BENCH_FAULT_KILL_AT_WRITE") or os.environ.get("BENCH_FAULT_PAUSE_AT_WRITE", "")
 _release = os.environ.get("BENCH_FAULT_RELEASE")
 _name, _, _k = _spec.rpartition(":") if ":" in _spec else ("", "", _spec)
 if not _k.isdigit():
     _name, _k = _spec, "1"
 _k, _seen = int(_k), [0]
-_orig = store.atomic_write_bytes
+_orig = fileio.atomic_write_bytes
 def _faulty(path, data):
     path = Path(path)
     if not _name or path.name == _name:
@@ -61,7 +61,7 @@ def _faulty(path, data):
                 time.sleep(0.02)
         elif _seen[0] == _k:
             path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.parent / f"{store.temporary_prefix(path)}fault{store.TMP_SUFFIX}"  # the suite's tag
+            tmp = path.parent / f"{fileio.temporary_prefix(path)}fault{fileio.TMP_SUFFIX}"  # the suite's tag
             with open(tmp, "wb") as fh:
                 fh.write(data[: len(data) // 2])
                 fh.flush()
@@ -69,7 +69,7 @@ def _faulty(path, data):
             print(f"FAULT: killed while writing {path}", file=sys.stderr, flush=True)
             os.kill(os.getpid(), signal.SIGKILL)
     return _orig(path, data)
-store.atomic_write_bytes = _faulty
+fileio.atomic_write_bytes = _faulty
 from bench.cli import main
 sys.argv = ["bench", *sys.argv[1:]]
 main()

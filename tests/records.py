@@ -7,19 +7,9 @@ import hashlib
 from collections.abc import Sequence
 from pathlib import Path
 
+from bench.fileio import atomic_write_bytes, atomic_write_json
 from bench.metrics import COST_METRICS, SAMPLE_METRICS
-from bench.store import (
-    CONFIG,
-    CURVES,
-    ENV,
-    METRICS,
-    WEIGHTS,
-    RunConfig,
-    RunMetrics,
-    atomic_write_bytes,
-    atomic_write_json,
-    eval_folder_name,
-)
+from bench.store import CONFIG, CURVES, ENV, METRICS, WEIGHTS, RunConfig, RunMetrics, eval_folder_name
 
 DIGEST = "d" * 64  # the content digest of the crafted runs' training set
 

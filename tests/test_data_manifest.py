@@ -13,7 +13,7 @@ from bench.data.blur import blur_frames
 from bench.data.images import read_rgb
 from bench.data.manifest import MANIFEST, describe_sets, load_manifest
 from bench.errors import BenchError
-from bench.store import sha256_file
+from bench.fileio import sha256_file
 
 KEYS = {"source", "profile", "frames", "center", "resolution", "seed", "root", "gamma", "code_version",
         "samples", "sha256"}

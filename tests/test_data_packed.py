@@ -19,7 +19,7 @@ from bench.data.manifest import load_manifest
 from bench.data.prepare import prepare
 from bench.data.synthetic import write_footage_root
 from bench.errors import BenchError
-from bench.store import sha256_file
+from bench.fileio import sha256_file
 
 
 def files(folder: Path) -> dict[str, bytes]:

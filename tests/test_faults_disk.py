@@ -1,7 +1,7 @@
 """Full disk (issue 10): a write that fails (simulated ENOSPC) leaves the previous file intact, leaves no
 temporary behind, and the user is told so in one line; the same command, once space is back, completes.
 
-The fault is injected inside `bench.store.atomic_write_bytes`, the one function every file write goes
+The fault is injected inside `bench.fileio.atomic_write_bytes`, the one function every file write goes
 through: at the fsync (the kernel reports a full disk there at the latest), or in the middle of the data
 (`write` returns after part of it, then ENOSPC), or at the final rename.
 """
@@ -16,7 +16,7 @@ from pathlib import Path
 import faults
 import pytest
 
-import bench.store as store
+import bench.fileio as fileio
 from bench.data.manifest import load_manifest
 
 
@@ -48,12 +48,12 @@ class HalfWriter:
 
 def inject(monkeypatch: pytest.MonkeyPatch, where: str) -> None:
     if where == "fsync":
-        monkeypatch.setattr(store.os, "fsync", enospc)
+        monkeypatch.setattr(fileio.os, "fsync", enospc)
     elif where == "write":
         real = os.fdopen
-        monkeypatch.setattr(store.os, "fdopen", lambda *a, **k: HalfWriter(real(*a, **k)))
+        monkeypatch.setattr(fileio.os, "fdopen", lambda *a, **k: HalfWriter(real(*a, **k)))
     else:
-        monkeypatch.setattr(store.os, "replace", enospc)
+        monkeypatch.setattr(fileio.os, "replace", enospc)
 
 
 WHERE = ["fsync", "write", "rename"]
@@ -64,17 +64,17 @@ def test_failed_write_keeps_the_previous_file_and_no_temporary(tmp_path: Path,
                                                                monkeypatch: pytest.MonkeyPatch,
                                                                where: str) -> None:
     target = tmp_path / "metrics.json"
-    store.atomic_write_json(target, {"status": "finished", "value": 1})
+    fileio.atomic_write_json(target, {"status": "finished", "value": 1})
     before = target.read_bytes()
     with monkeypatch.context() as patch:
         inject(patch, where)
         with pytest.raises(OSError) as err:
-            store.atomic_write_json(target, {"status": "finished", "value": 2, "pad": "x" * 100_000})
+            fileio.atomic_write_json(target, {"status": "finished", "value": 2, "pad": "x" * 100_000})
     assert err.value.errno == errno.ENOSPC
     assert target.read_bytes() == before
     assert faults.stray_temporaries(tmp_path) == []
     # With space back, the same write goes through.
-    store.atomic_write_json(target, {"status": "finished", "value": 2})
+    fileio.atomic_write_json(target, {"status": "finished", "value": 2})
     assert json.loads(target.read_text())["value"] == 2
 
 
@@ -85,11 +85,11 @@ def test_failed_checkpoint_write_keeps_the_previous_checkpoint(tmp_path: Path,
     import torch
 
     target = tmp_path / "ckpt.pt"
-    store.atomic_torch_save(target, {"iteration": 4, "w": torch.ones(3)})
+    fileio.atomic_torch_save(target, {"iteration": 4, "w": torch.ones(3)})
     with monkeypatch.context() as patch:
         inject(patch, where)
         with pytest.raises(OSError):
-            store.atomic_torch_save(target, {"iteration": 8, "w": torch.zeros(10_000)})
+            fileio.atomic_torch_save(target, {"iteration": 8, "w": torch.zeros(10_000)})
     assert torch.load(target, weights_only=True)["iteration"] == 4
     assert faults.stray_temporaries(tmp_path) == []
 
@@ -97,10 +97,10 @@ def test_failed_checkpoint_write_keeps_the_previous_checkpoint(tmp_path: Path,
 def test_failed_write_error_names_the_file_and_says_the_previous_one_is_intact(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     target = tmp_path / "metrics.json"
-    store.atomic_write_json(target, {"v": 1})
-    monkeypatch.setattr(store.os, "fsync", enospc)
+    fileio.atomic_write_json(target, {"v": 1})
+    monkeypatch.setattr(fileio.os, "fsync", enospc)
     with pytest.raises(OSError) as err:
-        store.atomic_write_json(target, {"v": 2})
+        fileio.atomic_write_json(target, {"v": 2})
     message = str(err.value)
     assert str(target) in message and "intact" in message and "\n" not in message
 
@@ -118,7 +118,7 @@ def test_prepare_on_a_full_disk_says_so_in_one_line_and_recovers(smoke_data: Pat
     manifest_bytes = (folder / "manifest.json").read_bytes()
     args = ["prepare", "--profile", "smoke", "--frames", "7", "--data-dir", str(data), "--workers", "1"]
     with monkeypatch.context() as patch:
-        patch.setattr(store.os, "fsync", enospc)
+        patch.setattr(fileio.os, "fsync", enospc)
         code, _out, err = faults.invoke(args)
     faults.assert_one_line_error(code, err, str(victim), "intact")
     assert victim.read_bytes() == b"damaged"  # the previous file, untouched
@@ -152,7 +152,7 @@ def test_run_on_a_full_disk_says_so_in_one_line_and_keeps_the_previous_result(
         real_fsync(fd)
 
     with monkeypatch.context() as patch:
-        patch.setattr(store.os, "fsync", fsync)
+        patch.setattr(fileio.os, "fsync", fsync)
         code, _out, err = faults.invoke([*args, "--fresh"])
     faults.assert_one_line_error(code, err, "weights.pt")
     assert {name: (folder / name).read_bytes() for name in kept} == kept

@@ -22,7 +22,8 @@ import pytest
 import torch
 
 from bench.data.manifest import load_manifest
-from bench.store import save_weights, temporary_prefix
+from bench.fileio import temporary_prefix
+from bench.store import save_weights
 
 SET7 = "synthetic-smoke-7f"
 SMOKE = ["--profile", "smoke", "--device", "cpu"]
@@ -352,14 +353,14 @@ def test_usage_errors_share_one_format_and_exit_2(args: list[str], line: str) ->
 def test_a_full_disk_is_named_as_such(data: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import errno
 
-    from bench import store
+    from bench import fileio
 
     def enospc(*_args: object) -> None:
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
     (data / SET7 / "manifest.json").unlink()
     with monkeypatch.context() as patch:
-        patch.setattr(store.os, "fsync", enospc)
+        patch.setattr(fileio.os, "fsync", enospc)
         code, _, err = faults.invoke(["prepare", "--profile", "smoke", "--frames", "7", "--data-dir",
                                       str(data), "--workers", "1"])
     assert "(no space left on device)" in error_line(code, err).lower()

@@ -8,7 +8,7 @@ from click.testing import CliRunner
 from records import write_run
 
 from bench.cli import cli
-from bench.store import atomic_write_json
+from bench.fileio import atomic_write_json
 
 
 def _run(*args: str) -> str:

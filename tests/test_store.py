@@ -11,9 +11,8 @@ import torch
 from records import metrics, write_eval, write_run
 
 from bench.errors import BenchError
+from bench.fileio import FolderLock, atomic_write_json, stable_hash
 from bench.store import (
-    FolderLock,
-    atomic_write_json,
     checked_name,
     iter_runs,
     latest_run,
@@ -23,7 +22,6 @@ from bench.store import (
     runs_dir,
     sample_image_name,
     save_weights,
-    stable_hash,
     verify_weights,
 )
 
@@ -203,7 +201,7 @@ def test_weights_round_trip_and_refusals(tmp_path):
 # --- nothing lost, nothing misplaced (issue 19) -------------------------------------------------------------
 
 def test_clean_temporaries_removes_only_the_suites_own_in_that_folder(tmp_path):
-    from bench.store import clean_temporaries, temporary_prefix
+    from bench.fileio import clean_temporaries, temporary_prefix
 
     ours = tmp_path / f"{temporary_prefix(tmp_path / 'metrics.json')}ab12cd_x.tmp"
     video = tmp_path / f"{temporary_prefix(tmp_path / 'video.mp4')}zz9.tmp.mp4"
@@ -231,7 +229,7 @@ def test_folder_lock_below_a_file_is_one_line(tmp_path):
 
 
 def _out(tmp_path):
-    from bench.store import OutputFolder
+    from bench.outputs import OutputFolder
 
     return OutputFolder(tmp_path / "out", "report")
 

@@ -313,7 +313,7 @@ def command(methods_opt: str | None, resolution: str, device: str, repeats: int,
                               profile_name or "paper", compile_, amp, matmul_size, channels_last, breakdown)
         print_rows(rows, rate)
     if json_path:
-        from bench.store import atomic_write_text
+        from bench.fileio import atomic_write_text
 
         atomic_write_text(json_path, json.dumps(rows, indent=2, allow_nan=False) + "\n")
         click.echo(f"wrote {json_path}")

@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 
 from bench.errors import BenchError
-from bench.store import atomic_write_bytes
+from bench.fileio import atomic_write_bytes
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".ppm")
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

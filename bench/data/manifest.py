@@ -14,7 +14,7 @@ from pathlib import Path, PurePosixPath
 
 from bench.data.packed import ENTRY_KEYS
 from bench.errors import BenchError
-from bench.store import sha256_file
+from bench.fileio import sha256_file
 
 MANIFEST = "manifest.json"
 DATA_VERSION = 1  # bump when the rendering or layout changes: older sets then ask to be rebuilt

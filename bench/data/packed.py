@@ -16,7 +16,7 @@ CPU against a GPU step of tens of milliseconds. Sliced from a memory map, a crop
 columns of its box.
 
 Files are streamed one frame at a time (a 720p sequence of 1000 frames is 2.8 GB), into a temporary file
-beside the target that replaces it only when complete, as `bench.store.atomic_write_bytes` does for whole
+beside the target that replaces it only when complete, as `bench.fileio.atomic_write_bytes` does for whole
 buffers; bytes equal to `np.save` of the whole array.
 """
 
@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.errors import BenchError
-from bench.store import TMP_SUFFIX, sha256_file, temporary_prefix
+from bench.fileio import TMP_SUFFIX, sha256_file, temporary_prefix
 
 PACKED_DIR = "packed"
 ENTRY_KEYS = ("frames", "first", "blur", "index")

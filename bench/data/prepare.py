@@ -43,7 +43,7 @@ from bench.data.manifest import (
     set_name,
 )
 from bench.errors import BenchError
-from bench.store import FolderLock, atomic_write_bytes, atomic_write_json, clean_temporaries
+from bench.fileio import FolderLock, atomic_write_bytes, atomic_write_json, clean_temporaries
 
 SOURCES = ("synthetic", "gopro", "video")
 Log = Callable[[str], None]

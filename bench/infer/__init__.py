@@ -13,7 +13,7 @@ Decisions this module makes:
 - Colour: 16-bit images are scaled to 8 bits, grayscale is repeated to RGB, transparency is composited over
   white (what an image viewer shows), and the EXIF orientation is applied first.
 - The MP4 (OpenCV, mp4v) needs even sizes: an odd last row or column is repeated once in the video only.
-- The output folder may hold the user's files: outputs go through `bench.store.OutputFolder`, which replaces
+- The output folder may hold the user's files: outputs go through `bench.outputs.OutputFolder`, which replaces
   or deletes only files the suite wrote (its record, `.bench-outputs.json`). A rerun replaces each photo's
   outputs as a whole: the frames of another N or a dropped format do not linger beside the new ones.
 - The GIF holds N frames over one shared palette; Pillow merges consecutive frames that are identical after
@@ -38,7 +38,7 @@ from bench.infer.tiling import (
     plan_tile,
     predict_photo,
 )
-from bench.store import OutputFolder
+from bench.outputs import OutputFolder
 
 __all__ = ["FORMATS", "IMAGE_SUFFIXES", "MAX_PIXELS", "MIN_TILE", "OVERLAP", "STRIP_HEIGHT", "InferResult",
            "LoadedMethod", "available_memory", "encode_gif", "expand_inputs", "forward_bytes_per_pixel",

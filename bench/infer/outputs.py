@@ -1,5 +1,5 @@
 """Outputs per photo: frame PNGs, an animated GIF, an MP4 and a side-by-side strip, written atomically
-through the output folder's record of its own files (`bench.store.OutputFolder`)."""
+through the output folder's record of its own files (`bench.outputs.OutputFolder`)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import numpy as np
 
 from bench.data.images import encode_png
 from bench.errors import BenchError
-from bench.store import OutputFolder
+from bench.outputs import OutputFolder
 
 FORMATS = ("png", "gif", "mp4")  # frame outputs; deblurred.png and strip.png are always written
 STRIP_HEIGHT = 240  # panel height of the side-by-side strip (never upscaled)

@@ -4,7 +4,7 @@ re-scores.
 `build_report(runs_dir, out, formats, profile, dataset)` writes `out/README.md` (provenance, the claims table,
 missing and failed runs, links), `out/tables/<name>.{md,csv,tex}` and `out/figures/*.{png,pdf,gif}`.
 
-`out` may hold other files (`--out .` in a project): the report goes through `bench.store.OutputFolder`, so
+`out` may hold other files (`--out .` in a project): the report goes through `bench.outputs.OutputFolder`, so
 it replaces or deletes only files it wrote itself (recorded in `out/.bench-outputs.json`). When a name it
 needs (README.md first of all) is taken by a file it did not write, it stops before writing anything, naming
 that file: a project's README is never replaced, the report asks for another `--out` instead.
@@ -21,6 +21,7 @@ from pathlib import Path
 import pandas as pd
 
 from bench.errors import BenchError
+from bench.outputs import OutputFolder
 from bench.report import paper
 from bench.report.claims import (
     PERF_COMMAND,
@@ -41,7 +42,7 @@ from bench.report.tables import (
     video_methods,
 )
 from bench.report.verdict import RULE
-from bench.store import OutputFolder, latest_perf
+from bench.store import latest_perf
 
 FORMATS = ("md", "csv", "tex", "png", "pdf", "gif")
 

@@ -18,6 +18,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from PIL import Image, ImageDraw  # noqa: E402
 
+from bench.fileio import atomic_write_bytes  # noqa: E402
 from bench.report import paper  # noqa: E402
 from bench.report.claims import METRIC_LABELS, finished  # noqa: E402
 from bench.report.load import (  # noqa: E402
@@ -26,7 +27,6 @@ from bench.report.load import (  # noqa: E402
     load_stage_summaries,
 )
 from bench.report.tables import Context, deblur_methods, video_methods  # noqa: E402
-from bench.store import atomic_write_bytes  # noqa: E402
 
 Write = Callable[[Path, bytes], Path]  # how a figure's bytes reach the disk (`OutputFolder.write` in reports)
 
