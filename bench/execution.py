@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
+from bench.data.loaders import to_float
 from bench.errors import BenchError
 
 if TYPE_CHECKING:
@@ -266,3 +267,9 @@ def _one_opencv_thread() -> None:
     import cv2
 
     cv2.setNumThreads(1)
+
+
+def on_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
+    """A loader's batch on `device`, its images as float32 in [0, 1] (converted there: 4x fewer bytes to
+    copy); `non_blocking` overlaps the copy of a pinned batch with the work queued before it."""
+    return to_float({k: v.to(device, non_blocking=True) for k, v in batch.items()})

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bench.config import Profile, apply_overrides, get_profile, to_dict
+from bench.data.manifest import data_digest
 from bench.devices import resolve_device
 from bench.errors import BenchError
 from bench.fileio import FolderLock, atomic_write_json, read_json, sha256_file
@@ -31,7 +32,6 @@ from bench.store import (
     RunConfig,
     RunMetrics,
     checked_name,
-    data_digest,
     eval_folder_name,
     load_weights,
     read_config,

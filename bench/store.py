@@ -17,7 +17,7 @@ from bench.errors import BenchError
 from bench.fileio import atomic_torch_save, atomic_write_json, sha256_file, stable_hash
 from bench.metrics import COST_METRICS, SAMPLE_METRICS
 
-# --- names and data digests ---------------------------------------------------------------------------------
+# --- names --------------------------------------------------------------------------------------------------
 
 
 def checked_name(name: str, what: str, fix: str = "rename it") -> str:
@@ -31,19 +31,6 @@ def checked_name(name: str, what: str, fix: str = "rename it") -> str:
         raise BenchError(f"{what} {name!r}: not usable as a folder or file name (empty, '.', '..', a path "
                          f"separator or surrounding spaces); {fix}")
     return name
-
-
-def data_digest(set_folder: Path | str) -> str:
-    """The content digest of a prepared set: the sha256 of its manifest.json, which pins every file of the
-    set by its own sha256. Results are reused only for the same digest, that is byte-identical data."""
-    from bench.data.manifest import MANIFEST  # late: bench.data imports this module
-
-    path = Path(set_folder) / MANIFEST
-    try:
-        return sha256_file(path)
-    except OSError as err:
-        raise BenchError(f"{path}: cannot read ({err.strerror or err}); prepare the set with bench prepare") \
-            from None
 
 
 def eval_folder_name(set_name: str, digest: str) -> str:

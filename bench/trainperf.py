@@ -36,8 +36,9 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from bench.config import Profile
+from bench.execution import on_device
 from bench.perf import PeakMemory, count_macs, device_name, matmul_rate, synchronize, time_calls
-from bench.train import derive_seed, on_device, open_stage, stage_crop, stage_iterations, train_set
+from bench.train import derive_seed, open_stage, stage_crop, stage_iterations, train_set
 
 if TYPE_CHECKING:
     from methods.registry import MethodAPI, Stage

@@ -28,6 +28,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
+from bench.execution import on_device
+
 if TYPE_CHECKING:
     from methods.registry import MethodAPI, Stage
 
@@ -96,8 +98,6 @@ class Validation:
         """The stage's score now; `loss_fn(data)` is the stage loss on a batch (`bench.train.probe_loss`)."""
         if self.metric == "loss":
             return loss_fn(self.batch)
-        from bench.train import on_device
-
         data = on_device(self.batch, device)
         out = method.deblur(nets, data["blur"])  # (b, 3, c, c), eval mode, no gradients
         return mean_psnr(out.float(), data["center"])

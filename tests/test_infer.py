@@ -212,7 +212,7 @@ def test_infer_writes_every_output(tmp_path: Path, photos: dict[str, Path], weig
         # The strip's first panel is the (converted) input photo itself.
         np.testing.assert_array_equal(strip[:, :w, ::-1], infer.read_photo(photos[name]))
     assert not list(out.rglob("*.tmp*"))  # no temporary files left behind
-    # Hidden files: only the folder's lock and the record of what the suite wrote (bench.outputs.OutputFolder).
+    # Hidden files: only the folder's lock and the record of what the suite wrote (bench.outputs).
     assert sorted(p.name for p in out.rglob(".*")) == [".bench-outputs.json", ".lock"]
 
 

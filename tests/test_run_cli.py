@@ -21,7 +21,8 @@ import torch
 from click.testing import CliRunner
 
 from bench.cli import cli
-from bench.store import data_digest, eval_folder_name
+from bench.data.manifest import data_digest
+from bench.store import eval_folder_name
 
 pytestmark = pytest.mark.slow
 

@@ -18,8 +18,9 @@ import pytest
 from click.testing import CliRunner
 
 from bench.cli import cli
+from bench.data.manifest import data_digest
 from bench.data.prepare import prepare
-from bench.store import data_digest, eval_folder_name
+from bench.store import eval_folder_name
 
 BENCH = str(Path(sys.executable).parent / "bench")
 TINY = ("--set", "train.iters_dm=2", "--set", "eval.runtime_repeats=1", "--set", "eval.runtime_warmup=0")

@@ -12,7 +12,6 @@ import json
 import os
 from pathlib import Path, PurePosixPath
 
-from bench.data.packed import ENTRY_KEYS
 from bench.errors import BenchError
 from bench.fileio import sha256_file
 
@@ -21,6 +20,7 @@ DATA_VERSION = 1  # bump when the rendering or layout changes: older sets then a
 REQUIRED = ("source", "profile", "frames", "center", "resolution", "seed", "root", "gamma", "code_version",
             "samples", "sha256")
 SAMPLE_KEYS = ("id", "split", "sequence", "blur", "sharp", "flow")
+ENTRY_KEYS = ("frames", "first", "blur", "index")  # a sample's "packed" entry (`bench.data.packed.entry`)
 FOOTAGE_SOURCES = ("gopro", "video")  # read from disk; their sets are named without a profile
 
 
@@ -29,6 +29,17 @@ def set_name(source: str, profile: str | None, n: int) -> str:
     if source in FOOTAGE_SOURCES:
         return f"{source}-{n}f"
     return f"{source}-{profile}-{n}f"
+
+
+def data_digest(set_folder: Path | str) -> str:
+    """The content digest of a prepared set: the sha256 of its manifest.json, which pins every file of the
+    set by its own sha256. Results are reused only for the same digest, that is byte-identical data."""
+    path = Path(set_folder) / MANIFEST
+    try:
+        return sha256_file(path)
+    except OSError as err:
+        raise BenchError(f"{path}: cannot read ({err.strerror or err}); prepare the set with bench prepare") \
+            from None
 
 
 def default_data_dir(option: str | Path | None = None) -> Path:

@@ -31,11 +31,11 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.data.manifest import damaged_files
 from bench.errors import BenchError
 from bench.fileio import TMP_SUFFIX, sha256_file, temporary_prefix
 
 PACKED_DIR = "packed"
-ENTRY_KEYS = ("frames", "first", "blur", "index")
 
 
 def frames_rel(sequence: str) -> str:
@@ -47,7 +47,8 @@ def blur_rel(sequence: str) -> str:
 
 
 def entry(sequence: str, window: int, n: int) -> dict:
-    """Where window `window` of `sequence` sits in the packed files of a set of N-frame windows."""
+    """Where window `window` of `sequence` sits in the packed files of a set of N-frame windows (the keys
+    `bench.data.manifest.ENTRY_KEYS` checks)."""
     return {"frames": frames_rel(sequence), "first": window * n, "blur": blur_rel(sequence), "index": window}
 
 
@@ -266,8 +267,6 @@ def plan(folder: Path, manifest: dict) -> tuple[str, str, set[str] | None]:
     older manifest, or a packed file missing or damaged) is packed again from its own verified PNGs,
     limited to the sequences that need it (`None` = all).
     """
-    from bench.data.manifest import damaged_files
-
     try:
         bad = damaged_files(folder, manifest)
     except BenchError as err:  # a link leading out of the set: rebuilding removes it
