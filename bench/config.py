@@ -23,13 +23,13 @@ together (zoom_min <= zoom_max) and the memory a rendered frame needs are checke
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import re
 from dataclasses import dataclass, field, fields, is_dataclass, replace
 from typing import Annotated, Any, get_type_hints
 
 from bench.errors import BenchError
+from bench.fileio import parse_json
 
 # --- rules: what a field accepts, declared in its annotation ------------------------------------------------
 
@@ -279,8 +279,8 @@ def _coerce(text: str, current: Any, path: str) -> Any:
             raise ValueError(text)
         if kind in (int, float, str):
             return kind(text)
-        return json.loads(text)
-    except (ValueError, json.JSONDecodeError):
+        return parse_json(text)
+    except ValueError:  # json.JSONDecodeError included, and a value nested too deep
         raise BenchError(f"--set {path}={text!r}: expected {_KIND_WORDS.get(kind, kind.__name__)}") from None
 
 

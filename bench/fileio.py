@@ -15,16 +15,19 @@ one-line error naming the folder; readers never lock, so a read-only store still
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import io
 import json
 import os
 import re
+import stat
 import tempfile
-from collections.abc import Iterable
+import weakref
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from bench.errors import BenchError
 
@@ -37,40 +40,169 @@ class WriteFailed(BenchError, OSError):
     """A write that the system refused (full disk, permissions); the previous file is intact."""
 
 
+class UnreadableFile(BenchError, OSError):
+    """A file the suite will not read: missing, not a regular file (a FIFO or device would block or never
+    end), over its size limit, or (JSON) not UTF-8, not JSON or nested too deep. `strerror` is the short
+    reason, so callers that name an OSError's reason name this one too."""
+
+    def __init__(self, path: Path | str, reason: str, fix: str = "") -> None:
+        super().__init__(f"{path}: {reason}" + (f"; {fix}" if fix else ""))
+        self.filename, self.strerror, self.reason = str(path), reason, reason
+
+
 def temporary_prefix(path: Path | str) -> str:
     """Name prefix of the suite's temporaries for target `path` (`.<name>.bench-`)."""
     return f".{Path(path).name}{TMP_TAG}"
 
 
+# --- file modes --------------------------------------------------------------------------------------------
+# A temporary from mkstemp is 0600; left so, every result would be private on a shared filesystem. Each
+# written file gets `0o666 & ~umask`, what `open(path, "w")` would give. There is no read-only getter of the
+# umask in Python: on Linux /proc/self/status states it, and reading that changes nothing, so a write in one
+# thread never races a file another thread creates. Elsewhere the value is read once here at import, with
+# os.umask's set-and-restore; importing bench.fileio happens before the suite starts any thread, so no file
+# is created in between under the momentary umask.
+
+
+def _umask_at_import() -> int:
+    mask = os.umask(0o077)
+    os.umask(mask)
+    return mask
+
+
+_IMPORT_UMASK = _umask_at_import()
+_PROC_STATUS = "/proc/self/status"
+
+
+def file_mode() -> int:
+    """The mode `open(path, "w")` gives a new file now: 0o666 less the process's umask."""
+    try:
+        with open(_PROC_STATUS, "rb") as fh:
+            for line in fh:
+                if line.startswith(b"Umask:"):
+                    return 0o666 & ~int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0o666 & ~_IMPORT_UMASK
+
+
+# --- atomic writes -----------------------------------------------------------------------------------------
+
+
+class AtomicFile:
+    """One file written atomically, in one piece or streamed in many: the bytes go to a temporary of the
+    suite beside `path`, and `commit()` sets its mode (`file_mode`), fsyncs it and puts it in place with
+    `os.replace`, so a crash or a SIGKILL at any point leaves either the old file or the new one.
+
+    The one writer of the suite: `atomic_write_bytes` is this with a single `write`, a streamed array
+    (`bench.data.packed.NpyStream`) writes frame by frame and `overwrite`s its header at the end. Any refused
+    write raises `WriteFailed`, a one-line error naming `path`, after removing the temporary; so does an
+    exception, a `discard()` or dropping the object unfinished. As a context manager it commits on a normal
+    exit and discards on an exception (KeyboardInterrupt included)."""
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=temporary_prefix(self.path), suffix=TMP_SUFFIX,
+                                       dir=self.path.parent)
+        except OSError as err:
+            raise _write_failed(self.path, err) from None
+        self.temporary = Path(tmp)
+        self._cleanup = weakref.finalize(self, _remove, tmp)
+        try:
+            self._fh = os.fdopen(fd, "wb")
+        except BaseException:
+            os.close(fd)
+            self._cleanup()
+            raise
+
+    def __enter__(self) -> AtomicFile:
+        return self
+
+    def __exit__(self, kind: type | None, *exc: Any) -> None:
+        if kind is None:
+            self.commit()
+        else:
+            self.discard()
+
+    def write(self, data: bytes | memoryview) -> None:
+        with self._failing():
+            self._fh.write(data)
+
+    def overwrite(self, offset: int, data: bytes) -> None:
+        """Replace bytes already written at `offset` (a header completed at the end), then carry on."""
+        with self._failing():
+            end = self._fh.tell()
+            self._fh.seek(offset)
+            self._fh.write(data)
+            self._fh.seek(end)
+
+    def complete(self) -> Path:
+        """Make the temporary whole (mode, flush, fsync, close) without putting it in place; returns it, for
+        a caller that compares it with the file in place first (then `commit()` or `discard()`)."""
+        if not self._fh.closed:
+            with self._failing():
+                os.fchmod(self._fh.fileno(), file_mode())
+                self._fh.flush()
+                os.fsync(self._fh.fileno())
+                self._fh.close()
+        return self.temporary
+
+    def commit(self) -> Path:
+        """Put the completed temporary in place of `path`."""
+        self.complete()
+        with self._failing():
+            os.replace(self.temporary, self.path)
+        self._cleanup.detach()
+        return self.path
+
+    def discard(self) -> None:
+        """Drop the temporary; the file in place (if any) is untouched."""
+        try:
+            if not self._fh.closed:
+                self._fh.close()
+        except OSError:
+            pass  # a full disk refusing the flush of bytes that are being thrown away
+        finally:
+            self._cleanup()
+
+    def failed(self, err: OSError) -> WriteFailed:
+        """The one-line error for `err` met while writing this file, the temporary removed."""
+        self.discard()
+        return _write_failed(self.path, err)
+
+    @contextlib.contextmanager
+    def _failing(self) -> Iterator[None]:
+        try:
+            yield
+        except OSError as err:
+            raise self.failed(err) from None
+        except BaseException:
+            self.discard()
+            raise
+
+
+def _remove(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
 def atomic_write_bytes(path: Path | str, data: bytes) -> Path:
-    """Write `data` to `path` atomically (temp file in the same folder, fsync, rename).
+    """Write `data` to `path` atomically (an `AtomicFile` with one write).
 
     A refused write raises `WriteFailed`, a one-line error naming the file, after removing the temporary.
     """
-    path = Path(path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=temporary_prefix(path), suffix=TMP_SUFFIX, dir=path.parent)
-    except OSError as err:
-        raise _write_failed(path, err) from None
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException as err:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        if isinstance(err, OSError):
-            raise _write_failed(path, err) from None
-        raise
-    return path
+    with AtomicFile(path) as out:
+        out.write(data)
+    return Path(path)
 
 
 def _write_failed(path: Path, err: OSError) -> WriteFailed:
+    if isinstance(err, WriteFailed):
+        return err
     reason = err.strerror or str(err) or type(err).__name__
     failure = WriteFailed(f"{path}: cannot write ({reason.lower()}); the previous version is left intact; "
                           "free disk space (or fix permissions) and rerun the same command")
@@ -106,17 +238,59 @@ def atomic_write_json(path: Path | str, obj: Any) -> Path:
 
 def atomic_torch_save(path: Path | str, obj: Any) -> Path:
     """`torch.save` through an in-memory buffer, then an atomic write."""
-    import torch
+    import torch  # late: this floor imports no torch, so `bench --help` starts without it
 
     buf = io.BytesIO()
     torch.save(obj, buf)
     return atomic_write_bytes(path, buf.getvalue())
 
 
-def sha256_file(path: Path | str, chunk: int = 1 << 20) -> str:
+# --- reading: regular files only, within limits ------------------------------------------------------------
+
+MAX_HASH_BYTES = 1 << 40  # 1 TiB: far above any file of the suite (a 720p packed sequence of 1000 frames is
+#   2.8 GB), so only a file that is not the suite's meets it, and hashing it is refused instead of running on
+MAX_JSON_BYTES = 64 << 20  # 64 MiB: a GoPro manifest is a few MB, every other record a few kB
+MAX_JSON_DEPTH = 64  # nesting levels: the records use under 10; Python's parser recurses once per level
+
+
+def open_regular(path: Path | str, limit: int) -> BinaryIO:
+    """`path` opened for reading, when it is a regular file (a symlink to one counts) of at
+    most `limit` bytes; else `UnreadableFile` at once. A FIFO is opened without blocking, and a device (a
+    link to /dev/zero) is refused before a byte is read."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except FileNotFoundError:
+        raise UnreadableFile(path, "missing") from None
+    except OSError as err:
+        raise UnreadableFile(path, f"unreadable ({(err.strerror or type(err).__name__).lower()})") from None
+    fh = os.fdopen(fd, "rb")
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode):
+        fh.close()
+        raise UnreadableFile(path, f"not a regular file ({_kind(info.st_mode)})")
+    if info.st_size > limit:
+        fh.close()
+        raise UnreadableFile(path, f"{info.st_size} bytes, over the limit of {limit} for a file of the suite")
+    return fh
+
+
+def _kind(mode: int) -> str:
+    kinds = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
+             (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+    return next((name for test, name in kinds if test(mode)), "a special file")
+
+
+def sha256_file(path: Path | str, chunk: int = 1 << 20, limit: int = MAX_HASH_BYTES) -> str:
+    """The sha256 of the regular file at `path` (`open_regular`: `UnreadableFile`, an OSError, otherwise);
+    a file that grows past `limit` while being read is refused too."""
     h = hashlib.sha256()
-    with open(path, "rb") as fh:
+    seen = 0
+    fh = open_regular(path, limit)
+    with fh:
         while block := fh.read(chunk):
+            seen += len(block)
+            if seen > limit:
+                raise UnreadableFile(path, f"grew over the limit of {limit} bytes while being hashed")
             h.update(block)
     return h.hexdigest()
 
@@ -127,11 +301,52 @@ def stable_hash(obj: Any, length: int = 10) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:length]
 
 
-def read_json(path: Path | str) -> Any | None:
-    """The JSON in `path`, or None when it is missing or unreadable (a stage folder being written)."""
+_JSON_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"', re.S)
+_JSON_BRACKET = re.compile(r"[\[\]{}]")
+
+
+def parse_json(text: str, max_depth: int = MAX_JSON_DEPTH) -> Any:
+    """`json.loads(text)`, refused with a ValueError when arrays and objects nest deeper than `max_depth`:
+    counted before parsing, so neither the parser nor any reader that walks the result can recurse
+    without end (RecursionError)."""
+    depth = deepest = 0
+    for bracket in _JSON_BRACKET.finditer(_JSON_STRING.sub("", text)):
+        depth += 1 if bracket.group() in "[{" else -1
+        deepest = max(deepest, depth)
+    if deepest > max_depth:
+        raise ValueError(f"nested {deepest} levels deep, over the limit of {max_depth}")
     try:
-        return json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError, RecursionError):
+        return json.loads(text)
+    except RecursionError:  # malformed text the count above misread: refused all the same
+        raise ValueError(f"nested over the limit of {max_depth} levels") from None
+
+
+def load_json(path: Path | str, limit: int = MAX_JSON_BYTES, max_depth: int = MAX_JSON_DEPTH) -> Any:
+    """The JSON in the regular file `path`, read within a size and a nesting limit; `UnreadableFile` with
+    the reason (missing, not a regular file, too large, not UTF-8, not JSON, too deep) otherwise."""
+    fh = open_regular(path, limit)
+    try:
+        with fh:
+            raw = fh.read(limit + 1)
+        if len(raw) > limit:
+            raise UnreadableFile(path, f"grew over the limit of {limit} bytes while being read")
+        return parse_json(raw.decode("utf-8"), max_depth)
+    except UnreadableFile:
+        raise
+    except UnicodeDecodeError:
+        raise UnreadableFile(path, "unreadable (not UTF-8 text)") from None
+    except ValueError as err:  # json.JSONDecodeError included
+        raise UnreadableFile(path, f"unreadable ({type(err).__name__}: {str(err)[:80]})") from None
+    except OSError as err:
+        raise UnreadableFile(path, f"unreadable ({(err.strerror or type(err).__name__).lower()})") from None
+
+
+def read_json(path: Path | str) -> Any | None:
+    """The JSON in `path` (`load_json`), or None when it is missing or unreadable (a stage folder being
+    written, a damaged record)."""
+    try:
+        return load_json(path)
+    except UnreadableFile:
         return None
 
 

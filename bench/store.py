@@ -5,7 +5,6 @@ with the user's files go through `bench.outputs`.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import re
@@ -14,7 +13,14 @@ from pathlib import Path
 from typing import Any
 
 from bench.errors import BenchError
-from bench.fileio import atomic_torch_save, atomic_write_json, sha256_file, stable_hash
+from bench.fileio import (
+    UnreadableFile,
+    atomic_torch_save,
+    atomic_write_json,
+    load_json,
+    sha256_file,
+    stable_hash,
+)
 from bench.metrics import COST_METRICS, SAMPLE_METRICS
 
 # --- names --------------------------------------------------------------------------------------------------
@@ -204,11 +210,9 @@ def _is_number(value: Any) -> bool:
 def _load_object(path: Path) -> dict:
     """The JSON object in `path`; RecordError when missing, unreadable or not an object."""
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise RecordError(f"{path}: missing") from None
-    except (OSError, ValueError) as err:
-        raise RecordError(f"{path}: unreadable ({type(err).__name__})") from None
+        data = load_json(path)
+    except UnreadableFile as err:  # missing, not a regular file, too large or deep, not JSON
+        raise RecordError(str(err)) from None
     if not isinstance(data, dict):
         raise RecordError(f"{path}: holds a {type(data).__name__}, not a JSON object")
     return data

@@ -8,12 +8,11 @@ or trust a file outside its set.
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path, PurePosixPath
 
 from bench.errors import BenchError
-from bench.fileio import sha256_file
+from bench.fileio import UnreadableFile, load_json, sha256_file
 
 MANIFEST = "manifest.json"
 DATA_VERSION = 1  # bump when the rendering or layout changes: older sets then ask to be rebuilt
@@ -130,9 +129,9 @@ def load_manifest(folder: Path | str, verify: bool = False) -> dict:
     if not where.is_file():
         raise BenchError(f"{where}: no prepared set here; run `{repair_command(folder)}`")
     try:
-        manifest = json.loads(where.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise BenchError(f"{where}: unreadable manifest ({type(err).__name__}); "
+        manifest = load_json(where)
+    except UnreadableFile as err:
+        raise BenchError(f"{where}: manifest {err.reason}; "
                          f"run `{repair_command(folder)} --fresh`") from None
     fix = f"run `{repair_command(folder, manifest if isinstance(manifest, dict) else None)} --fresh`"
     if not isinstance(manifest, dict):

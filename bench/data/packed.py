@@ -15,25 +15,22 @@ development machine), so a training batch of 10 windows of 9 frames decoded from
 CPU against a GPU step of tens of milliseconds. Sliced from a memory map, a crop reads only the rows and
 columns of its box.
 
-Files are streamed one frame at a time (a 720p sequence of 1000 frames is 2.8 GB), into a temporary file
-beside the target that replaces it only when complete, as `bench.fileio.atomic_write_bytes` does for whole
-buffers; bytes equal to `np.save` of the whole array.
+Files are streamed one frame at a time (a 720p sequence of 1000 frames is 2.8 GB) through the suite's one
+atomic writer, `bench.fileio.AtomicFile` (what `atomic_write_bytes` uses for whole buffers): a temporary
+beside the target that replaces it only when complete; bytes equal to `np.save` of the whole array.
 """
 
 from __future__ import annotations
 
 import io
 import multiprocessing as mp
-import os
-import tempfile
-import weakref
 from pathlib import Path
 
 import numpy as np
 
 from bench.data.manifest import damaged_files
 from bench.errors import BenchError
-from bench.fileio import TMP_SUFFIX, sha256_file, temporary_prefix
+from bench.fileio import AtomicFile, sha256_file
 
 PACKED_DIR = "packed"
 
@@ -68,21 +65,9 @@ def _header(shape: tuple[int, ...]) -> bytes:
     return buf.getvalue()
 
 
-def _remove(path: str) -> None:
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
-
-
-def _write_error(path: Path, err: OSError) -> BenchError:
-    reason = err.strerror or type(err).__name__
-    return BenchError(f"{path}: cannot write ({reason}); the previous file is left intact; free disk space "
-                      "or fix access, then rerun the same command to continue")
-
-
 class NpyStream:
-    """One `.npy` of uint8 images `(h, w, 3)` written image by image; `finish()` puts it in place.
+    """One `.npy` of uint8 images `(h, w, 3)` written image by image through the suite's one atomic writer
+    (`bench.fileio.AtomicFile`); `finish()` puts it in place.
 
     numpy pads the header of a 4-d uint8 array to 128 bytes whatever the length of the first axis, so the
     header is written for 0 images first and rewritten with the count at the end. An unfinished stream
@@ -94,33 +79,18 @@ class NpyStream:
         self.path = Path(path)
         self.count = 0
         self._shape: tuple[int, ...] | None = None
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=temporary_prefix(self.path), suffix=TMP_SUFFIX,
-                                       dir=self.path.parent)
-        except OSError as err:
-            raise _write_error(self.path, err) from None
-        self._tmp = tmp
-        self._fh = os.fdopen(fd, "wb")
-        self._cleanup = weakref.finalize(self, _remove, tmp)
+        self._file = AtomicFile(self.path)
 
     def append(self, image: np.ndarray) -> None:
         if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
             raise ValueError(f"{self.path}: expected (h, w, 3) uint8 images, got {image.shape} {image.dtype}")
         if self._shape is None:
             self._shape = image.shape
-            self._put(_header((0, *image.shape)))
+            self._file.write(_header((0, *image.shape)))
         elif image.shape != self._shape:
             raise ValueError(f"{self.path}: image {image.shape} after images {self._shape}")
-        self._put(memoryview(np.ascontiguousarray(image)).cast("B"))
+        self._file.write(memoryview(np.ascontiguousarray(image)).cast("B"))
         self.count += 1
-
-    def _put(self, data: bytes | memoryview) -> None:
-        try:
-            self._fh.write(data)
-        except OSError as err:
-            self.discard()
-            raise _write_error(self.path, err) from None
 
     def finish(self) -> tuple[str, bool]:
         """Complete the file; returns (sha256, written). An identical file already in place is kept (its
@@ -128,29 +98,23 @@ class NpyStream:
         if self._shape is None:
             self.discard()
             raise ValueError(f"{self.path}: no images were written")
+        self._file.overwrite(0, _header((self.count, *self._shape)))  # same length as the placeholder
+        temporary = self._file.complete()
         try:
-            self._fh.seek(0)
-            self._fh.write(_header((self.count, *self._shape)))  # same length as the placeholder
-            self._fh.flush()
-            os.fsync(self._fh.fileno())
-            self._fh.close()
-            digest = sha256_file(self._tmp)
+            digest = sha256_file(temporary)
             old = self.path
-            if (old.is_file() and not old.is_symlink() and old.stat().st_size == os.path.getsize(self._tmp)
-                    and sha256_file(old) == digest):
-                self.discard()
-                return digest, False
-            os.replace(self._tmp, self.path)
+            same = (old.is_file() and not old.is_symlink() and old.stat().st_size == temporary.stat().st_size
+                    and sha256_file(old) == digest)
         except OSError as err:
+            raise self._file.failed(err) from None
+        if same:
             self.discard()
-            raise _write_error(self.path, err) from None
-        self._cleanup.detach()
+            return digest, False
+        self._file.commit()
         return digest, True
 
     def discard(self) -> None:
-        if not self._fh.closed:
-            self._fh.close()
-        self._cleanup()
+        self._file.discard()
 
 
 def remove_links(folder: Path, rel: str) -> bool:
