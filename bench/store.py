@@ -5,10 +5,11 @@ with the user's files go through `bench.outputs`.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any
 
@@ -203,6 +204,29 @@ def _get_all(data: dict, kinds: dict[str, str], path: Path) -> dict[str, Any]:
     return {key: _get(data, key, kind, path) for key, kind in kinds.items()}
 
 
+_ANNOTATION_KINDS = {"str": "str", "int": "int", "bool": "bool", "dict": "dict", "float": "number"}
+
+
+@functools.cache
+def _field_kinds(record: type, skip: tuple[str, ...] = ()) -> dict[str, str]:
+    """The `_KINDS` name of each field of the record dataclass `record` but `skip`, from its annotation, so
+    a record's field list is written once, in its dataclass: `tuple[...]` is a JSON list, another record
+    dataclass a JSON object, `X | None` allows null. An annotation outside these is a TypeError."""
+    kinds = {}
+    for item in fields(record):
+        if item.name in skip:
+            continue
+        text = str(item.type)
+        base = text.removesuffix(" | None")
+        kind = "list" if base.startswith("tuple[") else _ANNOTATION_KINDS.get(base)
+        if kind is None and is_dataclass(globals().get(base)):
+            kind = "dict"
+        if kind is None:
+            raise TypeError(f"{record.__name__}.{item.name}: {text} has no JSON kind in the run record")
+        kinds[item.name] = kind + ("?" if base != text else "")
+    return kinds
+
+
 def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
@@ -245,16 +269,11 @@ class RunConfig:
         if data.get("record") != RECORD_VERSION:
             raise RecordError(f"{path}: stored before data digests were recorded (no record "
                               f"{RECORD_VERSION}); it is never reused: rerun its bench run command", "legacy")
-        values = _get_all(data, _CONFIG_KINDS, path)
+        values = _get_all(data, _field_kinds(cls), path)
         if not all(isinstance(o, str) for o in values["overrides"]) or \
                 not all(isinstance(s, dict) for s in values["stages"]):
             raise RecordError(f"{path}: 'overrides' must list strings and 'stages' objects")
         return cls(**dict(values, overrides=tuple(values["overrides"]), stages=tuple(values["stages"])))
-
-
-_CONFIG_KINDS = {"run_id": "str", "method": "str", "family": "str", "profile": "str", "overrides": "list",
-                 "resolved_profile": "dict", "dataset": "str", "data_sha256": "str", "frames": "int",
-                 "seed": "int", "stages": "list", "weights_from": "str?", "weights_from_sha256": "str?"}
 
 
 @dataclass(frozen=True)
@@ -272,9 +291,7 @@ class RunEnv:
 
     @classmethod
     def from_json(cls, data: dict, path: Path) -> RunEnv:
-        return cls(**_get_all(data, {"git_commit": "str?", "git_dirty": "bool?", "device": "str",
-                                     "device_name": "str", "python": "str", "platform": "str", "date": "str",
-                                     "packages": "dict"}, path))
+        return cls(**_get_all(data, _field_kinds(cls), path))
 
     @property
     def commit_text(self) -> str:
@@ -320,7 +337,7 @@ class RunMetrics:
             return cls("failed", _get(data, "run_id", "str", path), error=_get(data, "error", "str", path))
         if status != "finished":
             raise RecordError(f"{path}: status {status!r} is neither finished nor failed")
-        values = _get_all(data, _METRICS_KINDS, path)
+        values = _get_all(data, _field_kinds(cls, skip=("status", "error")), path)
         _check_scores(values["aggregate"], path, "aggregate", COST_METRICS)
         _get(values["aggregate"], "device", "str", path)
         for i, sample in enumerate(values["samples"]):
@@ -333,31 +350,27 @@ class RunMetrics:
                                   wall_s=float(values["wall_s"])))
 
 
-_METRICS_KINDS = {"run_id": "str", "method": "str", "profile": "str", "dataset": "str", "data_sha256": "str",
-                  "eval_dataset": "str", "eval_sha256": "str", "frames": "int", "seed": "int",
-                  "aggregate": "dict", "samples": "list", "metric_definitions": "dict", "training": "dict",
-                  "training_time_s": "number", "wall_s": "number", "weights_sha256": "str?",
-                  "weights_bytes": "int?"}
-
-
 def _check_validation(training: dict, path: Path) -> None:
     """Each stage's validation curve, where there is one: a metric name and [iteration, score or null]
-    points (what `bench report` plots)."""
-    for stage, info in training.items():
-        curve = info.get("validation") if isinstance(info, dict) else None
-        if curve is None:
-            continue
-        points = curve.get("points") if isinstance(curve, dict) else None
-        if not _is_curve(points, null_scores=True) or not isinstance(curve.get("metric"), str):
-            raise RecordError(f"{path}: training[{stage!r}]['validation'] is not a metric with "
-                              "[iteration, score] points")
+    points (what `bench report` plots), checked as curves.json is (`_check_curves`)."""
+    curves = {stage: info["validation"] for stage, info in training.items()
+              if isinstance(info, dict) and info.get("validation") is not None}
+    for stage, curve in curves.items():
+        if not isinstance(curve, dict) or not isinstance(curve.get("metric"), str):
+            raise RecordError(f"{path}: training[{stage!r}]['validation'] is not a metric with points")
+    _check_curves({stage: curve.get("points") for stage, curve in curves.items()}, path,
+                  "training[{stage!r}]['validation'] points", null_scores=True)
 
 
-def _is_curve(points: Any, null_scores: bool = False) -> bool:
-    """A list of [iteration, score] pairs of numbers (scores may be null where `null_scores`)."""
-    return isinstance(points, list) and all(
-        isinstance(p, list) and len(p) == 2 and _is_number(p[0])
-        and (_is_number(p[1]) or (null_scores and p[1] is None)) for p in points)
+def _check_curves(curves: dict, path: Path, where: str, null_scores: bool = False) -> None:
+    """The one check of curves, stage -> [[iteration, score], ...] of numbers (scores may be null where
+    `null_scores`); `where` names the curve in the error, with `{stage!r}` filled in."""
+    for stage, points in curves.items():
+        curve = isinstance(points, list) and all(
+            isinstance(p, list) and len(p) == 2 and _is_number(p[0])
+            and (_is_number(p[1]) or (null_scores and p[1] is None)) for p in points)
+        if not curve:
+            raise RecordError(f"{path}: {where.format(stage=stage)} are not [iteration, score] pairs")
 
 
 def _check_scores(scores: dict, path: Path, where: str, extra: tuple[str, ...] = ()) -> None:
@@ -392,12 +405,9 @@ def read_curves(folder: Path | str) -> dict[str, list[tuple[float, float]]]:
     path = Path(folder) / CURVES
     if not path.is_file():
         return {}
-    curves = {}
-    for stage, points in _load_object(path).items():
-        if not _is_curve(points):
-            raise RecordError(f"{path}: stage {stage!r} is not a list of [iteration, loss] pairs")
-        curves[stage] = [(float(i), float(v)) for i, v in points]
-    return curves
+    curves = _load_object(path)
+    _check_curves(curves, path, "stage {stage!r} points")
+    return {stage: [(float(i), float(v)) for i, v in points] for stage, points in curves.items()}
 
 
 _SAMPLE_PNG = re.compile(r"^(?P<sid>.+)_(?:(?P<image>blur|deblurred)|(?P<role>frame|truth)(?P<n>[1-9]\d*))"
@@ -563,8 +573,7 @@ class PerfResult:
 
     @classmethod
     def from_json(cls, data: dict, path: Path) -> PerfResult:
-        values = _get_all(data, {"profile": "str", "frames": "int", "resolution": "str", "device": "str",
-                                 "repeats": "int", "warmup": "int", "env": "dict", "rows": "list"}, path)
+        values = _get_all(data, _field_kinds(cls), path)
         for i, row in enumerate(values["rows"]):
             if not isinstance(row, dict) or not isinstance(row.get("method"), str):
                 raise RecordError(f"{path}: rows[{i}] is not an object with a string 'method'")

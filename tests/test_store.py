@@ -319,6 +319,21 @@ def test_a_stage_validation_curve_is_checked_on_read(tmp_path):
     assert read_metrics(tmp_path / "m.json").training == good
     record["training"]["dm"]["validation"]["points"] = [[0, "high"]]
     atomic_write_json(tmp_path / "m.json", record)
-    with pytest.raises(RecordError, match=r"training\['dm'\]\['validation'\] is not a metric with "
-                                          r"\[iteration, score\] points"):
+    with pytest.raises(RecordError, match=r"training\['dm'\]\['validation'\] points are not "
+                                          r"\[iteration, score\] pairs"):
         read_metrics(tmp_path / "m.json")
+    record["training"]["dm"]["validation"] = {"points": [[0, 20.0]]}  # no metric named
+    atomic_write_json(tmp_path / "m.json", record)
+    with pytest.raises(RecordError, match=r"training\['dm'\]\['validation'\] is not a metric with points"):
+        read_metrics(tmp_path / "m.json")
+
+
+def test_curves_json_takes_the_same_curve_check_without_null_scores(tmp_path):
+    from bench.store import CURVES, RecordError, read_curves
+
+    atomic_write_json(tmp_path / CURVES, {"dm": [[0, 1.5], [10, 0.5]]})
+    assert read_curves(tmp_path) == {"dm": [(0.0, 1.5), (10.0, 0.5)]}
+    for bad in ([[0, None]], [[0, 1.0, 2.0]], [[True, 1.0]], "points"):
+        atomic_write_json(tmp_path / CURVES, {"dm": bad})
+        with pytest.raises(RecordError, match=r"stage 'dm' points are not \[iteration, score\] pairs"):
+            read_curves(tmp_path)
