@@ -263,15 +263,14 @@ def open_regular(path: Path | str, limit: int) -> BinaryIO:
         raise UnreadableFile(path, "missing") from None
     except OSError as err:
         raise UnreadableFile(path, f"unreadable ({(err.strerror or type(err).__name__).lower()})") from None
-    fh = os.fdopen(fd, "rb")
     info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode) or info.st_size > limit:
+        os.close(fd)
     if not stat.S_ISREG(info.st_mode):
-        fh.close()
         raise UnreadableFile(path, f"not a regular file ({_kind(info.st_mode)})")
     if info.st_size > limit:
-        fh.close()
         raise UnreadableFile(path, f"{info.st_size} bytes, over the limit of {limit} for a file of the suite")
-    return fh
+    return os.fdopen(fd, "rb")
 
 
 def _kind(mode: int) -> str:
