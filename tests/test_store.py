@@ -1,4 +1,5 @@
-"""The results store (bench/store.py): atomic writes, run lookups, locks, portable weights."""
+"""The results store (bench/store.py) and the file I/O it writes through (bench/fileio.py, more in
+tests/test_fileio.py): atomic writes, run lookups, locks, portable weights."""
 
 from __future__ import annotations
 
