@@ -60,8 +60,8 @@ def temporary_prefix(path: Path | str) -> str:
 # written file gets `0o666 & ~umask`, what `open(path, "w")` would give. There is no read-only getter of the
 # umask in Python: on Linux /proc/self/status states it, and reading that changes nothing, so a write in one
 # thread never races a file another thread creates. Elsewhere the value is read once here at import, with
-# os.umask's set-and-restore; importing bench.fileio happens before the suite starts any thread, so no file
-# is created in between under the momentary umask.
+# os.umask's set-and-restore; importing bench.fileio happens before the suite starts any thread, and the
+# momentary umask is 077, so a file some other code created in between would be private, never open.
 
 
 def _umask_at_import() -> int:
