@@ -548,3 +548,28 @@ def test_training_curves_draw_one_panel_per_trained_stage_with_its_validation_cu
     assert nine["loss"] == ([2.0, 4.0, 6.0], [0.9, 0.5, 0.3])
     assert _val_points(nine["validation"]) == ([0.0, 3.0], [20.0, 24.0])  # a null score is left out
     assert nine["validation"]["reference"] == 25.0
+
+
+def test_damaged_sample_images_are_skipped_with_one_line_each(tmp_path: Path) -> None:
+    runs = tmp_path / "runs"
+    for method in ("ours", "blurred"):
+        make_run(runs, method, 7, 0, samples=1, **base_values(method, 0))
+    samples = runs / "ours-7f-s0" / "samples"
+    (samples / "s0_frame2.png").write_bytes(b"not a png at all")  # garbage
+    (samples / "s0_truth3.png").write_bytes((samples / "s0_truth3.png").read_bytes()[:60])  # truncated
+    (samples / "s0_deblurred.png").write_bytes(b"")  # empty
+    from bench.cli import cli
+
+    out = tmp_path / "r"
+    result = CliRunner().invoke(cli, ["report", "--runs-dir", str(runs), "--out", str(out),
+                                      "--format", "md,png,gif"])
+    assert result.exit_code == 0, f"{result.output} {result.exception!r}"
+    readme = (out / "README.md").read_text()
+    lines = [line for line in readme.splitlines() if line.startswith("- damaged sample image")]
+    assert len(lines) == 3  # one line per damaged image, though the strip and the GIF both read them
+    for name in ("s0_frame2.png", "s0_truth3.png", "s0_deblurred.png"):
+        assert sum(name in line for line in lines) == 1, name
+        assert "warning: " in result.output and name in result.output
+    figs = out / "figures"
+    assert (figs / "strip_7f_s0.png").is_file()  # the strip is drawn without the damaged panels
+    assert (figs / "video_blurred_7f.gif").is_file() and not (figs / "video_ours_7f.gif").exists()

@@ -54,6 +54,7 @@ class ReportResult:
     missing: list[str] = field(default_factory=list)
     claims: list[dict] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)  # damaged stored timings, one line each
+    damaged_images: list[str] = field(default_factory=list)  # sample PNGs the figures skipped, one line each
 
 
 def parse_formats(text: str) -> set[str]:
@@ -240,9 +241,11 @@ def build_report(runs_dir: Path, out: Path, formats: set[str], profile: str | No
     with folder:
         for path, (table, write) in targets.items():
             result.tables.append(folder.write(path, write(table).encode("utf-8")))
-        from bench.report.figures import all_figures  # matplotlib only when figures are asked for
+        from bench.report.figures import SampleImages, all_figures  # matplotlib only for figures
 
-        result.figures = all_figures(ctx, out / "figures", formats, folder.write)
+        images = SampleImages()
+        result.figures = all_figures(ctx, out / "figures", formats, folder.write, images)
+        result.damaged_images = images.problems
         # A run that is gone must not leave its figure behind: this verb's own files of the rebuilt formats
         # that this report did not write go; the user's files, whatever their names, stay.
         folder.remove_stale(lambda rel: rel.split("/")[0] in ("tables", "figures")
@@ -268,6 +271,7 @@ def _readme(ctx: Context, runs: pd.DataFrame, result: ReportResult, claims: Tabl
     lines += [f"- {m}" for m in result.missing] or ["- none missing"]
     lines += [f"- failed/unfinished: {f}" for f in failed_runs(ctx)]
     lines += [f"- damaged stored timing, not used: {p}" for p in result.problems]
+    lines += [f"- damaged sample image, left out of the figures: {p}" for p in result.damaged_images]
     others = sorted(set(runs["profile"]) - {ctx.profile})
     if others:
         lines.append(f"- other profiles in the store, not in this report: {', '.join(others)} "

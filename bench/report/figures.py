@@ -18,6 +18,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from PIL import Image, ImageDraw  # noqa: E402
 
+from bench.data.images import encode_gif, read_image  # noqa: E402
+from bench.errors import BenchError  # noqa: E402
 from bench.report import paper  # noqa: E402
 from bench.report.claims import METRIC_LABELS, finished  # noqa: E402
 from bench.report.load import (  # noqa: E402
@@ -28,6 +30,7 @@ from bench.report.load import (  # noqa: E402
 from bench.report.tables import Context, deblur_methods, video_methods  # noqa: E402
 from bench.store import atomic_write_bytes  # noqa: E402
 
+GIF_FPS = 5.0  # frames per second of the report's animations: slow enough to follow each frame
 Write = Callable[[Path, bytes], Path]  # how a figure's bytes reach the disk (`OutputFolder.write` in reports)
 
 UNITS = {"eq6": "Eq. 6 error (0-255 scale, lower is better)", "ppsnr": "pPSNR (dB, higher is better)",
@@ -153,14 +156,27 @@ def _order(variants: list[str]) -> list[str]:
     return main + sorted(v for v in variants if v not in main)
 
 
-def _img(path: Path | None) -> np.ndarray | None:
-    if path is None:
-        return None
-    with Image.open(path) as im:
-        return np.asarray(im.convert("RGB"))
+class SampleImages:
+    """The stored sample PNGs, decoded for the figures by the suite's safe decoder. A damaged one (garbage,
+    truncated, empty) costs its panel, never the report: it reads as None and is named once in `problems`."""
+
+    def __init__(self) -> None:
+        self.problems: list[str] = []  # one line per damaged image, for the README and the command's warning
+        self._bad: set[Path] = set()
+
+    def read(self, path: Path | None) -> np.ndarray | None:
+        """RGB uint8 `(h, w, 3)`, or None for no image or a damaged one."""
+        if path is None or path in self._bad:
+            return None
+        try:
+            return read_image(path)[0]
+        except BenchError as err:
+            self._bad.add(path)
+            self.problems.append(str(err))
+            return None
 
 
-def strips(ctx: Context, out: Path, formats: set[str], write: Write) -> list[Path]:
+def strips(ctx: Context, out: Path, formats: set[str], write: Write, images: SampleImages) -> list[Path]:
     """Per test sample and N: the blur and true frames on top, then per method its deblurred frame and
     its N frames."""
     written = []
@@ -173,21 +189,22 @@ def strips(ctx: Context, out: Path, formats: set[str], write: Write) -> list[Pat
             truth = next((s[sid] for s in samples.values() if sid in s and s[sid]["truth"]), None)
             blur = next((s[sid]["blur"] for s in samples.values() if sid in s and s[sid].get("blur")), None)
             true_frames = truth["truth"] if truth else []
-            rows.append(("input / truth", [_img(blur)] + [_img(p) for p in true_frames]))
+            rows.append(("input / truth", [images.read(blur)] + [images.read(p) for p in true_frames]))
             for variant in _order([v for v in samples if sid in samples[v]]):
                 entry = samples[variant][sid]
-                rows.append((variant, [_img(entry.get("deblurred"))] + [_img(p) for p in entry["frame"]]))
+                rows.append((variant, [images.read(entry.get("deblurred"))]
+                             + [images.read(p) for p in entry["frame"]]))
             cols = max(len(r[1]) for r in rows)
             if cols == 0:
                 continue
             height = 1.5 * len(rows) + 0.9  # inches: the rows, a title band and the footer
             fig, axes = plt.subplots(len(rows), cols, figsize=(1.6 * cols, height), squeeze=False)
-            for i, (label, images) in enumerate(rows):
+            for i, (label, cells) in enumerate(rows):
                 for j in range(cols):
                     ax = axes[i][j]
                     ax.set_xticks([])
                     ax.set_yticks([])
-                    image = images[j] if j < len(images) else None
+                    image = cells[j] if j < len(cells) else None
                     if image is not None:
                         ax.imshow(image)
                     else:
@@ -214,9 +231,23 @@ def _label(image: np.ndarray, text: str) -> np.ndarray:
     return np.asarray(canvas)
 
 
-def gifs(ctx: Context, out: Path, write: Write) -> list[Path]:
+def _side_by_side(variant: str, preds: list[np.ndarray], gts: list[np.ndarray]) -> np.ndarray:
+    """The GIF's frames `(n, h, w, 3)`: each predicted frame (left) beside the true one (right), labelled;
+    small images are enlarged (nearest neighbour) to stay visible."""
+    scale = max(1, math.ceil(128 / preds[0].shape[0]))
+    frames = []
+    for t, (a, b) in enumerate(zip(preds, gts, strict=False), start=1):
+        a = np.kron(a, np.ones((scale, scale, 1), np.uint8))
+        b = np.kron(b, np.ones((scale, scale, 1), np.uint8))
+        gap = np.full((a.shape[0] + 14, 4, 3), 255, np.uint8)
+        frames.append(np.concatenate([_label(a, f"{variant} {t}/{len(preds)}"), gap, _label(b, "truth")],
+                                     axis=1))
+    return np.stack(frames)
+
+
+def gifs(ctx: Context, out: Path, write: Write, images: SampleImages) -> list[Path]:
     """One animated GIF per method and N: its extracted video (left) beside the true one (right), first
-    stored test sample; small images are enlarged (nearest neighbour) to stay visible."""
+    stored test sample; none for a method whose sample holds a damaged image (named in `images.problems`)."""
     written = []
     for n in sorted(set(finished(ctx.runs)["frames"])):
         runs = _first_runs(ctx, n)
@@ -225,20 +256,14 @@ def gifs(ctx: Context, out: Path, write: Write) -> list[Path]:
             sid = next((s for s in sorted(found) if found[s]["frame"] and found[s]["truth"]), None)
             if sid is None:
                 continue
-            preds, gts = [_img(p) for p in found[sid]["frame"]], [_img(p) for p in found[sid]["truth"]]
-            scale = max(1, math.ceil(128 / preds[0].shape[0]))
-            frames = []
-            for t, (a, b) in enumerate(zip(preds, gts, strict=False), start=1):
-                a = np.kron(a, np.ones((scale, scale, 1), np.uint8))
-                b = np.kron(b, np.ones((scale, scale, 1), np.uint8))
-                gap = np.full((a.shape[0] + 14, 4, 3), 255, np.uint8)
-                pair = np.concatenate([_label(a, f"{variant} {t}/{len(preds)}"), gap, _label(b, "truth")],
-                                      axis=1)
-                frames.append(Image.fromarray(pair))
-            buf = io.BytesIO()
-            frames[0].save(buf, format="GIF", save_all=True, append_images=frames[1:], duration=200, loop=0)
+            preds = [images.read(p) for p in found[sid]["frame"]]
+            gts = [images.read(p) for p in found[sid]["truth"]]
+            decoded = [im for im in preds + gts if im is not None]
+            if len(decoded) < len(preds) + len(gts) or len({im.shape for im in decoded}) > 1:
+                continue  # a damaged or odd-sized frame: no animation rather than a wrong one
             safe = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in variant)
-            written.append(write(out / f"video_{safe}_{n}f.gif", buf.getvalue()))
+            data = encode_gif(_side_by_side(variant, preds, gts), fps=GIF_FPS)
+            written.append(write(out / f"video_{safe}_{n}f.gif", data))
     return written
 
 
@@ -314,14 +339,16 @@ def training_curves(ctx: Context, out: Path, formats: set[str], write: Write) ->
     return save(fig, out / "training_curves", formats, write)
 
 
-def all_figures(ctx: Context, out: Path, formats: set[str],
-                write: Write = atomic_write_bytes) -> list[Path]:
+def all_figures(ctx: Context, out: Path, formats: set[str], write: Write = atomic_write_bytes,
+                images: SampleImages | None = None) -> list[Path]:
+    """Every figure of `formats`; damaged sample images are skipped and named in `images.problems`."""
+    images = images if images is not None else SampleImages()
     written: list[Path] = []
     if formats & {"png", "pdf"}:
         written += bar_charts(ctx, out, formats, write)
         written += eq6_vs_blur(ctx, out, formats, write)
-        written += strips(ctx, out, formats, write)
+        written += strips(ctx, out, formats, write, images)
         written += training_curves(ctx, out, formats, write)
     if "gif" in formats:
-        written += gifs(ctx, out, write)
+        written += gifs(ctx, out, write, images)
     return written
