@@ -573,3 +573,23 @@ def test_damaged_sample_images_are_skipped_with_one_line_each(tmp_path: Path) ->
     figs = out / "figures"
     assert (figs / "strip_7f_s0.png").is_file()  # the strip is drawn without the damaged panels
     assert (figs / "video_blurred_7f.gif").is_file() and not (figs / "video_ours_7f.gif").exists()
+
+
+def test_each_metrics_json_is_parsed_once_per_report(store: Path, tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    from collections import Counter
+
+    from bench.store import RunMetrics
+
+    parsed: Counter[Path] = Counter()
+    original = RunMetrics.from_json.__func__
+
+    def counting(cls: type, data: dict, path: Path) -> RunMetrics:
+        parsed[Path(path)] += 1
+        return original(cls, data, path)
+
+    monkeypatch.setattr(RunMetrics, "from_json", classmethod(counting))
+    build_report(store, tmp_path / "r", parse_formats("md,csv,png,gif"))
+    expected = {p for p in store.rglob("metrics.json")}
+    assert set(parsed) == expected  # every run's and evaluation's metrics.json was read ...
+    assert max(parsed.values()) == 1  # ... exactly once

@@ -16,6 +16,7 @@ import matplotlib
 matplotlib.use("Agg")  # headless: reports are built on servers and in tests
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
 from PIL import Image, ImageDraw  # noqa: E402
 
 from bench.data.images import encode_gif, read_image  # noqa: E402
@@ -23,6 +24,7 @@ from bench.errors import BenchError  # noqa: E402
 from bench.report import paper  # noqa: E402
 from bench.report.claims import METRIC_LABELS, finished  # noqa: E402
 from bench.report.load import (  # noqa: E402
+    PARSED,
     load_curves,
     load_sample_images,
     load_stage_summaries,
@@ -144,11 +146,11 @@ def eq6_vs_blur(ctx: Context, out: Path, formats: set[str], write: Write) -> lis
     return save(fig, out / "eq6_vs_blur_size", formats, write)
 
 
-def _first_runs(ctx: Context, n: int) -> dict[str, Path]:
-    """The lowest-seed finished run of each variant at N (the one whose samples are shown)."""
+def _first_runs(ctx: Context, n: int) -> dict[str, pd.Series]:
+    """The lowest-seed finished run of each variant at N (the one whose samples are shown): its row."""
     done = finished(ctx.runs)
     done = done[done["frames"] == n].sort_values(["seed", "run_id"])
-    return {v: Path(g["path"].iloc[0]) for v, g in done.groupby("variant", sort=True)}
+    return {v: g.iloc[0] for v, g in done.groupby("variant", sort=True)}
 
 
 def _order(variants: list[str]) -> list[str]:
@@ -182,7 +184,7 @@ def strips(ctx: Context, out: Path, formats: set[str], write: Write, images: Sam
     written = []
     for n in sorted(set(finished(ctx.runs)["frames"])):
         runs = _first_runs(ctx, n)
-        samples = {v: load_sample_images(p) for v, p in runs.items()}
+        samples = {v: load_sample_images(run["path"]) for v, run in runs.items()}
         ids = sorted({sid for found in samples.values() for sid in found})
         for sid in ids:
             rows: list[tuple[str, list[np.ndarray | None]]] = []
@@ -251,7 +253,7 @@ def gifs(ctx: Context, out: Path, write: Write, images: SampleImages) -> list[Pa
     written = []
     for n in sorted(set(finished(ctx.runs)["frames"])):
         runs = _first_runs(ctx, n)
-        samples = {v: load_sample_images(p) for v, p in runs.items()}
+        samples = {v: load_sample_images(run["path"]) for v, run in runs.items()}
         for variant, found in samples.items():
             sid = next((s for s in sorted(found) if found[s]["frame"] and found[s]["truth"]), None)
             if sid is None:
@@ -274,8 +276,8 @@ def _stage_panels(ctx: Context) -> list[dict]:
     for n in sorted(set(finished(ctx.runs)["frames"])):
         runs = _first_runs(ctx, n)
         for variant in _order(list(runs)):
-            path = runs[variant]
-            curves, summaries = load_curves(path), load_stage_summaries(path)
+            run = runs[variant]
+            curves, summaries = load_curves(run["path"]), load_stage_summaries(run[PARSED])
             for stage in dict.fromkeys([*curves, *summaries]):
                 info = summaries.get(stage, {})
                 key = str(info.get("key") or f"{variant}:{stage}:{n}")
