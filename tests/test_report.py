@@ -158,7 +158,7 @@ def test_table_numbers_equal_stored_metrics(store: Path, report: tuple[Path, obj
     out, _ = report
     runs = load_runs(store)
     done = runs[(runs["status"] == "finished") & (runs["eval_set"] == "")]
-    video = pd.read_csv(out / "tables" / "video.csv", comment="#")
+    video = pd.read_csv(out / "tables" / "video.csv")
     assert len(video) == 7  # ours, blurred, ours-static at 7 and 9; jin2018 at 7 (gt-center failed)
     for row in video.itertuples(index=False):
         stored = done[(done["method"] == row.method) & (done["frames"] == row.frames)]
@@ -171,20 +171,20 @@ def test_table_numbers_equal_stored_metrics(store: Path, report: tuple[Path, obj
     ours7 = video[(video["method"] == "ours") & (video["frames"] == 7)].iloc[0]
     assert ours7["paper_eq6_gopro"] == 44.12
     assert ours7["eq6_below_blurred_floor"] == pytest.approx(20.0)
-    deblur = pd.read_csv(out / "tables" / "deblurring.csv", comment="#")
+    deblur = pd.read_csv(out / "tables" / "deblurring.csv")
     measured = deblur[deblur["source"] == "measured"]
     srn = measured[measured["method"] == "srn"].iloc[0]
     assert srn["deblur_psnr"] == pytest.approx(done[done["method"] == "srn"]["deblur_psnr"].mean())
     dm = measured[(measured["method"] == "ours") & (measured["frames"] == 9)].iloc[0]
     assert dm["size_mb"] == 1.0  # the DM alone, from ours-static
     assert set(deblur[deblur["source"] != "measured"]["deblur_psnr"]) >= {30.58, 30.10}
-    runtime = pd.read_csv(out / "tables" / "runtime.csv", comment="#")
+    runtime = pd.read_csv(out / "tables" / "runtime.csv")
     jin = runtime[runtime["method"] == "jin2018"].iloc[0]
     assert jin["runtime_video_s"] == pytest.approx(0.2) and jin["paper_runtime_video_s"] == 1.10
-    cross = pd.read_csv(out / "tables" / "cross_dataset.csv", comment="#")
+    cross = pd.read_csv(out / "tables" / "cross_dataset.csv")
     assert list(cross["evaluated_on"]) == ["synthetic-other-9f-aaaaaaaaaaaa"] and list(cross["eq6"]) == [77.5]
     assert video[(video["method"] == "ours") & (video["frames"] == 9)]["eq6"].iloc[0] == pytest.approx(60.1)
-    runs_csv = pd.read_csv(out / "tables" / "runs.csv", comment="#")
+    runs_csv = pd.read_csv(out / "tables" / "runs.csv")
     assert len(runs_csv) == len(runs) and "failed" in set(runs_csv["status"])
 
 
@@ -208,7 +208,7 @@ def test_claims_decided_and_missing_listed(report: tuple[Path, object]) -> None:
     assert "bench perf --profile paper --store" in rows["DM is faster than SRN"]["note"]
     tv = rows["the TV term helps"]
     assert tv["seeds"] == "0,1,2" and tv["samples"] == 4 and tv["ci_low"] < 0 < tv["ci_high"]
-    claims = pd.read_csv(out / "tables" / "claims.csv", comment="#")
+    claims = pd.read_csv(out / "tables" / "claims.csv")
     assert list(claims["verdict"]) == [c["verdict"] for c in result.claims]
     assert {"ci_low", "ci_high"} <= set(claims.columns)
     held = claims[claims["verdict"] == HELD]
@@ -382,14 +382,14 @@ def test_report_on_real_smoke_runs(smoke_store: Path, tmp_path: Path) -> None:
     runs = load_runs(smoke_store)
     done = runs[(runs["status"] == "finished") & (runs["eval_set"] == "")]
     assert {"ours", "ours-static", "blurred"} <= set(done["method"])
-    video = pd.read_csv(out / "tables" / "video.csv", comment="#")
+    video = pd.read_csv(out / "tables" / "video.csv")
     for row in video.itertuples(index=False):
         stored = done[(done["method"] == row.method) & (done["frames"] == row.frames)]
         for key in ("eq6", "ppsnr", "pwpsnr", "mid_psnr"):
             assert getattr(row, key) == pytest.approx(stored[key].mean(), rel=1e-12), (row.method, key)
     assert {(m, n) for m in ("ours", "ours-static", "blurred") for n in (7, 9)} <= set(
         zip(video["method"], video["frames"], strict=True))
-    deblur = pd.read_csv(out / "tables" / "deblurring.csv", comment="#")
+    deblur = pd.read_csv(out / "tables" / "deblurring.csv")
     dm = deblur[(deblur["source"] == "measured") & (deblur["method"] == "ours") & (deblur["frames"] == 9)]
     stored = done[(done["method"] == "ours") & (done["frames"] == 9)]
     assert dm["deblur_psnr"].iloc[0] == pytest.approx(stored["deblur_psnr"].mean(), rel=1e-12)
@@ -593,3 +593,47 @@ def test_each_metrics_json_is_parsed_once_per_report(store: Path, tmp_path: Path
     expected = {p for p in store.rglob("metrics.json")}
     assert set(parsed) == expected  # every run's and evaluation's metrics.json was read ...
     assert max(parsed.values()) == 1  # ... exactly once
+
+
+def _read_back(path: Path) -> tuple[pd.DataFrame, list[list[str]]]:
+    import csv
+
+    with path.open(newline="", encoding="utf-8") as f:
+        return pd.read_csv(path), list(csv.reader(f))
+
+
+@pytest.mark.parametrize("registry_loads", [True, False])
+def test_every_csv_is_plain_data_with_its_notes_in_the_sidecar(store: Path, tmp_path: Path,
+                                                               registry_loads: bool,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    import json
+    import shutil
+
+    runs = tmp_path / "runs"
+    shutil.copytree(store, runs, symlinks=True)
+    # Cells that break naive CSV: commas, a '#', quotes and a line break inside one error message.
+    error = 'cuda #0, "oom",\nretry with --batch 2'
+    write_run(runs, "ours-9f-s7", "ours", 9, 7, status="failed", error=error)
+    if not registry_loads:  # no claims, no video rows, no ablations: header-only tables
+        from methods import registry
+
+        monkeypatch.setattr(registry, "names", lambda family=None: (_ for _ in ()).throw(KeyError("gone")))
+    out = tmp_path / "r"
+    result = build_report(runs, out, parse_formats("csv"))
+    sidecar = json.loads((out / "tables" / "provenance.json").read_text())["tables"]
+    csvs = sorted(p for p in result.tables if p.suffix == ".csv")
+    assert [p.stem for p in csvs] == sorted(sidecar) and len(csvs) == 7
+    empty = 0
+    for path in csvs:
+        frame, rows = _read_back(path)
+        entry = sidecar[path.stem]
+        assert not path.read_text().startswith("#"), path.name
+        assert rows[0] == list(frame.columns) == entry["columns"], path.name  # one header row
+        assert frame.shape == (entry["rows"], len(entry["columns"])) == (len(rows) - 1, len(rows[0]))
+        assert all(len(r) == len(rows[0]) for r in rows), path.name
+        assert entry["title"] and entry["notes"] and entry["file"] == path.name
+        empty += entry["rows"] == 0
+    assert any("Data: " in note for note in sidecar["video"]["notes"])  # the provenance moved, not lost
+    errors = pd.read_csv(out / "tables" / "runs.csv")["error"]
+    assert error in set(errors)  # the cell reads back whole
+    assert (empty > 0) == (not registry_loads)

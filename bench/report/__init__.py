@@ -2,7 +2,8 @@
 re-scores.
 
 `build_report(runs_dir, out, formats, profile, dataset)` writes `out/README.md` (provenance, the claims table,
-missing and failed runs, links), `out/tables/<name>.{md,csv,tex}` and `out/figures/*.{png,pdf,gif}`.
+missing and failed runs, links), `out/tables/<name>.{md,csv,tex}` (each CSV plain data; the tables' titles
+and notes in `out/tables/provenance.json`) and `out/figures/*.{png,pdf,gif}`.
 
 `out` may hold other files (`--out .` in a project): the report goes through `bench.store.OutputFolder`, so
 it replaces or deletes only files it wrote itself (recorded in `out/.bench-outputs.json`). When a name it
@@ -13,6 +14,7 @@ that file: a project's README is never replaced, the report asks for another `--
 from __future__ import annotations
 
 import datetime as _dt
+import json
 import math
 from collections import Counter
 from dataclasses import dataclass, field
@@ -23,6 +25,7 @@ import pandas as pd
 from bench.errors import BenchError
 from bench.report import paper
 from bench.report.claims import (
+    CLAIM_COLUMNS,
     PERF_COMMAND,
     evaluate_claims,
     finished,
@@ -44,6 +47,7 @@ from bench.report.verdict import RULE
 from bench.store import OutputFolder, latest_perf
 
 FORMATS = ("md", "csv", "tex", "png", "pdf", "gif")
+PROVENANCE = "provenance.json"  # beside the CSVs under tables/: their titles and notes
 
 
 @dataclass
@@ -130,13 +134,22 @@ def claims_table(ctx: Context, rows: list[dict]) -> Table:
                              "On": r["evidence"] or ("missing: " + ", ".join(r["missing"]) if r["missing"]
                                                      else r["note"])} for r in rows])
     numeric = pd.DataFrame([{k: (";".join(v) if isinstance(v, list) else v) for k, v in r.items()}
-                            for r in rows])
+                            for r in rows], columns=list(CLAIM_COLUMNS))
     notes = ctx.header() + [RULE, _timing_note(ctx), f"Deblurring claims at N={ctx.frames['deblur']}, "
                             f"ablations at N={ctx.frames['ablation']}. " + EQ6_PAIRING]
     registry_note = registered_claims()[1]
     if registry_note:
         notes.append(registry_note)
     return Table("claims", "The paper's claims on this data", notes, display, numeric)
+
+
+def provenance_json(tables: list[Table]) -> bytes:
+    """`tables/provenance.json`: per table, its CSV file, title, notes (data, profile, device, commit,
+    definitions, the decision rule), columns and row count."""
+    doc = {"about": "Titles and notes of the CSV tables beside this file; each CSV is plain data (one header "
+                    "row), read with pandas.read_csv(path) and no options.",
+           "tables": {t.name: t.provenance() for t in tables}}
+    return (json.dumps(doc, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
 
 
 def _commits(ctx: Context) -> Counter[str]:
@@ -234,13 +247,15 @@ def build_report(runs_dir: Path, out: Path, formats: set[str], profile: str | No
     result.problems = perf_problems
     tables = [claims_table(ctx, result.claims), *all_tables(ctx)]
     writers = {"md": Table.markdown, "csv": Table.csv, "tex": Table.latex}
-    targets = {out / "tables" / f"{t.name}.{ext}": (t, write)
+    targets = {out / "tables" / f"{t.name}.{ext}": write(t).encode("utf-8")
                for t in tables for ext, write in writers.items() if ext in formats}
+    if "csv" in formats:  # the CSVs are plain data; their titles and notes live beside them
+        targets[out / "tables" / PROVENANCE] = provenance_json(tables)
     folder = OutputFolder(out, "report")
     folder.check([result.readme, *targets])  # refused before anything is written (or locked)
     with folder:
-        for path, (table, write) in targets.items():
-            result.tables.append(folder.write(path, write(table).encode("utf-8")))
+        for path, data in targets.items():
+            result.tables.append(folder.write(path, data))
         from bench.report.figures import SampleImages, all_figures  # matplotlib only for figures
 
         images = SampleImages()

@@ -256,6 +256,11 @@ def evaluate_claim(samples: pd.DataFrame, perf: PerfResult | None, owner: str, c
             "missing": missing}
 
 
+# The keys of a decided claim (`evaluate_claim`), in the order of claims.csv's columns.
+CLAIM_COLUMNS = ("claim", "source", "metric", "kind", "paper", "ours", "improvement", "verdict", "gain",
+                 "ci_low", "ci_high", "seeds", "samples", "evidence", "note", "missing")
+
+
 def evaluate_claims(samples: pd.DataFrame, frames: dict[str, int],
                     perf: PerfResult | None = None) -> list[dict]:
     """Every registered claim decided; `samples` are the per-sample scores of the report's finished runs

@@ -4,8 +4,9 @@ extraction, ablations, runtime and size, and the run index; each written as Mark
 
 Every table carries notes at its top: the data it came from (and, for synthetic data, that its numbers are NOT
 comparable with the paper's GoPro numbers), the metric definitions used, and the decision rule where it
-decides claims. The CSV holds the same cells as plain numbers (mean and std over seeds in separate columns),
-with the notes as leading `#` lines (`pandas.read_csv(path, comment="#")` reads it).
+decides claims. The CSV is plain data: one header row, then the same cells as plain numbers (mean and std over
+seeds in separate columns), so `pandas.read_csv(path)` with no options, Python's `csv` module and spreadsheets
+read it. Its title and notes go to the sidecar `tables/provenance.json` (`provenance`), never into the CSV.
 """
 
 from __future__ import annotations
@@ -188,12 +189,15 @@ class Table:
         return "\n".join(out) + "\n"
 
     def csv(self) -> str:
-        notes = "".join(f"# {_plain(n).replace(chr(10), ' ')}\n" for n in [self.title, *self.notes])
-        # A '#' inside a cell (an error message) would be cut by readers that skip the '#' note lines.
-        body = self.numeric.apply(lambda col: col.str.replace("#", "no.", regex=False)
-                                  if col.dtype == object and col.map(lambda v: isinstance(v, str)).all()
-                                  else col)
-        return notes + body.to_csv(index=False)  # floats as repr: shortest text that reads back exactly
+        """Plain data: the header row and the numeric cells (floats as repr, the shortest text that reads
+        back exactly); a table without rows is its header alone."""
+        return self.numeric.to_csv(index=False)
+
+    def provenance(self) -> dict:
+        """This table's entry in `tables/provenance.json`: what its CSV holds and where it came from."""
+        return {"file": f"{self.name}.csv", "title": _plain(self.title),
+                "notes": [_plain(n).replace("\n", " ") for n in self.notes],
+                "columns": [str(c) for c in self.numeric.columns], "rows": len(self.numeric)}
 
     def latex(self) -> str:
         cols = list(self.display.columns)
@@ -223,6 +227,11 @@ _TEX = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#
 
 def _tex(text: str) -> str:
     return "".join(_TEX.get(ch, ch) for ch in _plain(text))
+
+
+def _with_std(metrics: list[str]) -> list[str]:
+    """The CSV columns of metrics shown as mean and std over seeds: `<metric>`, `<metric>_std`, ..."""
+    return [c for m in metrics for c in (m, f"{m}_std")]
 
 
 def _defs(ctx: Context, keys: list[str]) -> str:
@@ -350,8 +359,10 @@ def video_table(ctx: Context) -> Table:
         "'Below `blurred` floor by' = floor's Eq. 6 − the method's (> 0 beats the trivial answer). "
         "Eq. 6 rewards the mean: repeating the blurred input is a strong floor (docs/DESIGN.md, Metrics).",
         EQ6_PAIRING, _defs(ctx, metrics)]
+    columns = ["method", "frames", "role", "n_seeds", "seeds", *_with_std(metrics), "eq6_below_blurred_floor",
+               "paper_eq6_gopro"]
     return Table("video", "Video extraction (Eq. 6, pPSNR, PW-PSNR, middle-frame PSNR)", notes,
-                 pd.DataFrame(display), pd.DataFrame(numeric))
+                 pd.DataFrame(display), pd.DataFrame(numeric, columns=columns))
 
 
 def ablation_variants(ctx: Context) -> list[str]:
@@ -407,8 +418,10 @@ def ablation_table(ctx: Context) -> Table:
     notes = ctx.header() + [f"Ablations at N={n}, same data, budget and seeds as `ours`. 'winner better "
                             "by' is in the claimed direction (> 0: the claim's winner, `ours`, is better), "
                             "on the seeds and test samples both sides have.", RULE, EQ6_PAIRING]
+    columns = ["variant", "claim", "metric", "frames", "winner", "winner_mean", "variant_mean", "gain",
+               "ci_low", "ci_high", "seeds", "samples", "verdict"]
     return Table("ablations", f"Ablations of the paper's design choices (N={n})", notes,
-                 pd.DataFrame(display), pd.DataFrame(numeric))
+                 pd.DataFrame(display), pd.DataFrame(numeric, columns=columns))
 
 
 _PAPER_SIZE = {"ours": paper.SIZE_MB["ours"], "ours-static": paper.SIZE_MB["dm"], "srn": paper.SIZE_MB["srn"],
@@ -442,7 +455,10 @@ def runtime_table(ctx: Context) -> Table:
         "Runtimes are measured at the prepared set's test resolution on the device named in each row, not "
         "the paper's 1280x704 on its GPU; the paper's timings are as published (synchronisation not stated).",
         _defs(ctx, metrics[:4])]
-    return Table("runtime", "Runtime and size", notes, pd.DataFrame(display), pd.DataFrame(numeric))
+    columns = ["method", "frames", "n_seeds", "device", *_with_std(metrics), "paper_size_mb",
+               "paper_runtime_deblur_s", "paper_runtime_video_s"]
+    return Table("runtime", "Runtime and size", notes, pd.DataFrame(display),
+                 pd.DataFrame(numeric, columns=columns))
 
 
 def runs_table(ctx: Context) -> Table:
