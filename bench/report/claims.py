@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
+from bench import store
 from bench.report.load import EXTRA_METRICS, METRICS
 from bench.report.verdict import HELD, NOT_HELD, NOT_MEASURED, Judgement, judge, judge_size, judge_speed
 
@@ -31,8 +32,9 @@ if TYPE_CHECKING:
 
 __all__ = ["HELD", "NOT_HELD", "NOT_MEASURED", "evaluate_claims", "per_sample", "paper_size_mb"]
 PERF_COMMAND = "bench perf --profile paper --store"
-# The timed passes of a `bench perf` row behind each speed metric.
-PERF_TIMES = {"runtime_deblur_s": "runtime_deblur_times_s", "runtime_video_s": "runtime_video_times_s"}
+# Speed metric -> the key of its timed passes in a stored `bench perf` row, derived from the row schema's
+# `bench.store.PERF_TIMES` ("runtime_video_times_s" holds the passes behind "runtime_video_s").
+PERF_TIMES = {key.removesuffix("_times_s") + "_s": key for key in store.PERF_TIMES}
 
 
 @dataclass(frozen=True)
