@@ -208,7 +208,7 @@ def _findings(ctx: Context) -> list[str]:
             hit = s[(s["variant"] == m) & (s["frames"] == n)]
             if len(hit) and not math.isnan(hit["eq6"].iloc[0]):
                 parts.append(f"`{m}` {fmt(hit['eq6'].iloc[0], 'eq6', hit['eq6_std'].iloc[0])}")
-        published = [f"{m} {v}" for (m, k), v in paper.EQ6.items() if k == n]
+        published = [f"{m} {v}" for (m, k), v in paper.eq6_figures().items() if k == n]
         lines.append(f"- N={n}: Eq. 6 here: {', '.join(parts) or '—'}; paper (GoPro): "
                      f"{', '.join(published) or '—'} (the paper reports no trivial floor).")
     return lines

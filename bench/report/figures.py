@@ -21,6 +21,7 @@ from PIL import Image, ImageDraw  # noqa: E402
 
 from bench.data.images import encode_gif, read_image  # noqa: E402
 from bench.errors import BenchError  # noqa: E402
+from bench.metrics import VOCABULARY, direction  # noqa: E402
 from bench.report import paper  # noqa: E402
 from bench.report.claims import METRIC_LABELS, finished  # noqa: E402
 from bench.report.load import (  # noqa: E402
@@ -29,15 +30,19 @@ from bench.report.load import (  # noqa: E402
     load_sample_images,
     load_stage_summaries,
 )
-from bench.report.tables import Context, deblur_methods, video_methods  # noqa: E402
+from bench.report.tables import Context, base_method, deblur_methods, video_methods  # noqa: E402
 from bench.store import atomic_write_bytes  # noqa: E402
 
 GIF_FPS = 5.0  # frames per second of the report's animations: slow enough to follow each frame
 Write = Callable[[Path, bytes], Path]  # how a figure's bytes reach the disk (`OutputFolder.write` in reports)
 
-UNITS = {"eq6": "Eq. 6 error (0-255 scale, lower is better)", "ppsnr": "pPSNR (dB, higher is better)",
-         "pwpsnr": "PW-PSNR (dB, higher is better)", "mid_psnr": "middle-frame PSNR (dB, higher is better)",
-         "deblur_psnr": "PSNR (dB, higher is better)", "deblur_ssim": "SSIM (unitless, higher is better)"}
+
+
+def axis_label(metric: str) -> str:
+    """A metric's axis title from the one vocabulary: name, unit and direction ("PSNR (dB, higher is
+    better)")."""
+    unit = VOCABULARY[metric].unit
+    return f"{VOCABULARY[metric].label} ({unit + ', ' if unit else ''}{direction(metric)})"
 
 
 def _footer(ctx: Context, fig: plt.Figure) -> None:
@@ -88,7 +93,7 @@ def _grouped_bars(ctx: Context, methods: list[str], metrics: list[str], title: s
                     ax.text(xi, 0.02, "n/a", ha="center", va="bottom", fontsize=7, rotation=90,
                             transform=ax.get_xaxis_transform())
         ax.set_xticks(np.arange(len(methods)), methods, rotation=30, ha="right")
-        ax.set_ylabel(UNITS[metric])
+        ax.set_ylabel(axis_label(metric))
         ax.set_xlabel("method")
         ax.set_title(METRIC_LABELS[metric])
         ax.grid(axis="y", alpha=0.3)
@@ -126,19 +131,23 @@ def eq6_vs_blur(ctx: Context, out: Path, formats: set[str], write: Write) -> lis
         return []
     fig, ax = plt.subplots(figsize=(5.5, 4))
     video = [m for m, _ in video_methods()]
-    for variant in video + sorted(set(s["variant"]) - set(video)):
+    # The video table's entries, then stored variants of them (other overrides or data); ablations have
+    # their own table.
+    tagged = sorted(v for v in set(s["variant"]) - set(video) if base_method(v) in video)
+    for variant in video + tagged:
         hit = s[s["variant"] == variant].sort_values("frames")
-        if hit.empty or (variant.startswith("ours-") and variant not in video):
+        if hit.empty:
             continue
         ax.errorbar(hit["frames"], hit["eq6"], yerr=hit["eq6_std"].fillna(0), marker="o", capsize=3,
                     label=variant)
-    for (method, n), value in paper.EQ6.items():
+    published = paper.eq6_figures()
+    for (method, n), value in published.items():
         ax.scatter([n], [value], marker="D", facecolors="none", edgecolors="k", zorder=5)
         ax.annotate(f"paper {method} (GoPro)", (n, value), textcoords="offset points", xytext=(5, 3),
                     fontsize=7)
     ax.set_xlabel("blur size: frames averaged per blurred image, N")
-    ax.set_ylabel(UNITS["eq6"])
-    ax.set_xticks(sorted(set(s["frames"]) | {n for _, n in paper.EQ6}))
+    ax.set_ylabel(axis_label("eq6"))
+    ax.set_xticks(sorted(set(s["frames"]) | {n for _, n in published}))
     ax.set_title("Eq. 6 error against blur size")
     ax.legend(fontsize=8)
     fig.tight_layout(rect=(0, 0.08, 1, 1))
