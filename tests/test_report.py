@@ -642,3 +642,38 @@ def test_every_csv_is_plain_data_with_its_notes_in_the_sidecar(store: Path, tmp_
     errors = pd.read_csv(out / "tables" / "runs.csv")["error"]
     assert error in set(errors)  # the cell reads back whole
     assert (empty > 0) == (not registry_loads)
+
+
+def test_tables_follow_the_registry_fields_not_method_names(tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    from dataclasses import replace
+
+    from bench.metrics import COST_METRICS
+    from bench.report.claims import PERF_TIMES
+    from bench.report.tables import ablation_table, runtime_table
+    from bench.store import PERF_TIMES as STORED_PASSES
+    from methods import registry
+    from methods.registry import PaperFigure
+
+    # Another entry as the floor, and a paper figure given to an entry that had none.
+    figure = PaperFigure("size_mb", 0.5, "Sec. 3.3")
+    monkeypatch.setitem(registry.REGISTRY, "blurred", replace(registry.get("blurred"), floor=False,
+                                                              paper=(figure,)))
+    monkeypatch.setitem(registry.REGISTRY, "ours-static", replace(registry.get("ours-static"), floor=True))
+    runs = tmp_path / "runs"
+    for method in ("ours", "blurred", "ours-static", "ours-no-tv", "ours-dm-fancy"):
+        values = base_values(method if method in ("ours", "blurred", "ours-static") else "ours", 0)
+        make_run(runs, method, 9, 0, samples=0, **values)
+    make_run(runs, "ours-no-tv", 9, 1, samples=0, overrides=("train.iters_bie=5",), **base_values("ours", 1))
+    ctx = select(load_runs(runs), None, None)
+    video = video_table(ctx)
+    ours = video.numeric[video.numeric["method"] == "ours"].iloc[0]
+    assert ours["eq6_below_floor"] == pytest.approx(90.0 - 60.0)  # against ours-static now, not blurred
+    assert "Below `ours-static` floor by" in video.display.columns
+    runtime = runtime_table(ctx).numeric.set_index("method")
+    assert runtime.loc["blurred", "paper_size_mb"] == 0.5 and runtime.loc["ours", "paper_size_mb"] == 45.0
+    variants = list(ablation_table(ctx).numeric["variant"])
+    assert "ours-no-tv [train.iters_bie=5]" in variants  # a stored variant of a registered ablation
+    assert "ours-dm-fancy" not in variants  # an unregistered name is no ablation, whatever it looks like
+    # The speed claims' timed passes are the stored perf row's keys, one per speed metric.
+    assert sorted(PERF_TIMES.values()) == sorted(STORED_PASSES) and set(PERF_TIMES) <= set(COST_METRICS)
