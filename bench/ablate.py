@@ -19,6 +19,8 @@ import math
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
+from bench.metrics import check_claimable, lower_is_better
+
 if TYPE_CHECKING:
     from bench.store import RunRecord
     from methods.registry import Claim
@@ -32,10 +34,14 @@ def ablation_names() -> list[str]:
 
 
 def claims_of(name: str) -> list[Claim]:
-    """The claims an ablation entry carries about itself (the ones it is the losing side of)."""
+    """The claims an ablation entry carries about itself (the ones it is the losing side of); a BenchError
+    when one names a metric outside the vocabulary (`bench.metrics.check_claimable`)."""
     from methods import registry
 
-    return [c for c in registry.get(name).claims if c.sides(name)[1] == name]
+    claims = [c for c in registry.get(name).claims if c.sides(name)[1] == name]
+    for claim in claims:
+        check_claimable(claim.metric, f"{name}'s claim {claim.text!r} (methods registry)")
+    return claims
 
 
 def plan(variants: Iterable[str]) -> list[str]:
@@ -57,10 +63,10 @@ def judge(claim: Claim, owner: str, better: Values, worse: Values, better_fixed:
     from bench.report.verdict import judge as decide  # the report's rule, imported late: no cycle
 
     winner, loser = claim.sides(owner)
-    j = decide(better, worse, claim.lower_is_better, better_fixed, worse_fixed)
+    j = decide(better, worse, lower_is_better(claim.metric), better_fixed, worse_fixed)
     measured = j.verdict != NOT_MEASURED
     return {"variant": loser, "better": winner, "claim": claim.text, "metric": claim.metric,
-            "lower_is_better": claim.lower_is_better, "better_mean": j.better if measured else None,
+            "lower_is_better": lower_is_better(claim.metric), "better_mean": j.better if measured else None,
             "variant_mean": j.worse if measured else None, "seeds": len(j.seeds), "samples": j.samples,
             "difference": j.gain, "ci_low": j.ci_low, "ci_high": j.ci_high,
             "held": None if not measured else j.verdict == HELD, "verdict": j.verdict, "note": j.note}

@@ -8,36 +8,83 @@ the docs, 0-based in the code; "the reverse order" pairs predicted frame N+1-n w
 
 `DEFINITIONS` holds a one-line definition of each reported metric; reports print it, because later papers
 disagree on pPSNR and PW-PSNR and a table must name the definition it uses.
+
+The metric vocabulary is stated here and only here: `VOCABULARY` gives every metrics.json key its label,
+direction, unit and kind (per sample or a cost), and `SAMPLE_METRICS`, `COST_METRICS`, `LOWER_IS_BETTER`,
+`BEST_AT_ONE` and `CLAIMABLE` are derived from it. `methods/` names metrics by key only (a `Claim`'s metric, a
+`PaperFigure`'s) and cannot import `bench`, so bench checks those keys where it reads the registry
+(`check_claimable`, by `bench ablate` and `bench report`; a test checks every registered entry).
 """
 
 from __future__ import annotations
 
 import math
 import os
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
+from bench.errors import BenchError
+
 if TYPE_CHECKING:  # torch is imported lazily so `import bench.metrics` stays light for reports
     import torch
 
 PEAK = 255.0  # the data range of uint8 images
 
-# Aggregate keys of metrics.json where a smaller value is better (tables, arrows and verdicts read this).
-LOWER_IS_BETTER = frozenset({"deblur_lpips", "eq6", "epe", "runtime_deblur_s", "runtime_video_s", "params",
-                             "size_mb"})
-# Keys best at 1 (neither direction is better): the motion ratio, where 0 is a still video and >1 flicker.
-BEST_AT_ONE = frozenset({"motion_ratio"})
+
+@dataclass(frozen=True)
+class Metric:
+    """What a metrics.json key means for the reader: how tables, figures, arrows and verdicts treat it."""
+
+    label: str  # short name in tables, figure titles and the claims table
+    better: str  # "lower" | "higher" | "one" (best at 1: neither direction is better)
+    unit: str = ""  # printed after values ("dB", "s", "MB", "px"); "" for unitless
+    per_sample: bool = True  # a key of each "samples" row (the aggregate is their mean); False: a cost,
+    # measured once per evaluation
+
+
+# Every metrics.json metric key, in the order tables print them: per-sample keys, then the costs.
+VOCABULARY: dict[str, Metric] = {
+    "deblur_psnr": Metric("PSNR", "higher", "dB"),
+    "deblur_ssim": Metric("SSIM", "higher"),
+    "deblur_lpips": Metric("LPIPS", "lower"),
+    "eq6": Metric("Eq. 6 error", "lower"),
+    "ppsnr": Metric("pPSNR", "higher", "dB"),
+    "pwpsnr": Metric("PW-PSNR", "higher", "dB"),
+    "mid_psnr": Metric("middle-frame PSNR", "higher", "dB"),
+    "motion_ratio": Metric("motion ratio", "one"),  # 0 a still video, >1 flicker
+    "epe": Metric("flow EPE", "lower", "px"),
+    "runtime_deblur_s": Metric("deblurring time", "lower", "s", per_sample=False),
+    "runtime_video_s": Metric("video time", "lower", "s", per_sample=False),
+    "params": Metric("parameters", "lower", per_sample=False),
+    "size_mb": Metric("size", "lower", "MB", per_sample=False),
+}
+LOWER_IS_BETTER = frozenset(k for k, m in VOCABULARY.items() if m.better == "lower")
+BEST_AT_ONE = frozenset(k for k, m in VOCABULARY.items() if m.better == "one")
 # The per-sample keys of metrics.json ("samples" rows and "aggregate", where they are means over samples).
-SAMPLE_METRICS: tuple[str, ...] = ("deblur_psnr", "deblur_ssim", "deblur_lpips", "eq6", "ppsnr", "pwpsnr",
-                                   "mid_psnr", "motion_ratio", "epe")
+SAMPLE_METRICS: tuple[str, ...] = tuple(k for k, m in VOCABULARY.items() if m.per_sample)
 # Per-sample keys whose aggregate is the mean over the samples where they are defined; for the others a
 # value missing for one sample (no true flow, no LPIPS) is missing for the set, never averaged over fewer.
 MEAN_OVER_DEFINED = frozenset({"motion_ratio"})  # undefined only where the true video is static
 # The cost keys of the aggregate: measured once per evaluation, not per sample.
-COST_METRICS: tuple[str, ...] = ("runtime_deblur_s", "runtime_video_s", "params", "size_mb")
+COST_METRICS: tuple[str, ...] = tuple(k for k, m in VOCABULARY.items() if not m.per_sample)
+# The keys a registry `Claim` may be judged on: those with a direction (a verdict needs one).
+CLAIMABLE: tuple[str, ...] = tuple(k for k, m in VOCABULARY.items() if m.better != "one")
+
+
+def lower_is_better(key: str) -> bool:
+    """True where a smaller value of `key` is better (the direction verdicts and claims read)."""
+    return key in LOWER_IS_BETTER
+
+
+def check_claimable(key: str, where: str) -> None:
+    """BenchError naming `where` (an entry's claim) unless `key` is a metric a claim may be judged on."""
+    if key not in CLAIMABLE:
+        raise BenchError(f"{where} names unknown metric {key!r}; choose from {', '.join(CLAIMABLE)} "
+                         "(bench/metrics.py VOCABULARY)")
 
 
 def direction(key: str) -> str:

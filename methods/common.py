@@ -1,5 +1,5 @@
 """What several methods share: the paper's learning rates, the DM as a component and a training stage, the
-deblurring objective, the DM deblurrer and the still video.
+deblurring objective, the DM deblurrer, the still video and the paper's Table 1 figures of the DM.
 
 `ours`, `ours-static` and every variant that keeps the DM train the same `dm` stage (one checkpoint for all);
 jin2018's centre network and the DM minimise the same L1 deblurring objective (Sec. 3.1).
@@ -11,7 +11,7 @@ from torch import Tensor, nn
 
 from methods.dm import DM
 from methods.losses import deblur_l1
-from methods.registry import Component, Method, Objective, Stage
+from methods.registry import Component, Method, Objective, PaperFigure, Stage
 
 LR = 1e-4  # Adam learning rate of every network (Sec. 3.1)
 LR_RVD_STAGE2 = 2e-5  # RVD learning rate while training BIE-RVD (Sec. 3.1)
@@ -45,6 +45,11 @@ def dm_component(kwargs: dict | None = None) -> Component:
     inference."""
     return Component(DM, kwargs or {}, DM_WIDTHS, channels_last=True, channels_last_train=True)
 
+
+# Table 1's "Ours" column: the DM alone (`ours`'s deblurring, `ours-static`'s only network). Seconds per
+# 1280x704 image on a GPU, whether CUDA was synchronised not stated; MB as printed (10^6 or 2^20 not said).
+DM_PAPER = (PaperFigure("deblur_psnr", 30.58, "Table 1"), PaperFigure("deblur_ssim", 0.941, "Table 1"),
+            PaperFigure("runtime_deblur_s", 0.02, "Table 1"), PaperFigure("size_mb", 17.9, "Table 1"))
 
 DM_STAGE = Stage("dm", trains=("dm",), lr={"dm": LR}, objective=DEBLUR, batch="deblur",
                  iters_keys=("iters_dm",))

@@ -36,7 +36,7 @@ from torch import Tensor, nn
 from methods.common import DEBLUR, LR
 from methods.layers import depth_to_space, space_to_depth
 from methods.losses import pair_terms
-from methods.registry import Claim, Component, Method, Objective, Prediction, Stage, register
+from methods.registry import Claim, Component, Method, Objective, PaperFigure, Prediction, Stage, register
 
 DEFAULT_WIDTH = 128
 FACTOR = 4  # space-to-depth factor of every input
@@ -227,15 +227,16 @@ PAIRS = Objective("jin-pairs", pairs_loss, fields=("blur", "sharp"))
 
 # Sec. 3.3: the paper's method against Jin et al. at N = 7 (and at N = 9 against their 7).
 SEC33_CLAIMS = (
-    Claim("ours beats jin2018 in Eq. 6 at 7 frames", "Sec. 3.3", "eq6", True, frames=FRAMES,
-          paper=(44.12, 49.06)),
-    Claim("ours at 9 frames stays below jin2018 at 7 in Eq. 6", "Sec. 3.3", "eq6", True, frames=FRAMES,
-          better_frames=9, paper=(48.24, 49.06)),
-    Claim("ours is smaller than jin2018", "Sec. 3.3", "size_mb", True, frames=FRAMES, paper=(45.0, 70.0),
-          unit="MB", kind="size"),
-    Claim("ours is faster than jin2018 (video)", "Sec. 3.3", "runtime_video_s", True, frames=FRAMES,
-          paper=(0.39, 1.10), unit="s", kind="speed"),
+    Claim("ours beats jin2018 in Eq. 6 at 7 frames", "Sec. 3.3", "eq6", frames=FRAMES),
+    Claim("ours at 9 frames stays below jin2018 at 7 in Eq. 6", "Sec. 3.3", "eq6", frames=FRAMES,
+          better_frames=9),
+    Claim("ours is smaller than jin2018", "Sec. 3.3", "size_mb", frames=FRAMES, kind="size"),
+    Claim("ours is faster than jin2018 (video)", "Sec. 3.3", "runtime_video_s", frames=FRAMES, kind="speed"),
 )
+# Sec. 3.3's figures of Jin et al. (GPU, 1280x704): four networks, "0.02s vs 0.45s for deblurring".
+SEC33_PAPER = (PaperFigure("eq6", 49.06, "Sec. 3.3", FRAMES), PaperFigure("size_mb", 70.0, "Sec. 3.3"),
+               PaperFigure("runtime_deblur_s", 0.45, "Sec. 3.3"),
+               PaperFigure("runtime_video_s", 1.10, "Sec. 3.3"))
 
 _W = {"width": "jin_width"}
 register(Method(
@@ -254,4 +255,5 @@ register(Method(
     ),
     predictor=predict_jin, deblurrer=deblur_jin, frames=(FRAMES,),
     frames_reason="its four networks output frames 1-7", claims=SEC33_CLAIMS,
-    video_role="comparison (Jin et al. 2018)", video_rank=2, deblur_column="jin2018 centre"))
+    video_role="comparison (Jin et al. 2018)", video_rank=2, deblur_column="jin2018 centre",
+    paper=SEC33_PAPER))

@@ -2,8 +2,8 @@
 
 This module holds types only. A `Method` is data: the component networks it builds (class + keyword arguments
 + which profile width field sets which argument), its training stages (each holding its `Objective`), its
-predict and deblur functions (held directly), its loss configuration, the paper's claims it is judged by
-and its rows in the report's video and deblurring tables.
+predict and deblur functions (held directly), its loss configuration, the paper's claims it is judged by,
+the figures the paper publishes for it, and its rows in the report's video and deblurring tables.
 Variants differ by keyword dicts, never by branches in the training or scoring code. The method modules
 (`methods.ours`, `trivial`, `jin2018`, `srn`) build their entries from these types and `register` them;
 `methods/__init__.py` imports them, so `import methods` (or any `methods.*` module) fills `REGISTRY`.
@@ -13,6 +13,10 @@ objective name, the loss configuration where the objective reads it, the resolve
 components it trains and of those it runs without training (`uses`), the learning rates, batch kind,
 iteration keys, and, recursively, the identities of its `init_from` stages. It never contains the method's
 name, so methods that share a stage share its checkpoint.
+
+Metrics are named by their metrics.json key (`Claim.metric`, `PaperFigure.metric`). Their vocabulary (labels,
+directions, units) belongs to `bench/metrics.py`, which `methods/` cannot import: bench checks these keys
+where it reads the registry (`bench.metrics.check_claimable`), and a test checks every registered entry.
 
 Sizes: `size_mb` is float32 parameter bytes / 10^6 (MB = 10^6 bytes). A method's size counts the networks it
 runs at test time (for `ours`: DM + BIE + RVD, as the paper's 45 MB; the RVE is training-only).
@@ -36,9 +40,6 @@ FAMILIES = ("paper", "ablation", "baseline")
 MB = 1e6  # bytes per MB in every size this package reports
 # Batch fields an objective may read: "blur" (b,3,c,c), "sharp" (b,N,3,c,c), "center" (b,3,c,c).
 BATCH_FIELDS = ("blur", "sharp", "center")
-# metrics.json keys a claim may be judged on (bench's tests check that evaluation writes each of them).
-CLAIM_METRICS = ("deblur_psnr", "deblur_ssim", "deblur_lpips", "eq6", "ppsnr", "pwpsnr", "mid_psnr", "epe",
-                 "runtime_deblur_s", "runtime_video_s", "params", "size_mb")
 CLAIM_FRAMES = ("deblur", "video", "ablation")  # N chosen by the report for the claim's table
 CLAIM_KINDS = ("accuracy", "size", "speed")
 
@@ -119,18 +120,19 @@ class Stage:
 
 @dataclass(frozen=True)
 class Claim:
-    """'`better` beats `worse` in `metric`', as the paper states it."""
+    """'`better` beats `worse` in `metric`', as the paper states it.
+
+    The metric's direction and unit are the metric's own (`bench.metrics.VOCABULARY`); the paper's figures
+    quoted beside the claim are its two sides' `Method.paper` figures from the claim's `source`.
+    """
 
     text: str  # the claim in words
     source: str  # where the paper states it: "Table 1", "Sec. 3.3", "supp."
     metric: str  # metrics.json key it is judged on (aggregate and per-sample)
-    lower_is_better: bool  # direction of `metric`
     better: str = "ours"  # the method expected to win
     worse: str = ""  # the method expected to lose; "" = the entry carrying the claim
     frames: int | str = "ablation"  # N of both sides, or "deblur" | "video" | "ablation" (the report picks N)
     better_frames: int | None = None  # N of `better` when it differs ("ours at 9 stays below jin2018 at 7")
-    paper: tuple[float | None, float | None] = (None, None)  # the paper's figures (better, worse)
-    unit: str = ""  # unit of the metric, for display
     kind: str = "accuracy"  # "accuracy" | "size" | "speed": size/speed are judged at the paper's sizes
 
     def __post_init__(self) -> None:
@@ -142,6 +144,16 @@ class Claim:
     def sides(self, owner: str) -> tuple[str, str]:
         """(better, worse) method names, `worse` defaulting to the entry that carries the claim."""
         return self.better, self.worse or owner
+
+
+@dataclass(frozen=True)
+class PaperFigure:
+    """A figure the paper publishes for an entry, as printed (GoPro test set, 1280x704, the authors' GPU)."""
+
+    metric: str  # the metrics.json key it compares with
+    value: float
+    source: str  # where the paper prints it: "Table 1", "Sec. 3.3"
+    frames: int | None = None  # the N it was measured at; None where N does not enter (deblurring, sizes)
 
 
 @dataclass(frozen=True)
@@ -176,6 +188,10 @@ class Method:
     video_role: str = ""  # its "Role" in the report's video table; "" = no row there (ablations have theirs)
     video_rank: int = 0  # its row's place in that table, lowest first; 0 = after the ranked rows
     deblur_column: str = ""  # its measured column's name in the deblurring table ("DM" for ours); "" = none
+    deblur_alone: str = ""  # the entry holding this one's deblurring network alone (its size, and its
+    # scores where this entry has no run, in the deblurring table; ours: ours-static); "" = none
+    floor: bool = False  # the trivial answer the video table and the report's Eq. 6 floors measure against
+    paper: tuple[PaperFigure, ...] = ()  # the figures the paper publishes for this entry
 
     def build(self, model: dict | None = None) -> nn.ModuleDict:
         """The component networks for a profile's model dict (widths; 0 = default), freshly initialised."""
@@ -229,6 +245,15 @@ class Method:
     def inference_keys(self) -> list[str]:
         """The components run at test time (all but training-only networks such as the RVE), in order."""
         return [key for key, comp in self.components.items() if comp.inference]
+
+    def published(self, metric: str, frames: int | None = None, source: str | None = None) -> float | None:
+        """The paper's figure of `metric` for this entry (at N = `frames` where it depends on N; from
+        `source` when given), or None when the paper gives none."""
+        for fig in self.paper:
+            if fig.metric == metric and (source is None or fig.source == source) and (
+                    fig.frames is None or fig.frames == frames):
+                return fig.value
+        return None
 
     def stage(self, name: str) -> Stage:
         for stage in self.stages:
@@ -284,6 +309,12 @@ class MethodAPI(Protocol):
     def video_rank(self) -> int: ...
     @property
     def deblur_column(self) -> str: ...
+    @property
+    def deblur_alone(self) -> str: ...
+    @property
+    def floor(self) -> bool: ...
+    @property
+    def paper(self) -> tuple[PaperFigure, ...]: ...
 
     def build(self, model: dict | None = None) -> nn.ModuleDict: ...
     def check_frames(self, n: int) -> None: ...
@@ -292,6 +323,8 @@ class MethodAPI(Protocol):
     def deblur(self, nets: nn.ModuleDict, blur: Tensor) -> Tensor: ...
     def for_inference(self, nets: nn.ModuleDict, device: torch.device | str) -> nn.ModuleDict: ...
     def inference_keys(self) -> list[str]: ...
+    def published(self, metric: str, frames: int | None = None,
+                  source: str | None = None) -> float | None: ...
     def stage_loss(self, stage: Stage, nets: nn.ModuleDict, batch: Batch) -> tuple[Tensor, Logs]: ...
     def stage_identity(self, stage_name: str, model: dict | None = None) -> dict: ...
 
@@ -300,8 +333,9 @@ REGISTRY: dict[str, Method] = {}
 
 
 def register(method: Method) -> Method:
-    """Add a method after checking it: a unique name, known family, stages naming its components, claims on
-    known metrics, an ablation carrying a claim and training something no registered method trains."""
+    """Add a method after checking it: a unique name, known family, stages naming its components, an
+    ablation carrying a claim and training something no registered method trains. (Claim metrics are checked
+    by bench, which owns the metric vocabulary: module docstring.)"""
     if method.name in REGISTRY:
         raise ValueError(f"method {method.name!r} registered twice")
     if method.family not in FAMILIES:
@@ -310,10 +344,6 @@ def register(method: Method) -> Method:
         missing = [c for c in (*stage.trains, *stage.uses) if c not in method.components]
         if missing or set(stage.lr) != set(stage.trains):
             raise ValueError(f"{method.name}: stage {stage.name} names unknown components or lacks their lr")
-    for claim in method.claims:
-        if claim.metric not in CLAIM_METRICS:
-            raise ValueError(f"{method.name}: claim {claim.text!r} names unknown metric {claim.metric!r}; "
-                             f"choose from {', '.join(CLAIM_METRICS)}")
     if method.family == "ablation":
         _check_ablation(method)
     REGISTRY[method.name] = method

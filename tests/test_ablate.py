@@ -28,7 +28,7 @@ def _values(grid: list[list[float]]) -> dict[int, dict[str, float]]:
 
 
 def test_judge_uses_the_reports_rule_on_paired_samples() -> None:
-    eq6 = Claim("c", "supp.", "eq6", lower_is_better=True)
+    eq6 = Claim("c", "supp.", "eq6")
     ours = [[50.0, 40.0, 61.0], [51.0, 41.0, 60.0], [49.0, 42.0, 62.0]]  # seeds x test samples
     worse = [[v + 5.0 for v in row] for row in ours]
     row = judge(eq6, "v", _values(ours), _values(worse))
@@ -106,7 +106,7 @@ def extra_ablation():
     from methods import registry
     from methods.ours import make_ours
 
-    claim = Claim("the paper's TV weight beats half of it", "supp.", "eq6", lower_is_better=True)
+    claim = Claim("the paper's TV weight beats half of it", "supp.", "eq6")
     method = registry.register(make_ours("ours-mu-half", "ablation", "TV weight mu = 0.01", loss={"mu": 0.01},
                                          claims=(claim,)))
     yield method
@@ -137,12 +137,29 @@ def test_register_refuses_an_ablation_that_measures_nothing_or_states_no_claim()
     from methods import registry
     from methods.ours import make_ours
 
-    claim = (Claim("c", "supp.", "eq6", lower_is_better=True),)
+    claim = (Claim("c", "supp.", "eq6"),)
     with pytest.raises(ValueError, match="same networks"):
         registry.register(make_ours("ours-again", "ablation", "ours under another name", claims=claim))
     with pytest.raises(ValueError, match="claim"):
         registry.register(make_ours("ours-mu-third", "ablation", "no claim", loss={"mu": 0.006}))
-    bad = (Claim("c", "supp.", "eq7", lower_is_better=True),)
-    with pytest.raises(ValueError, match="unknown metric 'eq7'"):
-        registry.register(make_ours("ours-mu-third", "ablation", "typo", loss={"mu": 0.006}, claims=bad))
     assert "ours-again" not in registry.names() and "ours-mu-third" not in registry.names()
+
+
+def test_a_claim_on_an_unknown_metric_is_refused_where_bench_reads_it(tmp_path: Path) -> None:
+    """bench owns the metric vocabulary (methods/ cannot import it): `bench ablate` refuses the entry in one
+    line, and the report leaves the claim out with that line in the claims table's note."""
+    from bench.errors import BenchError
+    from bench.report.claims import registered_claims
+    from methods import registry
+    from methods.ours import make_ours
+
+    bad = (Claim("a typo'd claim", "supp.", "eq7"),)
+    registry.register(make_ours("ours-mu-third", "ablation", "typo", loss={"mu": 0.006}, claims=bad))
+    try:
+        with pytest.raises(BenchError, match="ours-mu-third's claim .* unknown metric 'eq7'; choose from"):
+            claims_of("ours-mu-third")
+        pairs, note = registered_claims()
+        assert "a typo'd claim" not in {c.text for _, c in pairs} and "unknown metric 'eq7'" in note
+        assert len(pairs) == sum(len(registry.get(n).claims) for n in registry.names()) - 1
+    finally:
+        registry.REGISTRY.pop("ours-mu-third")

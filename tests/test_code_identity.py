@@ -89,7 +89,7 @@ def test_registering_a_variant_at_runtime_changes_no_key() -> None:
     from methods.registry import Claim
 
     before = all_keys()
-    claim = Claim("the TV weight 0.02 beats 0.01 without recurrence", "supp.", "eq6", lower_is_better=True)
+    claim = Claim("the TV weight 0.02 beats 0.01 without recurrence", "supp.", "eq6")
     registry.register(make_ours("ours-runtime", "ablation", "runtime variant", rvd={"recurrent": False},
                                 loss={"mu": 0.01}, claims=(claim,)))
     try:

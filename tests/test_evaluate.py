@@ -12,7 +12,7 @@ from torch import nn
 
 from bench import metrics
 from bench.config import get_profile
-from methods.registry import CLAIM_METRICS, Component, Method, Prediction
+from methods.registry import Component, Method, Prediction
 
 # The aggregate keys scripts outside the suite rely on (docs/DESIGN.md "Store").
 STABLE_KEYS = {"deblur_psnr", "deblur_ssim", "deblur_lpips", "eq6", "ppsnr", "pwpsnr", "mid_psnr", "epe",
@@ -70,7 +70,7 @@ def test_blurred_floor_scores_match_direct_computation(smoke_set, no_lpips, tmp_
     json.dumps(out, allow_nan=False)  # plain JSON: no NaN or inf anywhere
     agg = out["aggregate"]
     assert STABLE_KEYS <= set(agg)
-    assert set(CLAIM_METRICS) <= set(agg) and set(CLAIM_METRICS) <= set(out["samples"][0]) | {
+    assert set(metrics.CLAIMABLE) <= set(agg) and set(metrics.CLAIMABLE) <= set(out["samples"][0]) | {
         "runtime_deblur_s", "runtime_video_s", "params", "size_mb"}  # what a claim may be judged on
     assert agg["deblur_lpips"] is None and "alexnet" in agg["deblur_lpips_note"].lower()
     assert agg["epe"] is None  # this method predicts no flows

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from bench import metrics
+from bench.errors import BenchError
 
 
 def _rng_video(n: int = 5, h: int = 16, w: int = 16, seed: int = 0) -> np.ndarray:
@@ -209,3 +210,19 @@ def test_motion_ratio_static_truth_half_and_reversed() -> None:
     assert math.isnan(metrics.motion_ratio(true, still))  # no true motion: undefined, not 0 or inf
     with pytest.raises(ValueError, match="shapes differ"):
         metrics.motion_ratio(true, true[:3])
+
+
+def test_the_vocabulary_is_the_one_source_of_metric_names_and_directions() -> None:
+    vocab = metrics.VOCABULARY
+    assert metrics.SAMPLE_METRICS + metrics.COST_METRICS == tuple(vocab)  # every list derives from it
+    assert "motion_ratio" in metrics.SAMPLE_METRICS and "size_mb" in metrics.COST_METRICS
+    assert set(vocab) <= set(metrics.DEFINITIONS)  # every metric is defined in words for the reports
+    for key, m in vocab.items():
+        assert m.better in ("lower", "higher", "one"), key
+        assert metrics.lower_is_better(key) == (m.better == "lower") == (key in metrics.LOWER_IS_BETTER)
+        assert metrics.arrow(key) == {"lower": "↓", "higher": "↑", "one": "→1"}[m.better]
+        assert (key in metrics.CLAIMABLE) == (m.better != "one")  # a verdict needs a direction
+    assert metrics.direction("eq6") == "lower is better" and metrics.direction("ppsnr") == "higher is better"
+    metrics.check_claimable("eq6", "a claim")
+    with pytest.raises(BenchError, match="motion_ratio"):
+        metrics.check_claimable("motion_ratio", "a claim")  # best at one: no verdict can favour a side

@@ -218,3 +218,34 @@ def test_for_inference_changes_the_layout_not_the_output(name):
     assert torch.allclose(before.frames, after.frames, atol=1e-5)
     assert torch.allclose(before.deblurred, after.deblurred, atol=1e-5)
     assert any(c.channels_last for c in get("ours").components.values())  # the fast path is in use
+
+
+def test_every_entry_names_metrics_and_entries_that_bench_knows():
+    """methods/ cannot import bench's metric vocabulary, so this keeps the registry's metric keys (claims,
+    paper figures) and its report fields (deblur_alone, floor) inside what bench reads."""
+    from bench.metrics import CLAIMABLE, VOCABULARY
+
+    claims = [(m.name, c) for m in REGISTRY.values() for c in m.claims]
+    assert len(claims) >= 10
+    for owner, claim in claims:
+        assert claim.metric in CLAIMABLE, (owner, claim.text)
+        assert set(claim.sides(owner)) <= set(REGISTRY), (owner, claim.text)
+    figures = [(m.name, f) for m in REGISTRY.values() for f in m.paper]
+    assert {name for name, _ in figures} == {"ours", "ours-static", "jin2018", "srn"}
+    for name, fig in figures:
+        assert fig.metric in VOCABULARY and fig.source in ("Table 1", "Sec. 3.3"), (name, fig)
+    for method in REGISTRY.values():
+        if method.deblur_alone:  # holds this entry's deblurring network and nothing else
+            alone = get(method.deblur_alone)
+            assert list(alone.components) == ["dm"] and alone.components["dm"] == method.components["dm"]
+    assert [m.name for m in REGISTRY.values() if m.floor] == ["blurred"]
+
+
+def test_published_picks_the_figure_by_metric_frames_and_source():
+    ours = get("ours")
+    assert ours.published("eq6", 7) == 44.12 and ours.published("eq6", 9) == 48.24
+    assert ours.published("eq6", 5) is None  # the paper gives no N=5 figure
+    assert ours.published("size_mb") == 45.0 and ours.published("size_mb", source="Table 1") is None
+    assert get("ours-static").published("size_mb", source="Table 1") == 17.9  # Table 1 prints the DM's
+    assert ours.published("deblur_psnr", 9, "Table 1") == get("ours-static").published("deblur_psnr") == 30.58
+    assert get("blurred").published("deblur_psnr") is None

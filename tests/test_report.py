@@ -158,7 +158,7 @@ def test_table_numbers_equal_stored_metrics(store: Path, report: tuple[Path, obj
     out, _ = report
     runs = load_runs(store)
     done = runs[(runs["status"] == "finished") & (runs["eval_set"] == "")]
-    video = pd.read_csv(out / "tables" / "video.csv", comment="#")
+    video = pd.read_csv(out / "tables" / "video.csv")
     assert len(video) == 7  # ours, blurred, ours-static at 7 and 9; jin2018 at 7 (gt-center failed)
     for row in video.itertuples(index=False):
         stored = done[(done["method"] == row.method) & (done["frames"] == row.frames)]
@@ -170,21 +170,21 @@ def test_table_numbers_equal_stored_metrics(store: Path, report: tuple[Path, obj
     assert "motion ratio →1" in (out / "tables" / "video.md").read_text()
     ours7 = video[(video["method"] == "ours") & (video["frames"] == 7)].iloc[0]
     assert ours7["paper_eq6_gopro"] == 44.12
-    assert ours7["eq6_below_blurred_floor"] == pytest.approx(20.0)
-    deblur = pd.read_csv(out / "tables" / "deblurring.csv", comment="#")
+    assert ours7["eq6_below_floor"] == pytest.approx(20.0)
+    deblur = pd.read_csv(out / "tables" / "deblurring.csv")
     measured = deblur[deblur["source"] == "measured"]
     srn = measured[measured["method"] == "srn"].iloc[0]
     assert srn["deblur_psnr"] == pytest.approx(done[done["method"] == "srn"]["deblur_psnr"].mean())
     dm = measured[(measured["method"] == "ours") & (measured["frames"] == 9)].iloc[0]
     assert dm["size_mb"] == 1.0  # the DM alone, from ours-static
     assert set(deblur[deblur["source"] != "measured"]["deblur_psnr"]) >= {30.58, 30.10}
-    runtime = pd.read_csv(out / "tables" / "runtime.csv", comment="#")
+    runtime = pd.read_csv(out / "tables" / "runtime.csv")
     jin = runtime[runtime["method"] == "jin2018"].iloc[0]
     assert jin["runtime_video_s"] == pytest.approx(0.2) and jin["paper_runtime_video_s"] == 1.10
-    cross = pd.read_csv(out / "tables" / "cross_dataset.csv", comment="#")
+    cross = pd.read_csv(out / "tables" / "cross_dataset.csv")
     assert list(cross["evaluated_on"]) == ["synthetic-other-9f-aaaaaaaaaaaa"] and list(cross["eq6"]) == [77.5]
     assert video[(video["method"] == "ours") & (video["frames"] == 9)]["eq6"].iloc[0] == pytest.approx(60.1)
-    runs_csv = pd.read_csv(out / "tables" / "runs.csv", comment="#")
+    runs_csv = pd.read_csv(out / "tables" / "runs.csv")
     assert len(runs_csv) == len(runs) and "failed" in set(runs_csv["status"])
 
 
@@ -208,7 +208,7 @@ def test_claims_decided_and_missing_listed(report: tuple[Path, object]) -> None:
     assert "bench perf --profile paper --store" in rows["DM is faster than SRN"]["note"]
     tv = rows["the TV term helps"]
     assert tv["seeds"] == "0,1,2" and tv["samples"] == 4 and tv["ci_low"] < 0 < tv["ci_high"]
-    claims = pd.read_csv(out / "tables" / "claims.csv", comment="#")
+    claims = pd.read_csv(out / "tables" / "claims.csv")
     assert list(claims["verdict"]) == [c["verdict"] for c in result.claims]
     assert {"ci_low", "ci_high"} <= set(claims.columns)
     held = claims[claims["verdict"] == HELD]
@@ -382,14 +382,14 @@ def test_report_on_real_smoke_runs(smoke_store: Path, tmp_path: Path) -> None:
     runs = load_runs(smoke_store)
     done = runs[(runs["status"] == "finished") & (runs["eval_set"] == "")]
     assert {"ours", "ours-static", "blurred"} <= set(done["method"])
-    video = pd.read_csv(out / "tables" / "video.csv", comment="#")
+    video = pd.read_csv(out / "tables" / "video.csv")
     for row in video.itertuples(index=False):
         stored = done[(done["method"] == row.method) & (done["frames"] == row.frames)]
         for key in ("eq6", "ppsnr", "pwpsnr", "mid_psnr"):
             assert getattr(row, key) == pytest.approx(stored[key].mean(), rel=1e-12), (row.method, key)
     assert {(m, n) for m in ("ours", "ours-static", "blurred") for n in (7, 9)} <= set(
         zip(video["method"], video["frames"], strict=True))
-    deblur = pd.read_csv(out / "tables" / "deblurring.csv", comment="#")
+    deblur = pd.read_csv(out / "tables" / "deblurring.csv")
     dm = deblur[(deblur["source"] == "measured") & (deblur["method"] == "ours") & (deblur["frames"] == 9)]
     stored = done[(done["method"] == "ours") & (done["frames"] == 9)]
     assert dm["deblur_psnr"].iloc[0] == pytest.approx(stored["deblur_psnr"].mean(), rel=1e-12)
@@ -402,28 +402,33 @@ def test_report_on_real_smoke_runs(smoke_store: Path, tmp_path: Path) -> None:
     assert "`jin2018` at N=7: no run" in readme and "`srn` at N=9: no run" in readme
 
 
-def test_claims_quote_the_papers_figures_as_the_report_holds_them() -> None:
+def test_claims_quote_the_papers_figures_as_the_report_holds_them(store: Path) -> None:
     from bench.report import paper
-    from bench.report.claims import METRIC_LABELS, registered_claims
+    from bench.report.claims import METRIC_LABELS, claim_cells, paper_figures, registered_claims
     from methods import registry
 
     pairs, note = registered_claims()
     assert not note and pairs
     for owner, claim in pairs:
         assert set(claim.sides(owner)) <= set(registry.names()) and claim.metric in METRIC_LABELS
-    quoted = {c.text: c.paper for _, c in pairs}
-    dm, srn = paper.table1_row("ours"), paper.table1_row("srn")
-    assert quoted["DM beats SRN in PSNR"] == (dm.psnr, srn.psnr)
-    assert quoted["DM beats SRN in SSIM"] == (dm.ssim, srn.ssim)
-    assert quoted["DM is smaller than SRN"] == (paper.SIZE_MB["dm"], paper.SIZE_MB["srn"])
-    assert quoted["DM is faster than SRN"] == (paper.TIME_DEBLUR_S["dm"], paper.TIME_DEBLUR_S["srn"])
-    assert quoted["ours beats jin2018 in Eq. 6 at 7 frames"] == (paper.EQ6[("ours", 7)],
-                                                                paper.EQ6[("jin2018", 7)])
-    assert quoted["ours at 9 frames stays below jin2018 at 7 in Eq. 6"] == (paper.EQ6[("ours", 9)],
-                                                                          paper.EQ6[("jin2018", 7)])
-    assert quoted["ours is smaller than jin2018"] == (paper.SIZE_MB["ours"], paper.SIZE_MB["jin2018"])
-    assert quoted["ours is faster than jin2018 (video)"] == (paper.TIME_VIDEO_S["ours"],
-                                                             paper.TIME_VIDEO_S["jin2018"])
+    ctx = select(load_runs(store), None, None)
+    quoted = {c.text: paper_figures(c, claim_cells(owner, c, ctx.frames)) for owner, c in pairs}
+    # The paper's figures as printed (Table 1, Sec. 3.3), each stated once, on its registry entry.
+    assert quoted["DM beats SRN in PSNR"] == (30.58, 30.10)
+    assert quoted["DM beats SRN in SSIM"] == (0.941, 0.933)
+    assert quoted["DM beats the blurred input in PSNR"] == (30.58, None)
+    assert quoted["DM is smaller than SRN"] == (17.9, 27.5)
+    assert quoted["DM is faster than SRN"] == (0.02, 0.4)
+    assert quoted["ours beats jin2018 in Eq. 6 at 7 frames"] == (44.12, 49.06)
+    assert quoted["ours at 9 frames stays below jin2018 at 7 in Eq. 6"] == (48.24, 49.06)
+    assert quoted["ours is smaller than jin2018"] == (45.0, 70.0)
+    assert quoted["ours is faster than jin2018 (video)"] == (0.39, 1.10)
+    assert quoted["the TV term helps"] == (None, None)  # the supplement prints no figure
+    # The report's Table 1 and Eq. 6 figures are the same entries' figures, not a second copy.
+    dm, srn = (next(r for r in paper.table1() if r.method == m) for m in ("ours", "srn"))
+    assert (dm.psnr, dm.ssim, dm.time_s, dm.size_mb) == (30.58, 0.941, 0.02, 17.9)
+    assert (srn.psnr, srn.ssim, srn.time_s, srn.size_mb) == (30.10, 0.933, 0.4, 27.5)
+    assert paper.eq6_figures() == {("ours", 7): 44.12, ("ours", 9): 48.24, ("jin2018", 7): 49.06}
     sources = [c.source for _, c in pairs]
     assert sources == sorted(sources, key=["Table 1", "Sec. 3.3", "supp."].index)  # the paper's order
 
@@ -548,3 +553,127 @@ def test_training_curves_draw_one_panel_per_trained_stage_with_its_validation_cu
     assert nine["loss"] == ([2.0, 4.0, 6.0], [0.9, 0.5, 0.3])
     assert _val_points(nine["validation"]) == ([0.0, 3.0], [20.0, 24.0])  # a null score is left out
     assert nine["validation"]["reference"] == 25.0
+
+
+def test_damaged_sample_images_are_skipped_with_one_line_each(tmp_path: Path) -> None:
+    runs = tmp_path / "runs"
+    for method in ("ours", "blurred"):
+        make_run(runs, method, 7, 0, samples=1, **base_values(method, 0))
+    samples = runs / "ours-7f-s0" / "samples"
+    (samples / "s0_frame2.png").write_bytes(b"not a png at all")  # garbage
+    (samples / "s0_truth3.png").write_bytes((samples / "s0_truth3.png").read_bytes()[:60])  # truncated
+    (samples / "s0_deblurred.png").write_bytes(b"")  # empty
+    from bench.cli import cli
+
+    out = tmp_path / "r"
+    result = CliRunner().invoke(cli, ["report", "--runs-dir", str(runs), "--out", str(out),
+                                      "--format", "md,png,gif"])
+    assert result.exit_code == 0, f"{result.output} {result.exception!r}"
+    readme = (out / "README.md").read_text()
+    lines = [line for line in readme.splitlines() if line.startswith("- damaged sample image")]
+    assert len(lines) == 3  # one line per damaged image, though the strip and the GIF both read them
+    for name in ("s0_frame2.png", "s0_truth3.png", "s0_deblurred.png"):
+        assert sum(name in line for line in lines) == 1, name
+        assert "warning: " in result.output and name in result.output
+    figs = out / "figures"
+    assert (figs / "strip_7f_s0.png").is_file()  # the strip is drawn without the damaged panels
+    assert (figs / "video_blurred_7f.gif").is_file() and not (figs / "video_ours_7f.gif").exists()
+
+
+def test_each_metrics_json_is_parsed_once_per_report(store: Path, tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    from collections import Counter
+
+    from bench.store import RunMetrics
+
+    parsed: Counter[Path] = Counter()
+    original = RunMetrics.from_json.__func__
+
+    def counting(cls: type, data: dict, path: Path) -> RunMetrics:
+        parsed[Path(path)] += 1
+        return original(cls, data, path)
+
+    monkeypatch.setattr(RunMetrics, "from_json", classmethod(counting))
+    build_report(store, tmp_path / "r", parse_formats("md,csv,png,gif"))
+    expected = {p for p in store.rglob("metrics.json")}
+    assert set(parsed) == expected  # every run's and evaluation's metrics.json was read ...
+    assert max(parsed.values()) == 1  # ... exactly once
+
+
+def _read_back(path: Path) -> tuple[pd.DataFrame, list[list[str]]]:
+    import csv
+
+    with path.open(newline="", encoding="utf-8") as f:
+        return pd.read_csv(path), list(csv.reader(f))
+
+
+@pytest.mark.parametrize("registry_loads", [True, False])
+def test_every_csv_is_plain_data_with_its_notes_in_the_sidecar(store: Path, tmp_path: Path,
+                                                               registry_loads: bool,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    import json
+    import shutil
+
+    runs = tmp_path / "runs"
+    shutil.copytree(store, runs, symlinks=True)
+    # Cells that break naive CSV: commas, a '#', quotes and a line break inside one error message.
+    error = 'cuda #0, "oom",\nretry with --batch 2'
+    write_run(runs, "ours-9f-s7", "ours", 9, 7, status="failed", error=error)
+    if not registry_loads:  # no claims, no video rows, no ablations: header-only tables
+        from methods import registry
+
+        monkeypatch.setattr(registry, "names", lambda family=None: (_ for _ in ()).throw(KeyError("gone")))
+    out = tmp_path / "r"
+    result = build_report(runs, out, parse_formats("csv"))
+    sidecar = json.loads((out / "tables" / "provenance.json").read_text())["tables"]
+    csvs = sorted(p for p in result.tables if p.suffix == ".csv")
+    assert [p.stem for p in csvs] == sorted(sidecar) and len(csvs) == 7
+    empty = 0
+    for path in csvs:
+        frame, rows = _read_back(path)
+        entry = sidecar[path.stem]
+        assert not path.read_text().startswith("#"), path.name
+        assert rows[0] == list(frame.columns) == entry["columns"], path.name  # one header row
+        assert frame.shape == (entry["rows"], len(entry["columns"])) == (len(rows) - 1, len(rows[0]))
+        assert all(len(r) == len(rows[0]) for r in rows), path.name
+        assert entry["title"] and entry["notes"] and entry["file"] == path.name
+        empty += entry["rows"] == 0
+    assert any("Data: " in note for note in sidecar["video"]["notes"])  # the provenance moved, not lost
+    errors = pd.read_csv(out / "tables" / "runs.csv")["error"]
+    assert error in set(errors)  # the cell reads back whole
+    assert (empty > 0) == (not registry_loads)
+
+
+def test_tables_follow_the_registry_fields_not_method_names(tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    from dataclasses import replace
+
+    from bench.metrics import COST_METRICS
+    from bench.report.claims import PERF_TIMES
+    from bench.report.tables import ablation_table, runtime_table
+    from bench.store import PERF_TIMES as STORED_PASSES
+    from methods import registry
+    from methods.registry import PaperFigure
+
+    # Another entry as the floor, and a paper figure given to an entry that had none.
+    figure = PaperFigure("size_mb", 0.5, "Sec. 3.3")
+    monkeypatch.setitem(registry.REGISTRY, "blurred", replace(registry.get("blurred"), floor=False,
+                                                              paper=(figure,)))
+    monkeypatch.setitem(registry.REGISTRY, "ours-static", replace(registry.get("ours-static"), floor=True))
+    runs = tmp_path / "runs"
+    for method in ("ours", "blurred", "ours-static", "ours-no-tv", "ours-dm-fancy"):
+        values = base_values(method if method in ("ours", "blurred", "ours-static") else "ours", 0)
+        make_run(runs, method, 9, 0, samples=0, **values)
+    make_run(runs, "ours-no-tv", 9, 1, samples=0, overrides=("train.iters_bie=5",), **base_values("ours", 1))
+    ctx = select(load_runs(runs), None, None)
+    video = video_table(ctx)
+    ours = video.numeric[video.numeric["method"] == "ours"].iloc[0]
+    assert ours["eq6_below_floor"] == pytest.approx(90.0 - 60.0)  # against ours-static now, not blurred
+    assert "Below `ours-static` floor by" in video.display.columns
+    runtime = runtime_table(ctx).numeric.set_index("method")
+    assert runtime.loc["blurred", "paper_size_mb"] == 0.5 and runtime.loc["ours", "paper_size_mb"] == 45.0
+    variants = list(ablation_table(ctx).numeric["variant"])
+    assert "ours-no-tv [train.iters_bie=5]" in variants  # a stored variant of a registered ablation
+    assert "ours-dm-fancy" not in variants  # an unregistered name is no ablation, whatever it looks like
+    # The speed claims' timed passes are the stored perf row's keys, one per speed metric.
+    assert sorted(PERF_TIMES.values()) == sorted(STORED_PASSES) and set(PERF_TIMES) <= set(COST_METRICS)

@@ -59,18 +59,31 @@ def profile_rows() -> list[dict]:
     return rows
 
 
-def _method_view(row: dict) -> dict:
-    """One terminal row of the methods table: sizes at the default (paper) widths beside the paper's."""
-    from bench.report.paper import SIZE_MB
+def paper_sizes(rows: list[dict]) -> dict[tuple[bool, str], float]:
+    """(is a component row, row name) -> the paper's size in MB: a method's own figure (`Method.paper`), and a
+    network's where an entry consists of that network alone (the DM, from `ours-static`: Table 1)."""
+    from methods import registry
 
+    sizes: dict[tuple[bool, str], float] = {}
+    for row in rows:
+        size = None if row["family"] == "component" else registry.get(row["name"]).published("size_mb")
+        if size is None:
+            continue
+        sizes[False, row["name"]] = size
+        networks = list(row["components"].values())
+        if len(networks) == 1:
+            sizes.setdefault((True, networks[0]), size)
+    return sizes
+
+
+def _method_view(row: dict, sizes: dict[tuple[bool, str], float]) -> dict:
+    """One terminal row of the methods table: sizes at the default (paper) widths beside the paper's."""
     component = row["family"] == "component"
-    paper_key = "dm" if component and row["name"] == "dm" else None
-    if not component:
-        paper_key = {"ours": "ours", "jin2018": "jin2018", "srn": "srn"}.get(row["name"])
+    paper_mb = sizes.get((component, row["name"]))
     frames = row.get("frames")
     return {"name": row["name"], "family": row["family"], "params (M)": f"{row['params'] / 1e6:.2f}",
             "MB (fp32, 10^6 B)": f"{row['size_mb']:.1f}",
-            "paper MB": f"{SIZE_MB[paper_key]:g}" if paper_key else "",
+            "paper MB": f"{paper_mb:g}" if paper_mb is not None else "",
             "N": "" if component else ("odd >= 3" if not frames else ",".join(str(n) for n in frames)),
             "networks / used by": _short(row.get("used_by", [])) if component
             else ", ".join(row.get("components", {})) or "none"}
@@ -149,7 +162,8 @@ def command(show_methods: bool, show_datasets: bool, show_runs: bool, show_profi
                               "iters dm/ae/bie": f"{r['iters_dm']}/{r['iters_autoencoder']}/{r['iters_bie']}"}
                              for r in shown["profiles"]]
     if "methods" in shown:  # compact, with the paper's sizes beside ours (Table 1, Sec. 3.3)
-        shown["methods"] = [_method_view(r) for r in shown["methods"]]
+        sizes = paper_sizes(shown["methods"])
+        shown["methods"] = [_method_view(r, sizes) for r in shown["methods"]]
     if "runs" in shown:
         shown["runs"] = [{"run": r["run"], "profile": r["profile"], "data": (r["data_sha256"] or "")[:12],
                           "N": r["frames"], "seed": r["seed"], "status": r["status"], "eq6": r["eq6"],

@@ -36,6 +36,8 @@ def command(runs_dir: str | None, out_dir: str, formats: str, profile: str | Non
     store = _runs_dir(runs_dir)
     out = Path(out_dir)
     result = build_report(store, out, chosen, profile=profile, dataset=dataset)
+    for line in result.problems + result.damaged_images:  # each also in the README's "Missing and failed"
+        click.echo(f"warning: {line}", err=True)
     held = sum(c["verdict"] == "held" for c in result.claims)
     measured = sum(c["verdict"] != "not measured" for c in result.claims)
     click.echo(f"claims: {held} held of {measured} measured ({len(result.claims)} in all); "

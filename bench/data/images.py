@@ -3,11 +3,13 @@
 Every frame the suite reads goes through `decode_image`, which refuses truncated or unreadable files with a
 `BenchError` naming the file, and converts grayscale, RGBA and 16-bit frames to 8-bit RGB, returning a note
 so the caller can warn once. PNG encoding is deterministic (fixed OpenCV settings), which is what
-makes prepared sets byte-identical from one run to the next.
+makes prepared sets byte-identical from one run to the next. `encode_gif` is the one GIF encoder: `bench
+infer`'s videos and the report's animations.
 """
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import cv2
@@ -41,7 +43,6 @@ def check_header(data: bytes, path: Path | str, max_pixels: int = MAX_PIXELS) ->
 
     Pillow parses only the header here (it is lazy); a format it does not recognise is left to OpenCV.
     """
-    import io
     import warnings
 
     from PIL import Image
@@ -122,6 +123,25 @@ def encode_png(rgb: np.ndarray) -> bytes:
     if not ok:
         raise RuntimeError("PNG encoding failed")
     return buf.tobytes()
+
+
+def encode_gif(frames: np.ndarray, fps: float) -> bytes:
+    """Frames `(n, h, w, 3)` uint8 -> an endlessly looping GIF over one palette shared by all frames (so
+    colours do not flicker from frame to frame)."""
+    from PIL import Image
+
+    n, h, w, _ = frames.shape
+    # The palette comes from about a million sampled pixels: median cut on every pixel of nine 720p frames
+    # takes seconds and picks nearly the same 256 colours.
+    step = max(1, int(np.ceil(np.sqrt(n * h * w / 1e6))))
+    sample = frames[:, ::step, ::step]  # (n, h', w', 3)
+    sheet = Image.fromarray(np.ascontiguousarray(sample.reshape(-1, sample.shape[2], 3)))
+    palette = sheet.quantize(colors=256, method=Image.Quantize.MEDIANCUT)
+    images = [Image.fromarray(f).quantize(palette=palette, dither=Image.Dither.NONE) for f in frames]
+    buf = io.BytesIO()
+    duration = max(20, int(round(1000 / fps / 10)) * 10)  # GIF delays are in 1/100 s
+    images[0].save(buf, format="GIF", save_all=True, append_images=images[1:], duration=duration, loop=0)
+    return buf.getvalue()
 
 
 def write_png(path: Path | str, rgb: np.ndarray) -> Path:

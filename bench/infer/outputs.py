@@ -1,38 +1,19 @@
 """Outputs per photo: frame PNGs, an animated GIF, an MP4 and a side-by-side strip, written atomically
-through the output folder's record of its own files (`bench.outputs.OutputFolder`)."""
+through the output folder's record of its own files (`bench.outputs.OutputFolder`). PNG and GIF bytes come
+from `bench.data.images`, the one encoder of each that the report uses too."""
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 import numpy as np
 
-from bench.data.images import encode_png
+from bench.data.images import encode_gif, encode_png
 from bench.errors import BenchError
 from bench.outputs import OutputFolder
 
 FORMATS = ("png", "gif", "mp4")  # frame outputs; deblurred.png and strip.png are always written
 STRIP_HEIGHT = 240  # panel height of the side-by-side strip (never upscaled)
-
-
-def encode_gif(frames: np.ndarray, fps: float) -> bytes:
-    """Frames `(n, h, w, 3)` uint8 -> an endlessly looping GIF over one palette shared by all frames (so
-    colours do not flicker from frame to frame)."""
-    from PIL import Image
-
-    n, h, w, _ = frames.shape
-    # The palette comes from about a million sampled pixels: median cut on every pixel of nine 720p frames
-    # takes seconds and picks nearly the same 256 colours.
-    step = max(1, int(np.ceil(np.sqrt(n * h * w / 1e6))))
-    sample = frames[:, ::step, ::step]  # (n, h', w', 3)
-    sheet = Image.fromarray(np.ascontiguousarray(sample.reshape(-1, sample.shape[2], 3)))
-    palette = sheet.quantize(colors=256, method=Image.Quantize.MEDIANCUT)
-    images = [Image.fromarray(f).quantize(palette=palette, dither=Image.Dither.NONE) for f in frames]
-    buf = io.BytesIO()
-    duration = max(20, int(round(1000 / fps / 10)) * 10)  # GIF delays are in 1/100 s
-    images[0].save(buf, format="GIF", save_all=True, append_images=images[1:], duration=duration, loop=0)
-    return buf.getvalue()
 
 
 def encode_mp4(frames: np.ndarray, fps: float, scratch: Path) -> bytes:

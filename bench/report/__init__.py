@@ -2,7 +2,8 @@
 re-scores.
 
 `build_report(runs_dir, out, formats, profile, dataset)` writes `out/README.md` (provenance, the claims table,
-missing and failed runs, links), `out/tables/<name>.{md,csv,tex}` and `out/figures/*.{png,pdf,gif}`.
+missing and failed runs, links), `out/tables/<name>.{md,csv,tex}` (each CSV plain data; the tables' titles
+and notes in `out/tables/provenance.json`) and `out/figures/*.{png,pdf,gif}`.
 
 `out` may hold other files (`--out .` in a project): the report goes through `bench.outputs.OutputFolder`, so
 it replaces or deletes only files it wrote itself (recorded in `out/.bench-outputs.json`). When a name it
@@ -13,6 +14,7 @@ that file: a project's README is never replaced, the report asks for another `--
 from __future__ import annotations
 
 import datetime as _dt
+import json
 import math
 from collections import Counter
 from dataclasses import dataclass, field
@@ -24,6 +26,7 @@ from bench.errors import BenchError
 from bench.outputs import OutputFolder
 from bench.report import paper
 from bench.report.claims import (
+    CLAIM_COLUMNS,
     PERF_COMMAND,
     evaluate_claims,
     finished,
@@ -45,6 +48,7 @@ from bench.report.verdict import RULE
 from bench.store import latest_perf
 
 FORMATS = ("md", "csv", "tex", "png", "pdf", "gif")
+PROVENANCE = "provenance.json"  # beside the CSVs under tables/: their titles and notes
 
 
 @dataclass
@@ -55,6 +59,7 @@ class ReportResult:
     missing: list[str] = field(default_factory=list)
     claims: list[dict] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)  # damaged stored timings, one line each
+    damaged_images: list[str] = field(default_factory=list)  # sample PNGs the figures skipped, one line each
 
 
 def parse_formats(text: str) -> set[str]:
@@ -130,13 +135,22 @@ def claims_table(ctx: Context, rows: list[dict]) -> Table:
                              "On": r["evidence"] or ("missing: " + ", ".join(r["missing"]) if r["missing"]
                                                      else r["note"])} for r in rows])
     numeric = pd.DataFrame([{k: (";".join(v) if isinstance(v, list) else v) for k, v in r.items()}
-                            for r in rows])
+                            for r in rows], columns=list(CLAIM_COLUMNS))
     notes = ctx.header() + [RULE, _timing_note(ctx), f"Deblurring claims at N={ctx.frames['deblur']}, "
                             f"ablations at N={ctx.frames['ablation']}. " + EQ6_PAIRING]
     registry_note = registered_claims()[1]
     if registry_note:
         notes.append(registry_note)
     return Table("claims", "The paper's claims on this data", notes, display, numeric)
+
+
+def provenance_json(tables: list[Table]) -> bytes:
+    """`tables/provenance.json`: per table, its CSV file, title, notes (data, profile, device, commit,
+    definitions, the decision rule), columns and row count."""
+    doc = {"about": "Titles and notes of the CSV tables beside this file; each CSV is plain data (one header "
+                    "row), read with pandas.read_csv(path) and no options.",
+           "tables": {t.name: t.provenance() for t in tables}}
+    return (json.dumps(doc, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
 
 
 def _commits(ctx: Context) -> Counter[str]:
@@ -195,7 +209,7 @@ def _findings(ctx: Context) -> list[str]:
             hit = s[(s["variant"] == m) & (s["frames"] == n)]
             if len(hit) and not math.isnan(hit["eq6"].iloc[0]):
                 parts.append(f"`{m}` {fmt(hit['eq6'].iloc[0], 'eq6', hit['eq6_std'].iloc[0])}")
-        published = [f"{m} {v}" for (m, k), v in paper.EQ6.items() if k == n]
+        published = [f"{m} {v}" for (m, k), v in paper.eq6_figures().items() if k == n]
         lines.append(f"- N={n}: Eq. 6 here: {', '.join(parts) or '—'}; paper (GoPro): "
                      f"{', '.join(published) or '—'} (the paper reports no trivial floor).")
     return lines
@@ -234,16 +248,20 @@ def build_report(runs_dir: Path, out: Path, formats: set[str], profile: str | No
     result.problems = perf_problems
     tables = [claims_table(ctx, result.claims), *all_tables(ctx)]
     writers = {"md": Table.markdown, "csv": Table.csv, "tex": Table.latex}
-    targets = {out / "tables" / f"{t.name}.{ext}": (t, write)
+    targets = {out / "tables" / f"{t.name}.{ext}": write(t).encode("utf-8")
                for t in tables for ext, write in writers.items() if ext in formats}
+    if "csv" in formats:  # the CSVs are plain data; their titles and notes live beside them
+        targets[out / "tables" / PROVENANCE] = provenance_json(tables)
     folder = OutputFolder(out, "report")
     folder.check([result.readme, *targets])  # refused before anything is written (or locked)
     with folder:
-        for path, (table, write) in targets.items():
-            result.tables.append(folder.write(path, write(table).encode("utf-8")))
-        from bench.report.figures import all_figures  # matplotlib only when figures are asked for
+        for path, data in targets.items():
+            result.tables.append(folder.write(path, data))
+        from bench.report.figures import SampleImages, all_figures  # matplotlib only for figures
 
-        result.figures = all_figures(ctx, out / "figures", formats, folder.write)
+        images = SampleImages()
+        result.figures = all_figures(ctx, out / "figures", formats, folder.write, images)
+        result.damaged_images = images.problems
         # A run that is gone must not leave its figure behind: this verb's own files of the rebuilt formats
         # that this report did not write go; the user's files, whatever their names, stay.
         folder.remove_stale(lambda rel: rel.split("/")[0] in ("tables", "figures")
@@ -269,6 +287,7 @@ def _readme(ctx: Context, runs: pd.DataFrame, result: ReportResult, claims: Tabl
     lines += [f"- {m}" for m in result.missing] or ["- none missing"]
     lines += [f"- failed/unfinished: {f}" for f in failed_runs(ctx)]
     lines += [f"- damaged stored timing, not used: {p}" for p in result.problems]
+    lines += [f"- damaged sample image, left out of the figures: {p}" for p in result.damaged_images]
     others = sorted(set(runs["profile"]) - {ctx.profile})
     if others:
         lines.append(f"- other profiles in the store, not in this report: {', '.join(others)} "

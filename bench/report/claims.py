@@ -22,6 +22,9 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
+from bench import store
+from bench.errors import BenchError
+from bench.metrics import VOCABULARY, check_claimable, lower_is_better
 from bench.report.load import EXTRA_METRICS, METRICS
 from bench.report.verdict import HELD, NOT_HELD, NOT_MEASURED, Judgement, judge, judge_size, judge_speed
 
@@ -31,8 +34,9 @@ if TYPE_CHECKING:
 
 __all__ = ["HELD", "NOT_HELD", "NOT_MEASURED", "evaluate_claims", "per_sample", "paper_size_mb"]
 PERF_COMMAND = "bench perf --profile paper --store"
-# The timed passes of a `bench perf` row behind each speed metric.
-PERF_TIMES = {"runtime_deblur_s": "runtime_deblur_times_s", "runtime_video_s": "runtime_video_times_s"}
+# Speed metric -> the key of its timed passes in a stored `bench perf` row, derived from the row schema's
+# `bench.store.PERF_TIMES` ("runtime_video_times_s" holds the passes behind "runtime_video_s").
+PERF_TIMES = {key.removesuffix("_times_s") + "_s": key for key in store.PERF_TIMES}
 
 
 @dataclass(frozen=True)
@@ -94,7 +98,8 @@ def registered_claims() -> tuple[list[tuple[str, Claim]], str]:
     """((owner, claim) for every claim of every registered method, in the paper's order; a note).
 
     Read when a report is built, never at import: a report is built from stored runs, so a registry that does
-    not load leaves the claims table empty with the reason in the note, instead of stopping the report.
+    not load leaves the claims table empty with the reason in the note, instead of stopping the report. A
+    claim on a metric outside the vocabulary (`bench.metrics.check_claimable`) is left out, named in the note.
     """
     try:
         from methods import registry
@@ -102,8 +107,15 @@ def registered_claims() -> tuple[list[tuple[str, Claim]], str]:
         pairs = [(name, claim) for name in registry.names() for claim in registry.get(name).claims]
     except Exception as err:  # noqa: BLE001 - any failure of the registry is reported, not raised
         return [], f"no claims: the methods registry did not load ({type(err).__name__}: {err})"
+    kept, refused = [], []
+    for owner, claim in pairs:
+        try:
+            check_claimable(claim.metric, f"{owner}'s claim {claim.text!r}")
+            kept.append((owner, claim))
+        except BenchError as err:
+            refused.append(f"left out: {err}")
     rank = {source: i for i, source in enumerate(SOURCE_ORDER)}
-    return sorted(pairs, key=lambda p: rank.get(p[1].source, len(SOURCE_ORDER))), ""
+    return sorted(kept, key=lambda p: rank.get(p[1].source, len(SOURCE_ORDER))), "; ".join(refused)
 
 
 def registered_methods() -> list[MethodAPI]:
@@ -121,13 +133,8 @@ def registered_ablations() -> list[str]:
     return [m.name for m in registered_methods() if m.family == "ablation"]
 
 
-METRIC_LABELS = {
-    "deblur_psnr": "PSNR", "deblur_ssim": "SSIM", "deblur_lpips": "LPIPS", "eq6": "Eq. 6 error",
-    "ppsnr": "pPSNR", "pwpsnr": "PW-PSNR", "mid_psnr": "middle-frame PSNR", "motion_ratio": "motion ratio",
-    "epe": "flow EPE",
-    "runtime_deblur_s": "deblurring time", "runtime_video_s": "video time", "params": "parameters",
-    "size_mb": "size",
-}
+# The metrics' short names, from the one vocabulary (`bench.metrics.VOCABULARY`).
+METRIC_LABELS = {key: m.label for key, m in VOCABULARY.items()}
 
 
 def fmt(value: float | None, metric: str = "", std: float | None = None) -> str:
@@ -157,13 +164,25 @@ def claim_cells(owner: str, claim: Claim, frames: dict[str, int]) -> tuple[tuple
     return (better, claim.better_frames or n), (worse, n)
 
 
-def _paper_text(claim: Claim) -> str:
-    first, second = claim.paper
+def _unit(metric: str) -> str:
+    unit = VOCABULARY[metric].unit
+    return f" {unit}" if unit else ""
+
+
+def paper_figures(claim: Claim, cells: tuple[tuple[str, int], tuple[str, int]]) -> tuple[float | None, ...]:
+    """The paper's figures (better, worse) of a claim: each side's `Method.paper` figure of the claim's metric
+    from the claim's source, at that side's N; None where the paper prints none."""
+    entries = {m.name: m for m in registered_methods()}
+    return tuple(entries[name].published(claim.metric, n, claim.source) if name in entries else None
+                 for name, n in cells)
+
+
+def _paper_text(claim: Claim, cells: tuple[tuple[str, int], tuple[str, int]]) -> str:
+    first, second = paper_figures(claim, cells)
     if first is None:
         return "— (supplementary)" if claim.source == "supp." else "—"
-    unit = f" {claim.unit}" if claim.unit else ""
     against = f" vs {fmt(second, claim.metric)}" if second is not None else ""
-    return fmt(first, claim.metric) + against + unit
+    return fmt(first, claim.metric) + against + _unit(claim.metric)
 
 
 def per_sample(samples: pd.DataFrame, variant: str, frames: int, metric: str) -> dict[int, dict[str, float]]:
@@ -217,7 +236,7 @@ def decide_claim(samples: pd.DataFrame, perf: PerfResult | None, owner: str, cla
         return _speed(perf, better, worse, claim.metric, nw)
     # Sides at different N were scored on different test sets: seeds paired, samples not.
     return judge(per_sample(samples, better, nb, claim.metric), per_sample(samples, worse, nw, claim.metric),
-                 claim.lower_is_better, untrained(samples, better), untrained(samples, worse),
+                 lower_is_better(claim.metric), untrained(samples, better), untrained(samples, worse),
                  paired=nb == nw)
 
 
@@ -239,13 +258,13 @@ def evaluate_claim(samples: pd.DataFrame, perf: PerfResult | None, owner: str, c
     """One claim decided (see `evaluate_claims` for the row's keys)."""
     cells = claim_cells(owner, claim, frames)
     j = decide_claim(samples, perf, owner, claim, frames)
-    unit = f" {claim.unit}" if claim.unit else ""
+    unit = _unit(claim.metric)
     measured = j.verdict != NOT_MEASURED
     missing = [] if measured or claim.kind != "accuracy" else [
         f"{name}@{n}" for name, n in cells if samples[(samples["variant"] == name)
                                                      & (samples["frames"] == n)].empty]
     return {"claim": claim.text, "source": claim.source, "metric": METRIC_LABELS[claim.metric],
-            "kind": claim.kind, "paper": _paper_text(claim),
+            "kind": claim.kind, "paper": _paper_text(claim, cells),
             "ours": (f"{fmt(j.better, claim.metric)} vs {fmt(j.worse, claim.metric)}{unit}"
                      if measured else "—"),
             "improvement": (f"{fmt(j.gain, claim.metric)} [{fmt(j.ci_low, claim.metric)}, "
@@ -254,6 +273,11 @@ def evaluate_claim(samples: pd.DataFrame, perf: PerfResult | None, owner: str, c
             "seeds": ",".join(map(str, j.seeds)), "samples": j.samples,
             "evidence": _evidence(claim, cells, j, perf) if measured else "", "note": j.note,
             "missing": missing}
+
+
+# The keys of a decided claim (`evaluate_claim`), in the order of claims.csv's columns.
+CLAIM_COLUMNS = ("claim", "source", "metric", "kind", "paper", "ours", "improvement", "verdict", "gain",
+                 "ci_low", "ci_high", "seeds", "samples", "evidence", "note", "missing")
 
 
 def evaluate_claims(samples: pd.DataFrame, frames: dict[str, int],

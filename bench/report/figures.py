@@ -16,23 +16,33 @@ import matplotlib
 matplotlib.use("Agg")  # headless: reports are built on servers and in tests
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
 from PIL import Image, ImageDraw  # noqa: E402
 
+from bench.data.images import encode_gif, read_image  # noqa: E402
+from bench.errors import BenchError  # noqa: E402
 from bench.fileio import atomic_write_bytes  # noqa: E402
+from bench.metrics import VOCABULARY, direction  # noqa: E402
 from bench.report import paper  # noqa: E402
 from bench.report.claims import METRIC_LABELS, finished  # noqa: E402
 from bench.report.load import (  # noqa: E402
+    PARSED,
     load_curves,
     load_sample_images,
     load_stage_summaries,
 )
-from bench.report.tables import Context, deblur_methods, video_methods  # noqa: E402
+from bench.report.tables import Context, base_method, deblur_methods, video_methods  # noqa: E402
 
+GIF_FPS = 5.0  # frames per second of the report's animations: slow enough to follow each frame
 Write = Callable[[Path, bytes], Path]  # how a figure's bytes reach the disk (`OutputFolder.write` in reports)
 
-UNITS = {"eq6": "Eq. 6 error (0-255 scale, lower is better)", "ppsnr": "pPSNR (dB, higher is better)",
-         "pwpsnr": "PW-PSNR (dB, higher is better)", "mid_psnr": "middle-frame PSNR (dB, higher is better)",
-         "deblur_psnr": "PSNR (dB, higher is better)", "deblur_ssim": "SSIM (unitless, higher is better)"}
+
+
+def axis_label(metric: str) -> str:
+    """A metric's axis title from the one vocabulary: name, unit and direction ("PSNR (dB, higher is
+    better)")."""
+    unit = VOCABULARY[metric].unit
+    return f"{VOCABULARY[metric].label} ({unit + ', ' if unit else ''}{direction(metric)})"
 
 
 def _footer(ctx: Context, fig: plt.Figure) -> None:
@@ -83,7 +93,7 @@ def _grouped_bars(ctx: Context, methods: list[str], metrics: list[str], title: s
                     ax.text(xi, 0.02, "n/a", ha="center", va="bottom", fontsize=7, rotation=90,
                             transform=ax.get_xaxis_transform())
         ax.set_xticks(np.arange(len(methods)), methods, rotation=30, ha="right")
-        ax.set_ylabel(UNITS[metric])
+        ax.set_ylabel(axis_label(metric))
         ax.set_xlabel("method")
         ax.set_title(METRIC_LABELS[metric])
         ax.grid(axis="y", alpha=0.3)
@@ -121,19 +131,23 @@ def eq6_vs_blur(ctx: Context, out: Path, formats: set[str], write: Write) -> lis
         return []
     fig, ax = plt.subplots(figsize=(5.5, 4))
     video = [m for m, _ in video_methods()]
-    for variant in video + sorted(set(s["variant"]) - set(video)):
+    # The video table's entries, then stored variants of them (other overrides or data); ablations have
+    # their own table.
+    tagged = sorted(v for v in set(s["variant"]) - set(video) if base_method(v) in video)
+    for variant in video + tagged:
         hit = s[s["variant"] == variant].sort_values("frames")
-        if hit.empty or (variant.startswith("ours-") and variant not in video):
+        if hit.empty:
             continue
         ax.errorbar(hit["frames"], hit["eq6"], yerr=hit["eq6_std"].fillna(0), marker="o", capsize=3,
                     label=variant)
-    for (method, n), value in paper.EQ6.items():
+    published = paper.eq6_figures()
+    for (method, n), value in published.items():
         ax.scatter([n], [value], marker="D", facecolors="none", edgecolors="k", zorder=5)
         ax.annotate(f"paper {method} (GoPro)", (n, value), textcoords="offset points", xytext=(5, 3),
                     fontsize=7)
     ax.set_xlabel("blur size: frames averaged per blurred image, N")
-    ax.set_ylabel(UNITS["eq6"])
-    ax.set_xticks(sorted(set(s["frames"]) | {n for _, n in paper.EQ6}))
+    ax.set_ylabel(axis_label("eq6"))
+    ax.set_xticks(sorted(set(s["frames"]) | {n for _, n in published}))
     ax.set_title("Eq. 6 error against blur size")
     ax.legend(fontsize=8)
     fig.tight_layout(rect=(0, 0.08, 1, 1))
@@ -141,11 +155,11 @@ def eq6_vs_blur(ctx: Context, out: Path, formats: set[str], write: Write) -> lis
     return save(fig, out / "eq6_vs_blur_size", formats, write)
 
 
-def _first_runs(ctx: Context, n: int) -> dict[str, Path]:
-    """The lowest-seed finished run of each variant at N (the one whose samples are shown)."""
+def _first_runs(ctx: Context, n: int) -> dict[str, pd.Series]:
+    """The lowest-seed finished run of each variant at N (the one whose samples are shown): its row."""
     done = finished(ctx.runs)
     done = done[done["frames"] == n].sort_values(["seed", "run_id"])
-    return {v: Path(g["path"].iloc[0]) for v, g in done.groupby("variant", sort=True)}
+    return {v: g.iloc[0] for v, g in done.groupby("variant", sort=True)}
 
 
 def _order(variants: list[str]) -> list[str]:
@@ -153,41 +167,55 @@ def _order(variants: list[str]) -> list[str]:
     return main + sorted(v for v in variants if v not in main)
 
 
-def _img(path: Path | None) -> np.ndarray | None:
-    if path is None:
-        return None
-    with Image.open(path) as im:
-        return np.asarray(im.convert("RGB"))
+class SampleImages:
+    """The stored sample PNGs, decoded for the figures by the suite's safe decoder. A damaged one (garbage,
+    truncated, empty) costs its panel, never the report: it reads as None and is named once in `problems`."""
+
+    def __init__(self) -> None:
+        self.problems: list[str] = []  # one line per damaged image, for the README and the command's warning
+        self._bad: set[Path] = set()
+
+    def read(self, path: Path | None) -> np.ndarray | None:
+        """RGB uint8 `(h, w, 3)`, or None for no image or a damaged one."""
+        if path is None or path in self._bad:
+            return None
+        try:
+            return read_image(path)[0]
+        except BenchError as err:
+            self._bad.add(path)
+            self.problems.append(str(err))
+            return None
 
 
-def strips(ctx: Context, out: Path, formats: set[str], write: Write) -> list[Path]:
+def strips(ctx: Context, out: Path, formats: set[str], write: Write, images: SampleImages) -> list[Path]:
     """Per test sample and N: the blur and true frames on top, then per method its deblurred frame and
     its N frames."""
     written = []
     for n in sorted(set(finished(ctx.runs)["frames"])):
         runs = _first_runs(ctx, n)
-        samples = {v: load_sample_images(p) for v, p in runs.items()}
+        samples = {v: load_sample_images(run["path"]) for v, run in runs.items()}
         ids = sorted({sid for found in samples.values() for sid in found})
         for sid in ids:
             rows: list[tuple[str, list[np.ndarray | None]]] = []
             truth = next((s[sid] for s in samples.values() if sid in s and s[sid]["truth"]), None)
             blur = next((s[sid]["blur"] for s in samples.values() if sid in s and s[sid].get("blur")), None)
             true_frames = truth["truth"] if truth else []
-            rows.append(("input / truth", [_img(blur)] + [_img(p) for p in true_frames]))
+            rows.append(("input / truth", [images.read(blur)] + [images.read(p) for p in true_frames]))
             for variant in _order([v for v in samples if sid in samples[v]]):
                 entry = samples[variant][sid]
-                rows.append((variant, [_img(entry.get("deblurred"))] + [_img(p) for p in entry["frame"]]))
+                rows.append((variant, [images.read(entry.get("deblurred"))]
+                             + [images.read(p) for p in entry["frame"]]))
             cols = max(len(r[1]) for r in rows)
             if cols == 0:
                 continue
             height = 1.5 * len(rows) + 0.9  # inches: the rows, a title band and the footer
             fig, axes = plt.subplots(len(rows), cols, figsize=(1.6 * cols, height), squeeze=False)
-            for i, (label, images) in enumerate(rows):
+            for i, (label, cells) in enumerate(rows):
                 for j in range(cols):
                     ax = axes[i][j]
                     ax.set_xticks([])
                     ax.set_yticks([])
-                    image = images[j] if j < len(images) else None
+                    image = cells[j] if j < len(cells) else None
                     if image is not None:
                         ax.imshow(image)
                     else:
@@ -214,31 +242,39 @@ def _label(image: np.ndarray, text: str) -> np.ndarray:
     return np.asarray(canvas)
 
 
-def gifs(ctx: Context, out: Path, write: Write) -> list[Path]:
+def _side_by_side(variant: str, preds: list[np.ndarray], gts: list[np.ndarray]) -> np.ndarray:
+    """The GIF's frames `(n, h, w, 3)`: each predicted frame (left) beside the true one (right), labelled;
+    small images are enlarged (nearest neighbour) to stay visible."""
+    scale = max(1, math.ceil(128 / preds[0].shape[0]))
+    frames = []
+    for t, (a, b) in enumerate(zip(preds, gts, strict=False), start=1):
+        a = np.kron(a, np.ones((scale, scale, 1), np.uint8))
+        b = np.kron(b, np.ones((scale, scale, 1), np.uint8))
+        gap = np.full((a.shape[0] + 14, 4, 3), 255, np.uint8)
+        frames.append(np.concatenate([_label(a, f"{variant} {t}/{len(preds)}"), gap, _label(b, "truth")],
+                                     axis=1))
+    return np.stack(frames)
+
+
+def gifs(ctx: Context, out: Path, write: Write, images: SampleImages) -> list[Path]:
     """One animated GIF per method and N: its extracted video (left) beside the true one (right), first
-    stored test sample; small images are enlarged (nearest neighbour) to stay visible."""
+    stored test sample; none for a method whose sample holds a damaged image (named in `images.problems`)."""
     written = []
     for n in sorted(set(finished(ctx.runs)["frames"])):
         runs = _first_runs(ctx, n)
-        samples = {v: load_sample_images(p) for v, p in runs.items()}
+        samples = {v: load_sample_images(run["path"]) for v, run in runs.items()}
         for variant, found in samples.items():
             sid = next((s for s in sorted(found) if found[s]["frame"] and found[s]["truth"]), None)
             if sid is None:
                 continue
-            preds, gts = [_img(p) for p in found[sid]["frame"]], [_img(p) for p in found[sid]["truth"]]
-            scale = max(1, math.ceil(128 / preds[0].shape[0]))
-            frames = []
-            for t, (a, b) in enumerate(zip(preds, gts, strict=False), start=1):
-                a = np.kron(a, np.ones((scale, scale, 1), np.uint8))
-                b = np.kron(b, np.ones((scale, scale, 1), np.uint8))
-                gap = np.full((a.shape[0] + 14, 4, 3), 255, np.uint8)
-                pair = np.concatenate([_label(a, f"{variant} {t}/{len(preds)}"), gap, _label(b, "truth")],
-                                      axis=1)
-                frames.append(Image.fromarray(pair))
-            buf = io.BytesIO()
-            frames[0].save(buf, format="GIF", save_all=True, append_images=frames[1:], duration=200, loop=0)
+            preds = [images.read(p) for p in found[sid]["frame"]]
+            gts = [images.read(p) for p in found[sid]["truth"]]
+            decoded = [im for im in preds + gts if im is not None]
+            if len(decoded) < len(preds) + len(gts) or len({im.shape for im in decoded}) > 1:
+                continue  # a damaged or odd-sized frame: no animation rather than a wrong one
             safe = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in variant)
-            written.append(write(out / f"video_{safe}_{n}f.gif", buf.getvalue()))
+            data = encode_gif(_side_by_side(variant, preds, gts), fps=GIF_FPS)
+            written.append(write(out / f"video_{safe}_{n}f.gif", data))
     return written
 
 
@@ -249,8 +285,8 @@ def _stage_panels(ctx: Context) -> list[dict]:
     for n in sorted(set(finished(ctx.runs)["frames"])):
         runs = _first_runs(ctx, n)
         for variant in _order(list(runs)):
-            path = runs[variant]
-            curves, summaries = load_curves(path), load_stage_summaries(path)
+            run = runs[variant]
+            curves, summaries = load_curves(run["path"]), load_stage_summaries(run[PARSED])
             for stage in dict.fromkeys([*curves, *summaries]):
                 info = summaries.get(stage, {})
                 key = str(info.get("key") or f"{variant}:{stage}:{n}")
@@ -314,14 +350,16 @@ def training_curves(ctx: Context, out: Path, formats: set[str], write: Write) ->
     return save(fig, out / "training_curves", formats, write)
 
 
-def all_figures(ctx: Context, out: Path, formats: set[str],
-                write: Write = atomic_write_bytes) -> list[Path]:
+def all_figures(ctx: Context, out: Path, formats: set[str], write: Write = atomic_write_bytes,
+                images: SampleImages | None = None) -> list[Path]:
+    """Every figure of `formats`; damaged sample images are skipped and named in `images.problems`."""
+    images = images if images is not None else SampleImages()
     written: list[Path] = []
     if formats & {"png", "pdf"}:
         written += bar_charts(ctx, out, formats, write)
         written += eq6_vs_blur(ctx, out, formats, write)
-        written += strips(ctx, out, formats, write)
+        written += strips(ctx, out, formats, write, images)
         written += training_curves(ctx, out, formats, write)
     if "gif" in formats:
-        written += gifs(ctx, out, write)
+        written += gifs(ctx, out, write, images)
     return written

@@ -4,6 +4,9 @@ on read (`bench.store.iter_runs`), nothing recomputed and no key guessed.
 One row per run folder and one per cross-dataset evaluation (`eval_set` is its folder, `<set>-<digest12>`;
 empty for the run's own test split). Failed, unfinished, damaged and pre-digest (legacy) entries stay in the
 frame with their status and one-line reason, so the report lists them instead of dropping them silently.
+
+Each metrics.json is parsed once per report, here: the row keeps the parsed record (`PARSED`), and the
+per-sample scores and stage summaries are read from it, never from the file again.
 """
 
 from __future__ import annotations
@@ -17,17 +20,18 @@ import pandas as pd
 
 from bench import store
 from bench.metrics import COST_METRICS, SAMPLE_METRICS
-from bench.store import EvalRecord, RunRecord
+from bench.store import EvalRecord, RunMetrics, RunRecord
 
 # The aggregate keys of metrics.json, in the order tables print them.
 METRICS: tuple[str, ...] = SAMPLE_METRICS + COST_METRICS
 # Further numeric columns: the training wall time of `bench run` (metrics.json "training_time_s").
 EXTRA_METRICS: tuple[str, ...] = ("train_time_s",)
+PARSED = "parsed_metrics"  # the column holding the row's parsed metrics.json (RunMetrics, or None)
 
 COLUMNS: tuple[str, ...] = (
     "run_id", "path", "method", "variant", "profile", "dataset", "data_sha256", "source", "frames", "seed",
     "overrides", "trained", "status", "error", "eval_set", "device", "commit", "date", "lpips_note",
-) + METRICS + EXTRA_METRICS
+) + METRICS + EXTRA_METRICS + (PARSED,)
 
 
 def _source(dataset: str) -> str:
@@ -64,6 +68,7 @@ def _row(record: RunRecord, path: Path, eval_set: str, evaluation: EvalRecord | 
     }
     row.update({key: _number(agg.get(key)) for key in METRICS})
     row["train_time_s"] = metrics.training_time_s if finished else np.nan
+    row[PARSED] = metrics if finished else None
     return row
 
 
@@ -84,10 +89,9 @@ SAMPLE_COLUMNS = ("run_id", "method", "variant", "frames", "seed", "trained", "s
 
 def load_samples(runs: pd.DataFrame) -> pd.DataFrame:
     """Per-test-sample metrics (`metrics.json` "samples") of the given finished runs; one row per (run,
-    sample), NaN where a metric is undefined for that sample."""
+    sample), NaN where a metric is undefined for that sample; read from the records `load_runs` parsed."""
     rows = []
-    for run in runs.itertuples(index=False):
-        metrics = store.read_metrics(Path(run.path) / store.METRICS)
+    for run, metrics in zip(runs.itertuples(index=False), runs[PARSED], strict=True):
         for sample in metrics.samples if metrics is not None else ():
             row = {"run_id": run.run_id, "method": run.method, "variant": run.variant, "frames": run.frames,
                    "seed": run.seed, "trained": run.trained, "sample": sample["id"]}
@@ -102,10 +106,10 @@ def load_curves(run_path: Path | str) -> dict[str, tuple[list[float], list[float
             for stage, points in store.read_curves(run_path).items() if points}
 
 
-def load_stage_summaries(run_path: Path | str) -> dict[str, dict]:
-    """Per training stage, the summary `bench run` stored (metrics.json "training": key, iterations, probe
-    loss, and under "validation" the curve on fixed test-split crops); {} for an untrained method."""
-    metrics = store.read_metrics(Path(run_path) / store.METRICS)
+def load_stage_summaries(metrics: RunMetrics | None) -> dict[str, dict]:
+    """Per training stage, the summary `bench run` stored (metrics.json "training", as `load_runs` parsed it
+    into the run's row: key, iterations, probe loss, and under "validation" the curve on fixed test-split
+    crops); {} for an untrained method."""
     training = metrics.training if metrics is not None else {}
     return {str(stage): info for stage, info in training.items() if isinstance(info, dict)}
 

@@ -4,8 +4,9 @@ extraction, ablations, runtime and size, and the run index; each written as Mark
 
 Every table carries notes at its top: the data it came from (and, for synthetic data, that its numbers are NOT
 comparable with the paper's GoPro numbers), the metric definitions used, and the decision rule where it
-decides claims. The CSV holds the same cells as plain numbers (mean and std over seeds in separate columns),
-with the notes as leading `#` lines (`pandas.read_csv(path, comment="#")` reads it).
+decides claims. The CSV is plain data: one header row, then the same cells as plain numbers (mean and std over
+seeds in separate columns), so `pandas.read_csv(path)` with no options, Python's `csv` module and spreadsheets
+read it. Its title and notes go to the sidecar `tables/provenance.json` (`provenance`), never into the CSV.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any
 
 import pandas as pd
 
-from bench.metrics import LOWER_IS_BETTER, arrow
+from bench.metrics import arrow, lower_is_better
 from bench.report import paper
 from bench.report.claims import (
     METRIC_LABELS,
@@ -146,6 +147,12 @@ def video_methods() -> list[tuple[str, str]]:
     return [(m.name, m.video_role) for m in rows]
 
 
+def floor_method() -> str | None:
+    """The trivial answer the video table measures every row against: the entry marked `floor` (`blurred`),
+    or None when none is registered."""
+    return next((m.name for m in registered_methods() if m.floor), None)
+
+
 def deblur_methods() -> list[tuple[str, str]]:
     """(method, column name) of the deblurring table's measured columns: the entries with a `deblur_column`,
     those in the paper's Table 1 first in its order (each beside its paper column), then the others in
@@ -188,12 +195,15 @@ class Table:
         return "\n".join(out) + "\n"
 
     def csv(self) -> str:
-        notes = "".join(f"# {_plain(n).replace(chr(10), ' ')}\n" for n in [self.title, *self.notes])
-        # A '#' inside a cell (an error message) would be cut by readers that skip the '#' note lines.
-        body = self.numeric.apply(lambda col: col.str.replace("#", "no.", regex=False)
-                                  if col.dtype == object and col.map(lambda v: isinstance(v, str)).all()
-                                  else col)
-        return notes + body.to_csv(index=False)  # floats as repr: shortest text that reads back exactly
+        """Plain data: the header row and the numeric cells (floats as repr, the shortest text that reads
+        back exactly); a table without rows is its header alone."""
+        return self.numeric.to_csv(index=False)
+
+    def provenance(self) -> dict:
+        """This table's entry in `tables/provenance.json`: what its CSV holds and where it came from."""
+        return {"file": f"{self.name}.csv", "title": _plain(self.title),
+                "notes": [_plain(n).replace("\n", " ") for n in self.notes],
+                "columns": [str(c) for c in self.numeric.columns], "rows": len(self.numeric)}
 
     def latex(self) -> str:
         cols = list(self.display.columns)
@@ -225,6 +235,11 @@ def _tex(text: str) -> str:
     return "".join(_TEX.get(ch, ch) for ch in _plain(text))
 
 
+def _with_std(metrics: list[str]) -> list[str]:
+    """The CSV columns of metrics shown as mean and std over seeds: `<metric>`, `<metric>_std`, ..."""
+    return [c for m in metrics for c in (m, f"{m}_std")]
+
+
 def _defs(ctx: Context, keys: list[str]) -> str:
     parts = [f"{METRIC_LABELS.get(k, k)}: {ctx.definitions[k]}" for k in keys if k in ctx.definitions]
     return "Definitions. " + "; ".join(parts) + "." if parts else "Definitions: see bench/metrics.py."
@@ -248,17 +263,17 @@ def _show(row: pd.Series | None, metric: str) -> str:
 
 def deblur_table(ctx: Context) -> Table:
     """Deblurring in the layout of the paper's Table 1 (methods as columns), each re-implemented method's
-    measured column beside the paper's. The DM's size comes from `ours-static`, whose only network is the
-    DM."""
+    measured column beside the paper's. A method's size comes from the entry holding its deblurring network
+    alone where it names one (`Method.deblur_alone`: the DM of `ours` is `ours-static`)."""
     metrics = ["deblur_psnr", "deblur_ssim", "deblur_lpips", "runtime_deblur_s", "size_mb", "params"]
     labels = ["PSNR (dB) ↑", "SSIM ↑", "LPIPS ↓", "Time (s) ↓", "Size (MB)", "Parameters", "Hardware",
               "Seeds"]
     columns: dict[str, list[str]] = {}
     numeric = []
     measured = dict(deblur_methods())
-    for row in paper.TABLE1:
-        values = [fmt(row.psnr, "deblur_psnr"), fmt(row.ssim, "deblur_ssim"), "—", f"{row.time_s:g}",
-                  "—" if row.size_mb is None else f"{row.size_mb:g}", "—", row.hardware, "—"]
+    for row in paper.table1():
+        values = [fmt(row.psnr, "deblur_psnr"), fmt(row.ssim, "deblur_ssim"), "—", _as_printed(row.time_s),
+                  _as_printed(row.size_mb), "—", row.hardware, "—"]
         name = f"{row.name} (paper)" if row.ref == "Ours" else f"{row.name} {row.ref} (paper)"
         numeric.append({"column": name, "source": "paper (GoPro)", "method": row.method or "", "frames": "",
                         "n_seeds": "", "seeds": "", "deblur_psnr": row.psnr, "deblur_ssim": row.ssim,
@@ -272,30 +287,37 @@ def deblur_table(ctx: Context) -> Table:
             for n in _deblur_frames(ctx, method):
                 _measured(ctx, method, label, n, metrics, columns, numeric)
     display = pd.DataFrame({"Metric": labels, **columns})
+    alone = [f"'{label} (measured)' is the deblurred output of `{m}` (its size from `{deblur_alone(m)}`, "
+             "which holds only that network)" for m, label in measured.items() if deblur_alone(m)]
     notes = ctx.header() + [
         "Measured columns: mean ± std over seeds at the test resolution of the prepared set, on the device "
-        "named in the Hardware row; the paper's columns are GoPro 1280x704 as published. 'DM (measured)' is "
-        "the deblurred output of `ours` (its size from `ours-static`, which holds only the DM); `blurred` "
-        "scores the blurred input itself; `jin2018` scores its centre-frame estimate.",
+        "named in the Hardware row, each named by its entry's deblurring column; the paper's columns are "
+        "GoPro 1280x704 as published. " + "; ".join(alone) + ("." if alone else ""),
         _defs(ctx, metrics)]
     num = pd.DataFrame(numeric)
     return Table("deblurring", "Single-image deblurring (the paper's Table 1 layout)", notes, display, num)
 
 
-# A method whose deblurring network another entry holds alone: that entry's runs give the network's size (the
-# method's own size counts every network) and stand in for its scores where the method has no run at an N.
-DEBLUR_ALONE = {"ours": "ours-static"}
+def _as_printed(value: float | None) -> str:
+    return "—" if value is None else f"{value:g}"
+
+
+def deblur_alone(method: str) -> str | None:
+    """The entry holding `method`'s deblurring network alone (`Method.deblur_alone`), or None: its runs give
+    the network's size (the method's own size counts every network) and stand in for its scores where the
+    method has no run at an N."""
+    return next((m.deblur_alone for m in registered_methods() if m.name == method and m.deblur_alone), None)
 
 
 def _deblur_frames(ctx: Context, method: str) -> list[int]:
     """The N of the method's finished results, or of the entry holding its deblurring network alone."""
-    variants = [method, *([DEBLUR_ALONE[method]] if method in DEBLUR_ALONE else [])]
+    variants = [method, *([deblur_alone(method)] if deblur_alone(method) else [])]
     return sorted(set(ctx.summary[ctx.summary["variant"].isin(variants)]["frames"]))
 
 
 def _measured(ctx: Context, method: str, label: str, n: int, metrics: list[str], columns: dict,
               numeric: list) -> None:
-    alone = DEBLUR_ALONE.get(method)
+    alone = deblur_alone(method)
     main = _cell(ctx, method, n)
     if main is None and alone is not None:
         main = _cell(ctx, alone, n)
@@ -318,64 +340,66 @@ def _measured(ctx: Context, method: str, label: str, n: int, metrics: list[str],
 
 def video_table(ctx: Context) -> Table:
     """Video extraction at every N stored: Eq. 6, pPSNR, PW-PSNR, middle-frame PSNR, motion ratio, EPE, with
-    the floors (`blurred`, repeated centre) and the paper's Eq. 6 beside (docs/DESIGN.md "Metrics": the
-    floors put 44.12/48.24/49.06 in perspective; the motion ratio shows which answers do not move at all)."""
+    the floors (the rows of the registry's floors) and the paper's Eq. 6 beside (docs/DESIGN.md "Metrics":
+    the floors put the paper's figures in perspective; the motion ratio shows which answers do not move)."""
     metrics = ["eq6", "ppsnr", "pwpsnr", "mid_psnr", "motion_ratio", "epe"]
     roles = video_methods()
+    base = floor_method()
+    below = f"Below `{base or 'floor'}` floor by"
     display, numeric = [], []
     for n in sorted(set(ctx.summary["frames"])):
-        floor = _cell(ctx, "blurred", n)
-        floor_eq6 = _val(floor, "eq6")[0]
+        floor_eq6 = _val(_cell(ctx, base, n) if base else None, "eq6")[0]
         for method, role in roles:
             row = _cell(ctx, method, n)
             if row is None or all(math.isnan(_val(row, m)[0]) for m in metrics):
                 continue
             eq6 = _val(row, "eq6")[0]
-            margin = floor_eq6 - eq6 if method != "blurred" else math.nan
-            published = paper.EQ6.get((method, n))
+            margin = floor_eq6 - eq6 if method != base else math.nan
+            published = paper.figure(method, "eq6", n)
             display.append({"Method": method, "N": n, "Role": role,
                             **{f"{METRIC_LABELS[m]} {arrow(m)}": _show(row, m) for m in metrics},
-                            "Below `blurred` floor by": fmt(margin, "eq6"), "Seeds": row["seeds"],
+                            below: fmt(margin, "eq6"), "Seeds": row["seeds"],
                             "Paper Eq. 6 (GoPro)": fmt(published, "eq6")})
             entry = {"method": method, "frames": n, "role": role, "n_seeds": int(row["n"]),
                      "seeds": row["seeds"]}
             for m in metrics:
                 entry[m], entry[f"{m}_std"] = _val(row, m)
-            entry["eq6_below_blurred_floor"] = margin
+            entry["eq6_below_floor"] = margin
             entry["paper_eq6_gopro"] = published if published is not None else math.nan
             numeric.append(entry)
     notes = ctx.header() + [
         "Eq. 6 error ↓ (sum over mirrored frame pairs, [0,255] scale); PSNRs in dB ↑; EPE in pixels ↓; "
         "motion ratio →1 (0: the frames do not move; 1: they move as much as the truth). "
-        "'Below `blurred` floor by' = floor's Eq. 6 − the method's (> 0 beats the trivial answer). "
-        "Eq. 6 rewards the mean: repeating the blurred input is a strong floor (docs/DESIGN.md, Metrics).",
+        f"'{below}' = the floor's Eq. 6 − the method's (> 0 beats the trivial answer; the floor is the "
+        "registry's `floor` entry). Eq. 6 rewards the mean: repeating the blurred input is a strong floor "
+        "(docs/DESIGN.md, Metrics).",
         EQ6_PAIRING, _defs(ctx, metrics)]
+    columns = ["method", "frames", "role", "n_seeds", "seeds", *_with_std(metrics), "eq6_below_floor",
+               "paper_eq6_gopro"]
     return Table("video", "Video extraction (Eq. 6, pPSNR, PW-PSNR, middle-frame PSNR)", notes,
-                 pd.DataFrame(display), pd.DataFrame(numeric))
+                 pd.DataFrame(display), pd.DataFrame(numeric, columns=columns))
+
+
+def base_method(variant: str) -> str:
+    """The registry entry a stored variant ran: `ours-no-tv [train.iters_dm=200]` -> `ours-no-tv`."""
+    return variant.split(" [")[0]
 
 
 def ablation_variants(ctx: Context) -> list[str]:
-    """Registered ablation variants plus any other `ours-*` variant stored (a DM growth sweep, overrides)."""
+    """The registered ablations, then the stored variants of them with other overrides or data (each judged
+    by its entry's claims). Stored runs of other entries or of unregistered names are not ablations: they
+    stay in the video, runtime and runs tables."""
     known = registered_ablations()
-    main = {m for m, _ in video_methods()}
-    extra = sorted(v for v in set(ctx.summary["variant"])
-                   if v not in known and v not in main and v.startswith("ours") and v != "ours")
+    extra = sorted(v for v in set(ctx.summary["variant"]) if v not in known and base_method(v) in known)
     return known + extra
 
 
 def _ablation_claims(variant: str) -> list[tuple[str, str, str, bool]]:
-    """(winner, claim, metric, lower is better) for each claim the variant's entry carries about itself; an
-    unregistered stored variant (a sweep point, overrides) is compared with `ours` on the metric its name
-    suggests."""
-    method = variant.split(" [")[0]
+    """(winner, claim, metric, lower is better) for each claim the variant's entry carries about itself."""
+    method = base_method(variant)
     pairs, _note = registered_claims()
-    own = [(c.better, c.text, c.metric, c.lower_is_better) for owner, c in pairs
-           if owner == method and c.sides(owner)[1] == method]
-    if own:
-        return own
-    metric = "deblur_psnr" if method.startswith("ours-dm") or "growth" in method else "eq6"
-    text = "the DM's growth rate (sweep)" if "growth" in method else "a design variant of ours"
-    return [("ours", text, metric, metric in LOWER_IS_BETTER)]
+    return [(c.better, c.text, c.metric, lower_is_better(c.metric)) for owner, c in pairs
+            if owner == method and c.sides(owner)[1] == method]
 
 
 def ablation_table(ctx: Context) -> Table:
@@ -407,14 +431,10 @@ def ablation_table(ctx: Context) -> Table:
     notes = ctx.header() + [f"Ablations at N={n}, same data, budget and seeds as `ours`. 'winner better "
                             "by' is in the claimed direction (> 0: the claim's winner, `ours`, is better), "
                             "on the seeds and test samples both sides have.", RULE, EQ6_PAIRING]
+    columns = ["variant", "claim", "metric", "frames", "winner", "winner_mean", "variant_mean", "gain",
+               "ci_low", "ci_high", "seeds", "samples", "verdict"]
     return Table("ablations", f"Ablations of the paper's design choices (N={n})", notes,
-                 pd.DataFrame(display), pd.DataFrame(numeric))
-
-
-_PAPER_SIZE = {"ours": paper.SIZE_MB["ours"], "ours-static": paper.SIZE_MB["dm"], "srn": paper.SIZE_MB["srn"],
-               "jin2018": paper.SIZE_MB["jin2018"]}
-_PAPER_DEBLUR = {"ours": paper.TIME_DEBLUR_S["dm"], "ours-static": paper.TIME_DEBLUR_S["dm"],
-                 "srn": paper.TIME_DEBLUR_S["srn"], "jin2018": paper.TIME_DEBLUR_S["jin2018"]}
+                 pd.DataFrame(display), pd.DataFrame(numeric, columns=columns))
 
 
 def runtime_table(ctx: Context) -> Table:
@@ -424,25 +444,28 @@ def runtime_table(ctx: Context) -> Table:
     for _, r in ctx.summary.iterrows():
         row = r
         base = row.variant
+        published = {m: paper.figure(base, m) for m in ("size_mb", "runtime_deblur_s", "runtime_video_s")}
         display.append({"Method": base, "N": row.frames, "Parameters": _show(r, "params"),
                         "Size (MB)": _show(r, "size_mb"), "Deblur time (s)": _show(r, "runtime_deblur_s"),
                         "Video time (s)": _show(r, "runtime_video_s"),
                         "Train time (s)": _show(r, "train_time_s"),
-                        "Device": row.device or "—", "Paper size (MB)": fmt(_PAPER_SIZE.get(base), "size_mb"),
-                        "Paper deblur time (s, GPU)": fmt(_PAPER_DEBLUR.get(base), "runtime_deblur_s"),
-                        "Paper video time (s, GPU)": fmt(paper.TIME_VIDEO_S.get(base), "runtime_video_s")})
+                        "Device": row.device or "—", "Paper size (MB)": fmt(published["size_mb"], "size_mb"),
+                        "Paper deblur time (s, GPU)": fmt(published["runtime_deblur_s"], "runtime_deblur_s"),
+                        "Paper video time (s, GPU)": fmt(published["runtime_video_s"], "runtime_video_s")})
         entry = {"method": base, "frames": row.frames, "n_seeds": row.n, "device": row.device}
         for m in metrics:
             entry[m], entry[f"{m}_std"] = _val(r, m)
-        entry["paper_size_mb"] = _PAPER_SIZE.get(base, math.nan)
-        entry["paper_runtime_deblur_s"] = _PAPER_DEBLUR.get(base, math.nan)
-        entry["paper_runtime_video_s"] = paper.TIME_VIDEO_S.get(base, math.nan)
+        for m, value in published.items():
+            entry[f"paper_{m}"] = math.nan if value is None else value
         numeric.append(entry)
     notes = ctx.header() + [
         "Runtimes are measured at the prepared set's test resolution on the device named in each row, not "
         "the paper's 1280x704 on its GPU; the paper's timings are as published (synchronisation not stated).",
         _defs(ctx, metrics[:4])]
-    return Table("runtime", "Runtime and size", notes, pd.DataFrame(display), pd.DataFrame(numeric))
+    columns = ["method", "frames", "n_seeds", "device", *_with_std(metrics), "paper_size_mb",
+               "paper_runtime_deblur_s", "paper_runtime_video_s"]
+    return Table("runtime", "Runtime and size", notes, pd.DataFrame(display),
+                 pd.DataFrame(numeric, columns=columns))
 
 
 def runs_table(ctx: Context) -> Table:
