@@ -35,8 +35,9 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from bench.config import Profile
+from bench.config import Profile, resolve_profile
 from bench.perf import PeakMemory, count_macs, device_name, matmul_rate, synchronize, time_calls
+from bench.registry import get_method
 from bench.train import derive_seed, on_device, open_stage, stage_crop, stage_iterations, train_set
 
 if TYPE_CHECKING:
@@ -188,13 +189,12 @@ def dry_run(spec: Any, iterations: int, log: Any = print) -> tuple[dict, Path]:
     """`bench run --dry-run K`: time K iterations of every stage of the run `spec` describes, project the
     full profile and store the record under `<runs>/dryrun/` (never as a result; nothing trained is kept)."""
     from bench.data.manifest import default_data_dir
-    from bench.data.prepare import ensure_prepared
+    from bench.data.prepare import DATA_SEED, ensure_prepared
     from bench.devices import resolve_device
-    from bench.run import DATA_SEED, get_method, resolve_profile
     from bench.store import DRY_RUNS, atomic_write_json, runs_dir, stable_hash
 
     method = get_method(spec.method, spec.frames)
-    profile = resolve_profile(spec)
+    profile = resolve_profile(spec.profile, spec.overrides)
     device = resolve_device(spec.device or profile.train.device)
     set_folder = Path(ensure_prepared(spec.source or profile.data.source, spec.frames, profile,
                                       default_data_dir(spec.data_dir), DATA_SEED, root=spec.root,

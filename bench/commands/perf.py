@@ -181,10 +181,9 @@ def run_train(methods: list[str], profile_name: str, overrides: list[str], devic
     from rich.console import Console
 
     from bench.config import apply_overrides, get_profile
-    from bench.data.prepare import ensure_prepared
+    from bench.data.prepare import DATA_SEED, ensure_prepared
     from bench.devices import resolve_device
     from bench.errors import BenchError
-    from bench.run import DATA_SEED
     from bench.trainperf import step_rates, time_method
     from methods import registry
 
