@@ -40,8 +40,8 @@ from bench.report.tables import (
     select,
     video_methods,
 )
-from bench.report.verdict import RULE
 from bench.store import OutputFolder, latest_perf
+from bench.verdict import RULE
 
 FORMATS = ("md", "csv", "tex", "png", "pdf", "gif")
 
