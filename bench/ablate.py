@@ -8,7 +8,7 @@ to beat it, `ours`); `bench ablate` and `bench report` read the claims from ther
 one entry and nothing else.
 
 A claim *holds* when the 95% paired-bootstrap interval of the winner's per-sample improvement over the
-variant, on the same seeds and test samples, lies above zero: the rule of `bench.report.verdict.judge`,
+variant, on the same seeds and test samples, lies above zero: the rule of `bench.verdict.judge`,
 shared with the report so the two never disagree; the table gives the interval and how many seeds and samples
 stood behind each row.
 """
@@ -20,6 +20,8 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from bench.metrics import check_claimable, lower_is_better
+from bench.verdict import HELD, NOT_MEASURED
+from bench.verdict import judge as decide  # the one rule of claims, shared with the report
 
 if TYPE_CHECKING:
     from bench.store import RunRecord
@@ -59,9 +61,6 @@ def judge(claim: Claim, owner: str, better: Values, worse: Values, better_fixed:
           worse_fixed: bool = False) -> dict[str, Any]:
     """One table row: whether `claim` (carried by `owner`) held on the per-sample values of its winner
     (`better`) and loser (`worse`); `*_fixed` marks a side without training (one seed stands for all)."""
-    from bench.report.verdict import HELD, NOT_MEASURED
-    from bench.report.verdict import judge as decide  # the report's rule, imported late: no cycle
-
     winner, loser = claim.sides(owner)
     j = decide(better, worse, lower_is_better(claim.metric), better_fixed, worse_fixed)
     measured = j.verdict != NOT_MEASURED

@@ -326,6 +326,11 @@ def apply_overrides(profile: Profile, overrides: list[str] | tuple[str, ...]) ->
     return validate(profile)
 
 
+def resolve_profile(name: str, overrides: list[str] | tuple[str, ...] = ()) -> Profile:
+    """The named profile with its `--set` overrides applied and validated: what a run or a timing uses."""
+    return apply_overrides(get_profile(name), overrides)
+
+
 def _set_path(obj: Any, parts: list[str], text: str, path: str) -> Any:
     names = [f.name for f in fields(obj)]
     head = parts[0]

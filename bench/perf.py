@@ -14,17 +14,25 @@ dense matmul rate of the same machine.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import statistics
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
+from bench.config import get_profile
+from bench.devices import resolve_device
+from bench.env import environment
+from bench.errors import BenchError
+from bench.store import PerfResult, RunEnv, runs_dir, store_perf
+from methods import registry
 from methods.layers import count_params
 from methods.registry import MethodAPI
 
@@ -391,3 +399,72 @@ def measure_method(method: MethodAPI, nets: nn.Module, frames: int, hw: tuple[in
         "torch_threads": torch.get_num_threads(),
         "breakdown_deblur": ops, "skipped": None,
     }
+
+
+# --- `bench perf`: the methods side by side ----------------------------------------------------------------
+
+ROW_KEYS = ("method", "frames", "resolution", "device", "params", "size_mb", "macs", "runtime_deblur_s",
+            "runtime_video_s", "peak_mem_mb", "mac_rate_fraction")  # keys of every row, skipped ones too
+
+
+def default_methods() -> list[str]:
+    """The methods `bench perf` compares unless told otherwise: the paper's methods and the baselines
+    (ablations are variants of `ours` at the same cost class)."""
+    return [n for n in registry.names() if registry.get(n).family != "ablation"]
+
+
+def run_perf(methods: list[str], resolution: str, device: str, repeats: int, warmup: int, frames: int,
+             profile_name: str, compile: bool, amp: bool, matmul_size: int,
+             channels_last: bool = True, breakdown: bool = False,
+             log: Callable[[str], None] = print) -> tuple[list[dict], float]:
+    """Measure each named method; returns the rows and the machine's matmul rate (MAC/s). A method that
+    cannot make `frames` frames gets a row saying why (`skipped`); every memory refusal comes before any
+    timing."""
+    hw = parse_resolution(resolution)
+    dev = resolve_device(device)
+    model = dataclasses.asdict(get_profile(profile_name).model)
+    for name in methods:
+        if name not in registry.names():
+            raise BenchError(f"--methods: unknown method {name!r}; known: {', '.join(registry.names())}")
+    built: dict[str, nn.Module] = {}
+    for name in methods:
+        method = registry.get(name)
+        if _frames_problem(method, frames) is None:
+            torch.manual_seed(0)  # untrained, seeded networks: timing does not depend on the weights' values
+            built[name] = method.build(model)
+            check_fits(method, built[name], frames, hw, dev, resolution)
+    rate = matmul_rate(dev, size=matmul_size)
+    log(f"matmul rate {rate / 1e9:.1f} GMAC/s on {device_name(dev)}")
+    rows = []
+    for name in methods:
+        method = registry.get(name)
+        log(f"measuring {name} (N={frames}, {resolution}, {repeats} timed passes after {warmup})")
+        if name not in built:
+            row = {k: None for k in ROW_KEYS}
+            row.update(method=name, frames=frames, resolution=resolution, device=device_name(dev),
+                       skipped=_frames_problem(method, frames))
+            rows.append(row)
+            continue
+        rows.append(measure_method(method, built[name], frames, hw, dev, repeats, warmup, rate, compile, amp,
+                                   channels_last, breakdown))
+    return rows, rate
+
+
+def _frames_problem(method: MethodAPI, frames: int) -> str | None:
+    """Why `method` cannot produce `frames` frames (its row is then skipped), or None."""
+    try:
+        method.check_frames(frames)
+    except ValueError as err:
+        return str(err)
+    return None
+
+
+def store_rows(rows: list[dict], profile_name: str, frames: int, repeats: int, warmup: int, device: str,
+               runs: str | None) -> Path:
+    """Keep the rows as a `bench.store.PerfResult` in the runs store (`bench perf --store`), where the
+    report reads the speed claims from; returns the file written."""
+    store = runs_dir(runs)
+    result = PerfResult(profile=profile_name, frames=frames, resolution=rows[0]["resolution"],
+                        device=rows[0]["device"], repeats=repeats, warmup=warmup,
+                        env=RunEnv.from_json(environment(device), store), rows=tuple(rows))
+    return store_perf(store, result)

@@ -18,11 +18,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bench.config import Profile, apply_overrides, get_profile, to_dict
+from bench.components import load_components
+from bench.config import Profile, resolve_profile, to_dict
 from bench.data.manifest import data_digest
 from bench.devices import resolve_device
 from bench.errors import BenchError
 from bench.fileio import FolderLock, atomic_write_json, read_json, sha256_file
+from bench.registry import get_method
 from bench.store import (
     CONFIG,
     ENV,
@@ -47,8 +49,6 @@ from bench.train import LOCAL, Dist, StageResult, barrier, train_method, trained
 
 if TYPE_CHECKING:
     from methods.registry import MethodAPI
-
-DATA_SEED = 0  # prepared data is fixed across run seeds: seeds vary initialisation and batch order only
 
 
 @dataclass(frozen=True)
@@ -91,28 +91,6 @@ class Identity:
     evals_folder: str | None  # `<set>-<digest12>` for --eval-data, None for the run's own test split
 
 
-def get_method(name: str, frames: int | None = None) -> MethodAPI:
-    """The registered method, or a one-line error listing the names; with `frames`, one that can take N."""
-    from methods import registry
-
-    try:
-        method = registry.get(name)
-    except KeyError:
-        raise BenchError(f"unknown method {name!r}; choose one of {', '.join(registry.names())} "
-                         "(see bench list --methods)") from None
-    if frames is not None:
-        try:
-            method.check_frames(frames)
-        except ValueError as err:
-            first = (str(err).splitlines() or [f"{name} cannot run N={frames}"])[0]
-            raise BenchError(f"--frames {frames}: {first}") from None
-    return method
-
-
-def resolve_profile(spec: RunSpec) -> Profile:
-    return apply_overrides(get_profile(spec.profile), list(spec.overrides))
-
-
 def _resolve_set(data_dir: Path, name: str, frames: int) -> Path:
     """A prepared set given by folder name under the data dir, or by path; checks its name and N."""
     folder = Path(name) if Path(name).is_dir() else data_dir / name
@@ -143,7 +121,7 @@ def identity(spec: RunSpec, method: MethodAPI, profile: Profile, set_folder: Pat
 def execute(spec: RunSpec, dist: Dist = LOCAL, log: Any = print) -> RunOutcome | None:
     """Do one run; returns its outcome on rank 0 (None on the other ranks of a distributed run)."""
     method = get_method(spec.method, spec.frames)
-    profile = resolve_profile(spec)
+    profile = resolve_profile(spec.profile, spec.overrides)
     import torch
 
     from bench.execution import resolve_threads
@@ -224,7 +202,7 @@ def _check_inputs(method: Any, profile: Profile, set_folder: Path, eval_folder: 
 def _data(spec: RunSpec, profile: Profile, dist: Dist, log: Any) -> tuple[Path, Path]:
     """(training set, set scored): rank 0 prepares the training set; the others wait, then find it."""
     from bench.data.manifest import default_data_dir
-    from bench.data.prepare import ensure_prepared
+    from bench.data.prepare import DATA_SEED, ensure_prepared
 
     data_dir = default_data_dir(spec.data_dir)
     source = spec.source or profile.data.source
@@ -386,7 +364,7 @@ def _assemble(spec: RunSpec, method: MethodAPI, weights: dict, device: Any) -> A
     """The method's networks holding a `--weights` file's state dicts, on `device`, in eval mode."""
     import torch
 
-    from bench.train import derive_seed, load_components
+    from bench.train import derive_seed
 
     torch.manual_seed(derive_seed(spec.seed, method.name, "assemble"))
     nets = method.build(weights["model"])

@@ -36,7 +36,6 @@ import contextlib
 import math
 import os
 import time
-from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -45,6 +44,7 @@ import torch
 from torch import nn
 
 from bench.code_identity import stage_code
+from bench.components import load_components
 from bench.config import Profile, TrainConfig
 from bench.data.loaders import collate
 from bench.errors import BenchError
@@ -287,20 +287,6 @@ def _on_cpu(value: Any) -> Any:
 # --- checkpoints -------------------------------------------------------------------------------------------
 
 CKPT_FIX = "delete the stage folder or rerun with --fresh"  # what to do about an unusable stage checkpoint
-
-
-def load_components(nets: nn.ModuleDict, state_dicts: dict[str, dict], names: Iterable[str] | None = None,
-                    source: Path | str = "stored weights", fix: str = "rerun with --fresh") -> None:
-    """Copy the named components' weights (all in `state_dicts` by default) into `nets`; a state dict that
-    does not fit its network is a one-line error naming `source` and `fix`."""
-    for name in names if names is not None else state_dicts:
-        if name in state_dicts and name in nets:
-            try:
-                nets[name].load_state_dict(state_dicts[name])
-            except (RuntimeError, TypeError, KeyError, ValueError) as err:
-                first = (str(err).strip().splitlines() or [type(err).__name__])[0][:160]
-                raise BenchError(f"{source}: the {name} weights do not fit the current network ({first}); "
-                                 f"{fix}") from None
 
 
 def stage_weights(folder: Path) -> dict[str, dict]:

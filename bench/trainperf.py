@@ -29,20 +29,28 @@ from __future__ import annotations
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
 
-from bench.config import Profile
+from bench.config import Profile, resolve_profile
+from bench.data.prepare import DATA_SEED, ensure_prepared
+from bench.devices import resolve_device
+from bench.errors import BenchError
 from bench.execution import on_device
 from bench.perf import PeakMemory, count_macs, device_name, matmul_rate, synchronize, time_calls
+from bench.registry import get_method
 from bench.train import derive_seed, open_stage, stage_crop, stage_iterations, train_set
+from methods import registry
 
 if TYPE_CHECKING:
     from methods.registry import MethodAPI, Stage
 
+TRAIN_KEYS = ("method", "stage", "samples_per_s", "data_wait_share", "mac_rate_fraction", "device",
+              "precision", "threads", "loader", "workers", "crop", "batch", "cpu")  # --train --json keys
 NOT_LOADED = "not-loaded"  # the prior-stage keys of a timing session: no earlier weights are read
 
 
@@ -189,14 +197,11 @@ def dry_run(spec: Any, iterations: int, log: Any = print) -> tuple[dict, Path]:
     """`bench run --dry-run K`: time K iterations of every stage of the run `spec` describes, project the
     full profile and store the record under `<runs>/dryrun/` (never as a result; nothing trained is kept)."""
     from bench.data.manifest import default_data_dir
-    from bench.data.prepare import ensure_prepared
-    from bench.devices import resolve_device
     from bench.fileio import atomic_write_json, stable_hash
-    from bench.run import DATA_SEED, get_method, resolve_profile
     from bench.store import DRY_RUNS, runs_dir
 
     method = get_method(spec.method, spec.frames)
-    profile = resolve_profile(spec)
+    profile = resolve_profile(spec.profile, spec.overrides)
     device = resolve_device(spec.device or profile.train.device)
     set_folder = Path(ensure_prepared(spec.source or profile.data.source, spec.frames, profile,
                                       default_data_dir(spec.data_dir), DATA_SEED, root=spec.root,
@@ -216,3 +221,27 @@ def dry_run(spec: Any, iterations: int, log: Any = print) -> tuple[dict, Path]:
     path = runs_dir(spec.runs_dir) / DRY_RUNS / f"{method.name}-{device.type}-{stable_hash(config, 10)}.json"
     atomic_write_json(path, record)
     return record, path
+
+
+def run_train(methods: list[str], profile_name: str, overrides: list[str], device: str, steps: int,
+              warmup: int, frames: int | None, data_dir: str | None, source: str | None, root: str | None,
+              matmul_size: int, log: Callable[[str], None] = print) -> list[dict]:
+    """`bench perf --train`: `steps` timed training steps of every stage of each method, through the
+    training loop's code (`time_stage`) on the profile's data, crop and batch."""
+    profile = resolve_profile(profile_name, overrides)
+    dev = resolve_device(device)
+    for name in methods:
+        if name not in registry.names():
+            raise BenchError(f"--methods: unknown method {name!r}; known: {', '.join(registry.names())}")
+        if not registry.get(name).stages:
+            raise BenchError(f"--methods {name}: it has no training stages; name a trained method")
+    rates = step_rates(profile, dev, matmul_size)
+    rows, folders = [], {}
+    for name in methods:
+        method = registry.get(name)
+        n = frames or (9 if method.frames is None or 9 in method.frames else method.frames[0])
+        if n not in folders:  # verified once: verification hashes every file of the set
+            folders[n] = ensure_prepared(source, n, profile, data_dir, DATA_SEED, root=root, progress=True,
+                                         log=log)
+        rows += time_method(method, profile, folders[n], dev, steps, warmup, rates, log=log)
+    return rows

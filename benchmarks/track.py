@@ -106,14 +106,16 @@ def append_rows(path: Path, rows: list[dict]) -> None:
 def main(methods: str | None, resolution: str, device: str, repeats: int, frames: int, profile: str,
          prepare_profile: str, csv_path: Path) -> None:
     """Append this machine's `bench perf` rows and prepare throughput to the tracking CSV."""
-    from bench.commands.perf import default_methods, print_rows, run_perf
+    from bench.commands.perf import print_rows
+    from bench.perf import default_methods, run_perf
 
     stamp = {"date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "commit": commit_id()}
     rows: list[dict] = []
     if prepare_profile:
         rows.append({**stamp, "kind": "prepare", **prepare_throughput(prepare_profile, frames)})
     names = [m.strip() for m in methods.split(",") if m.strip()] if methods else default_methods()
-    perf_rows, rate = run_perf(names, resolution, device, repeats, 2, frames, profile, False, False, 2048)
+    perf_rows, rate = run_perf(names, resolution, device, repeats, 2, frames, profile, False, False, 2048,
+                               log=lambda msg: click.echo(msg, err=True))
     print_rows(perf_rows, rate)
     rows += [{**stamp, "kind": "perf", "matmul_gmacs_per_s": rate / 1e9, **r} for r in perf_rows]
     append_rows(csv_path, rows)

@@ -94,7 +94,8 @@ def test_peak_memory_counts_only_what_runs_inside(monkeypatch) -> None:
 
 def test_bench_perf_json_rows(tmp_path) -> None:
     pytest.importorskip("methods.registry")
-    from bench.commands.perf import ROW_KEYS, command
+    from bench.commands.perf import command
+    from bench.perf import ROW_KEYS
     from methods import registry
 
     out = tmp_path / "perf.json"
@@ -204,7 +205,7 @@ def test_perf_train_rows_come_from_the_training_loop_and_touch_no_store(smoke_da
     rows = json.loads(out.read_text())
     assert [(r["method"], r["stage"]) for r in rows] == [("ours", "dm"), ("ours", "autoencoder"),
                                                           ("ours", "bie"), ("srn", "srn")]
-    from bench.commands.perf import TRAIN_KEYS
+    from bench.trainperf import TRAIN_KEYS
 
     for row in rows:
         assert set(TRAIN_KEYS) <= set(row), set(TRAIN_KEYS) - set(row)

@@ -201,6 +201,33 @@ def test_every_comparison_method_runs_end_to_end(ours, data_dir, method, frames)
         assert all(t["reused"] for t in metrics["training"].values()) and metrics["training"]
 
 
+def test_the_torchrun_command_line_carries_every_option_but_nproc(tmp_path):
+    import click
+
+    from bench.commands.run import command, relaunch_argv
+
+    given = ["--method", "srn", "--profile", "smoke", "--frames", "7,9", "--seeds", "0,1",
+             "--set", "train.iters_dm=3", "--set", "train.lr=0.001", "--data-dir", str(tmp_path / "d"),
+             "--runs-dir", str(tmp_path / "r"), "--source", "gopro", "--root", str(tmp_path / "f"),
+             "--device", "cpu", "--weights", str(tmp_path / "w.pt"), "--eval-data", "other", "--nproc", "3",
+             "--fresh", "--no-floor"]
+    ctx = command.make_context("run", list(given))
+    argv = relaunch_argv(ctx)
+    assert argv[0] == "run" and "--nproc" not in argv and "3" not in argv
+    pairs = [given[i:i + 2] for i, word in enumerate(given) if word.startswith("--") and i + 1 < len(given)
+             and not given[i + 1].startswith("--") and word != "--nproc"]
+    assert len(pairs) == 13
+    for pair in pairs:  # each given option with its value, next to each other, both --set items included
+        assert any(argv[i:i + 2] == pair for i in range(len(argv))), pair
+    assert "--fresh" in argv and "--no-floor" in argv and "--floor" not in argv
+    assert command.make_context("run", argv[1:]).params == {**ctx.params, "nproc": 1}  # parses back the same
+    # An option added to the command is carried with no edit to the builder.
+    grown = click.Command("run", params=[*command.params, click.Option(["--new-knob"], default=None),
+                                         click.Option(["--verbose"], is_flag=True)])
+    argv = relaunch_argv(grown.make_context("run", ["--nproc", "2", "--new-knob", "7", "--verbose"]))
+    assert argv[-3:] == ["--new-knob", "7", "--verbose"] and "--nproc" not in argv
+
+
 def test_jin2018_refuses_nine_frames_with_one_line_and_exit_2(data_dir, tmp_path):
     out = subprocess.run([BENCH, *_args("jin2018", data_dir, tmp_path)], capture_output=True, text=True,
                          timeout=120)

@@ -19,7 +19,7 @@ def print_table(rows: list[dict], frames: int, profile: str, wall_s: float) -> N
     from rich.console import Console
     from rich.table import Table
 
-    from bench.report.verdict import LEVEL, RESAMPLES
+    from bench.verdict import LEVEL, RESAMPLES
 
     table = Table(title=f"ablations: {profile} profile, N={frames} (means over the paired seeds and test "
                         f"samples; {LEVEL:.0%} paired-bootstrap interval, {RESAMPLES:,} resamples)")
@@ -42,7 +42,7 @@ def print_table(rows: list[dict], frames: int, profile: str, wall_s: float) -> N
     console = Console()
     console.print(table)
     console.print("held = the interval of the winner's improvement over the variant lies above zero "
-                  f"(bench.report.verdict); wall time {wall_s:.0f} s")
+                  f"(bench.verdict); wall time {wall_s:.0f} s")
 
 
 @click.command("ablate")

@@ -2,77 +2,11 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 
 import click
 
 from bench.commands import number, percent
-
-ROW_KEYS = ("method", "frames", "resolution", "device", "params", "size_mb", "macs", "runtime_deblur_s",
-            "runtime_video_s", "peak_mem_mb", "mac_rate_fraction")
-
-
-def default_methods() -> list[str]:
-    from methods import registry
-
-    # Ablations are variants of `ours` at the same cost class; `bench perf` compares the paper's methods and
-    # the baselines unless asked for more.
-    return [n for n in registry.names() if registry.get(n).family != "ablation"]
-
-
-def run_perf(methods: list[str], resolution: str, device: str, repeats: int, warmup: int, frames: int,
-             profile_name: str, compile: bool, amp: bool, matmul_size: int,
-             channels_last: bool = True, breakdown: bool = False) -> tuple[list[dict], float]:
-    """Measure each named method; returns the rows and the machine's matmul rate (MAC/s)."""
-    import torch
-
-    from bench.config import get_profile
-    from bench.devices import resolve_device
-    from bench.errors import BenchError
-    from bench.perf import check_fits, device_name, matmul_rate, measure_method, parse_resolution
-    from methods import registry
-
-    hw = parse_resolution(resolution)
-    dev = resolve_device(device)
-    model = dataclasses.asdict(get_profile(profile_name).model)
-    for name in methods:
-        if name not in registry.names():
-            raise BenchError(f"--methods: unknown method {name!r}; known: {', '.join(registry.names())}")
-    from rich.console import Console
-
-    built: dict[str, object] = {}
-    for name in methods:
-        method = registry.get(name)
-        if _frames_problem(method, frames) is None:
-            torch.manual_seed(0)  # untrained, seeded networks: timing does not depend on the weights' values
-            built[name] = method.build(model)
-            check_fits(method, built[name], frames, hw, dev, resolution)  # every refusal before any timing
-    status = Console(stderr=True)
-    rate = matmul_rate(dev, size=matmul_size)
-    status.print(f"matmul rate {rate / 1e9:.1f} GMAC/s on {device_name(dev)}")
-    rows = []
-    for name in methods:
-        method = registry.get(name)
-        status.print(f"measuring {name} (N={frames}, {resolution}, {repeats} timed passes after {warmup})")
-        if name not in built:
-            row = {k: None for k in ROW_KEYS}
-            row.update(method=name, frames=frames, resolution=resolution, device=device_name(dev),
-                       skipped=_frames_problem(method, frames))
-            rows.append(row)
-            continue
-        rows.append(measure_method(method, built[name], frames, hw, dev, repeats, warmup, rate, compile, amp,
-                                   channels_last, breakdown))
-    return rows, rate
-
-
-def _frames_problem(method: object, frames: int) -> str | None:
-    """Why `method` cannot produce `frames` frames (its row is then skipped), or None."""
-    try:
-        method.check_frames(frames)
-    except ValueError as err:
-        return str(err)
-    return None
 
 
 def print_rows(rows: list[dict], rate: float) -> None:
@@ -115,37 +49,6 @@ def print_rows(rows: list[dict], rate: float) -> None:
                       f"size {ours['size_mb']:.1f} vs {jin['size_mb']:.1f} MB")
 
 
-def run_loader(source: str | None, root: str | None, data_dir: str, profile_name: str, frames: int,
-               workers_text: str, batches: int, device: str, breakdown: bool) -> list[dict]:
-    """`bench perf --loader`: prepare (or verify) the set, then measure each stage at each worker count."""
-    from rich.console import Console
-
-    from bench.config import get_profile, parse_int_list
-    from bench.data import throughput
-    from bench.data.prepare import ensure_prepared
-    from bench.devices import resolve_device
-    from bench.errors import BenchError
-
-    workers = parse_int_list(workers_text, "--workers", "1,2,4")
-    if not workers or min(workers) < 0:
-        raise BenchError(f"--workers {workers_text!r}: expected worker counts >= 0, e.g. --workers 1,2,4")
-    profile = get_profile(profile_name)
-    dev = resolve_device(device)
-    status = Console(stderr=True)
-    folder = ensure_prepared(source, frames, profile, data_dir, root=root, progress=True,
-                             log=lambda msg: status.print(msg, markup=False, highlight=False))
-    rows = []
-    for stage in throughput.STAGES:
-        for k in workers:
-            status.print(f"measuring the {stage} batch with {k} worker(s) ({batches} batches)")
-            rows.append(throughput.measure(folder, profile, stage, k, batches, dev))
-    parts = throughput.breakdown(folder, profile) if breakdown else None
-    for row in rows:
-        row["breakdown_ms_per_video_sample"] = parts
-    print_loader_rows(rows)
-    return rows
-
-
 def print_loader_rows(rows: list[dict]) -> None:
     from rich.console import Console
     from rich.table import Table
@@ -167,49 +70,6 @@ def print_loader_rows(rows: list[dict]) -> None:
         parts = r0["breakdown_ms_per_video_sample"]
         console.print("one video sample (blur + N frames) in one process: "
                       + ", ".join(f"{k} {v:.2f} ms" for k, v in parts.items()))
-
-
-TRAIN_KEYS = ("method", "stage", "samples_per_s", "data_wait_share", "mac_rate_fraction", "device",
-              "precision", "threads", "loader", "workers", "crop", "batch", "cpu")  # --train --json keys
-
-
-def run_train(methods: list[str], profile_name: str, overrides: list[str], device: str, steps: int,
-              warmup: int, frames: int | None, data_dir: str | None, source: str | None, root: str | None,
-              matmul_size: int) -> list[dict]:
-    """`bench perf --train`: `steps` timed training steps of every stage of each method, through the
-    training loop's code (`bench.trainperf.time_stage`) on the profile's data, crop and batch."""
-    from rich.console import Console
-
-    from bench.config import apply_overrides, get_profile
-    from bench.data.prepare import ensure_prepared
-    from bench.devices import resolve_device
-    from bench.errors import BenchError
-    from bench.run import DATA_SEED
-    from bench.trainperf import step_rates, time_method
-    from methods import registry
-
-    profile = apply_overrides(get_profile(profile_name), overrides)
-    dev = resolve_device(device)
-    for name in methods:
-        if name not in registry.names():
-            raise BenchError(f"--methods: unknown method {name!r}; known: {', '.join(registry.names())}")
-        if not registry.get(name).stages:
-            raise BenchError(f"--methods {name}: it has no training stages; name a trained method")
-    status = Console(stderr=True)
-
-    def log(msg: str) -> None:
-        status.print(msg, markup=False, highlight=False)
-
-    rates = step_rates(profile, dev, matmul_size)
-    rows, folders = [], {}
-    for name in methods:
-        method = registry.get(name)
-        n = frames or (9 if method.frames is None or 9 in method.frames else method.frames[0])
-        if n not in folders:  # verified once: verification hashes every file of the set
-            folders[n] = ensure_prepared(source, n, profile, data_dir, DATA_SEED, root=root, progress=True,
-                                         log=log)
-        rows += time_method(method, profile, folders[n], dev, steps, warmup, rates, log=log)
-    return rows
 
 
 def print_train_rows(rows: list[dict]) -> None:
@@ -293,7 +153,14 @@ def command(methods_opt: str | None, resolution: str, device: str, repeats: int,
     """Measure runtime, size, MACs and peak memory of methods side by side, untrained (seeded) networks;
     with --loader, the samples per second the training data path delivers; with --train, the training
     loop's samples per second, data wait and MAC rate per stage."""
+    # Imported here, not at the top: the measuring modules import torch, and this module is imported by
+    # `bench perf --help` too (bench/cli.py imports a verb's module to run it).
+    from bench.config import parse_int_list
     from bench.errors import BenchError
+    from bench.loaderperf import run_loader
+    from bench.perf import default_methods, run_perf, store_rows
+    from bench.fileio import atomic_write_text
+    from bench.trainperf import run_train
 
     if loader and train:
         raise BenchError("--loader and --train are two measurements: run them as two commands")
@@ -302,34 +169,29 @@ def command(methods_opt: str | None, resolution: str, device: str, repeats: int,
         raise BenchError(f"--store keeps the methods' timings for the report; drop {flag} or --store")
     names = [m.strip() for m in methods_opt.split(",") if m.strip()] if methods_opt else None
     if loader:
-        rows = run_loader(source, root, data_dir, profile_name or "paper", frames or 9, workers_text, batches,
-                          device, breakdown)
+        workers = parse_int_list(workers_text, "--workers", "1,2,4")
+        if not workers or min(workers) < 0:
+            raise BenchError(f"--workers {workers_text!r}: expected worker counts >= 0, e.g. --workers 1,2,4")
+        rows = run_loader(source, root, data_dir, profile_name or "paper", frames or 9, workers, batches,
+                          device, breakdown, log=_status)
+        print_loader_rows(rows)
     elif train:
         rows = run_train(names or ["ours", "srn"], profile_name or "quick", list(overrides), device, steps,
-                         warmup, frames, data_dir, source, root, matmul_size)
+                         warmup, frames, data_dir, source, root, matmul_size, log=_status)
         print_train_rows(rows)
     else:
         rows, rate = run_perf(names or default_methods(), resolution, device, repeats, warmup, frames or 7,
-                              profile_name or "paper", compile_, amp, matmul_size, channels_last, breakdown)
+                              profile_name or "paper", compile_, amp, matmul_size, channels_last, breakdown,
+                              log=_status)
         print_rows(rows, rate)
     if json_path:
-        from bench.fileio import atomic_write_text
-
         atomic_write_text(json_path, json.dumps(rows, indent=2, allow_nan=False) + "\n")
         click.echo(f"wrote {json_path}")
     if store_it:
-        stored = keep(rows, profile_name or "paper", frames or 7, repeats, warmup, device, runs_dir)
+        stored = store_rows(rows, profile_name or "paper", frames or 7, repeats, warmup, device, runs_dir)
         click.echo(f"stored {stored}")
 
 
-def keep(rows: list[dict], profile_name: str, frames: int, repeats: int, warmup: int, device: str,
-         runs_dir: str | None) -> object:
-    """Store the rows as a `bench.store.PerfResult` in the runs store; returns the file written."""
-    from bench.env import environment
-    from bench.store import PerfResult, RunEnv, store_perf
-    from bench.store import runs_dir as resolve_runs
-
-    result = PerfResult(profile=profile_name, frames=frames, resolution=rows[0]["resolution"],
-                        device=rows[0]["device"], repeats=repeats, warmup=warmup,
-                        env=RunEnv.from_json(environment(device), resolve_runs(runs_dir)), rows=tuple(rows))
-    return store_perf(resolve_runs(runs_dir), result)
+def _status(message: str) -> None:
+    """Progress of a measurement: on stderr, so stdout holds the table alone."""
+    click.echo(message, err=True)

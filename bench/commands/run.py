@@ -97,6 +97,26 @@ def print_dry_run(record: dict, path: Path) -> None:
     console.print(f"stored (timing only, not a result): {path}")
 
 
+def relaunch_argv(ctx: click.Context, drop: tuple[str, ...] = ("nproc",)) -> list[str]:
+    """The arguments that parse back to this command's parameters (every option, defaults included) less
+    those in `drop`: each process torchrun starts is given them, so a new option needs no edit here."""
+    argv = [ctx.command.name]
+    for param in ctx.command.params:
+        if param.name in drop or not isinstance(param, click.Option) or not param.expose_value:
+            continue
+        value, flag = ctx.params[param.name], param.opts[0]
+        if param.is_bool_flag:
+            if value or param.secondary_opts:
+                argv.append(flag if value else param.secondary_opts[0])
+        elif param.is_flag:
+            argv += [flag] if value == param.flag_value else []
+        elif param.multiple:
+            argv += [part for item in value for part in (flag, str(item))]
+        elif value is not None:
+            argv += [flag, *map(str, value)] if param.nargs > 1 else [flag, str(value)]
+    return argv
+
+
 def _relaunch(nproc: int, argv: list[str]) -> None:
     """Start `nproc` copies of this command under torchrun (PyTorch's own launcher) and wait for them."""
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
@@ -156,16 +176,7 @@ def command(method: str, profile: str, frames: str, seeds: str, overrides: tuple
         print_dry_run(*_dry_run(spec, dry_run))
         return
     if nproc > 1 and "WORLD_SIZE" not in os.environ:
-        argv = ["run", "--method", method, "--profile", profile, "--frames", frames, "--seeds", seeds]
-        for item in overrides:
-            argv += ["--set", item]
-        for flag, value in (("--data-dir", data_dir), ("--runs-dir", runs_dir), ("--source", source),
-                            ("--root", root), ("--device", device), ("--weights", weights),
-                            ("--eval-data", eval_data)):
-            if value is not None:
-                argv += [flag, str(value)]
-        argv += ["--fresh"] if fresh else []
-        argv += ["--floor"] if floor else ["--no-floor"]
+        argv = relaunch_argv(click.get_current_context())
         _relaunch(nproc, argv)
         return
 

@@ -41,11 +41,13 @@ from bench.data.manifest import (
     default_data_dir,
     load_manifest,
     set_name,
+    split_counts,
 )
 from bench.errors import BenchError
 from bench.fileio import FolderLock, atomic_write_bytes, atomic_write_json, clean_temporaries
 
 SOURCES = ("synthetic", "gopro", "video")
+DATA_SEED = 0  # prepared data is fixed across run seeds: seeds vary initialisation and batch order only
 Log = Callable[[str], None]
 
 
@@ -423,8 +425,8 @@ def _prepare(held: ExitStack, req: _Request, root: str | Path | None) -> list[Pa
     results = list(_run_jobs(jobs, req.workers, req.progress))
     results, failed = video.partition(results, failed, src.root, req.say)
     _check_results(results, src.root, req.say)
-    written, kept = _write_manifests(req, base, folders, plan.pending, results, failed)
-    _report(req, folders, plan.pending, results, written, kept)
+    written, kept, splits = _write_manifests(req, base, folders, plan.pending, results, failed)
+    _report(req, folders, splits, len(results), written, kept)
     if failed:
         raise video.failures(failed, len(results))
     return [folders[n] for n in req.ns]
@@ -580,9 +582,11 @@ def _check_results(results: list[dict], root: Path | None, say: Log) -> None:
 
 
 def _write_manifests(req: _Request, base: dict, folders: dict[int, Path], pending: tuple[int, ...],
-                     results: list[dict], failed: list[dict]) -> tuple[int, int]:
-    """Write each built set's manifest; returns the files written and kept over all of them."""
+                     results: list[dict], failed: list[dict]) -> tuple[int, int, dict[int, dict[str, int]]]:
+    """Write each built set's manifest; returns the files written and kept over all of them, and each
+    set's samples per split."""
     written = kept = 0
+    splits = {}
     for n in pending:
         samples, digests = [], {}
         for r in results:
@@ -604,16 +608,16 @@ def _write_manifests(req: _Request, base: dict, folders: dict[int, Path], pendin
             manifest.update({"clips": {r["name"]: r["clip"] for r in results}, "failed": failed})
         # Last: its presence means the set is complete.
         write_or_explain(folders[n] / MANIFEST, manifest)
-    return written, kept
+        splits[n] = split_counts(manifest)
+    return written, kept, splits
 
 
-def _report(req: _Request, folders: dict[int, Path], pending: tuple[int, ...], results: list[dict],
+def _report(req: _Request, folders: dict[int, Path], splits: dict[int, dict[str, int]], sequences: int,
             written: int, kept: int) -> None:
     """The closing line of a build: files written and kept, and each built set's samples per split."""
-    counts = {n: Counter(s["split"] for s in _samples_of(results, n)) for n in pending}
-    done = ", ".join(f"{folders[n]} ({counts[n]['train']} train / {counts[n]['test']} test samples)"
-                     for n in pending)
-    req.say(f"wrote {written} files ({kept} already in place) from {len(results)} {req.source} sequences: "
+    done = ", ".join(f"{folders[n]} ({c['train']} train / {c['test']} test samples)"
+                     for n, c in splits.items())
+    req.say(f"wrote {written} files ({kept} already in place) from {sequences} {req.source} sequences: "
             f"{done}")
 
 
@@ -625,13 +629,8 @@ def _pack_from_pngs(folder: Path, old: dict, only: set[str] | None, workers: int
     say(f"{folder}: wrote {wrote} packed files from its PNGs, {len(manifest['sha256'])} files listed")
 
 
-def _samples_of(results: list[dict], n: int) -> Iterator[dict]:
-    for r in results:
-        yield from r["sets"][n]["samples"]
-
-
 def ensure_prepared(source: str | None, frames: int, profile_obj: Profile, data_dir: str | Path | None,
-                    seed: int = 0, root: str | Path | None = None, progress: bool = True,
+                    seed: int = DATA_SEED, root: str | Path | None = None, progress: bool = True,
                     log: Log | None = None) -> Path:
     """The set folder for (source, N, profile, seed), preparing it when missing and verifying it otherwise.
 

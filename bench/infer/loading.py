@@ -6,7 +6,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from bench.components import load_components
 from bench.errors import BenchError
+from bench.registry import get_method
 
 if TYPE_CHECKING:
     from methods.registry import MethodAPI
@@ -71,8 +73,6 @@ def load_method(method: str | None = None, frames: int | None = None, run: str |
     else:
         name, n = method or "ours", 9 if frames is None else frames
         payload, source, model = None, "", {}
-    from bench.run import get_method
-
     entry = get_method(name, n)
     if entry.uses_true_center:
         raise BenchError(f"{name} is an oracle fed the true central frame; a photo has none, so pick another "
@@ -97,8 +97,6 @@ def load_method(method: str | None = None, frames: int | None = None, run: str |
         missing = [c for c in needed if c not in states]
         if missing:
             raise BenchError(f"{source}: no weights for {', '.join(missing)} of {name}; re-export the run")
-        from bench.train import load_components
-
         load_components(nets, states, source=source, fix=f"re-export the {name} run")
     elif not source:
         source = "no weights (parameter-free)"

@@ -44,8 +44,8 @@ from bench.report.tables import (
     select,
     video_methods,
 )
-from bench.report.verdict import RULE
 from bench.store import latest_perf
+from bench.verdict import RULE
 
 FORMATS = ("md", "csv", "tex", "png", "pdf", "gif")
 PROVENANCE = "provenance.json"  # beside the CSVs under tables/: their titles and notes

@@ -1,7 +1,7 @@
 """Seed aggregation and the claims table: each paper claim, the paper's figure, ours, the verdict.
 
 The claims are data on the registry's entries (`methods.registry.Claim` in `Method.claims`), read here when a
-report is built. Each is decided by the one rule of `bench.report.verdict`, stated in every report, on equal
+report is built. Each is decided by the one rule of `bench.verdict`, stated in every report, on equal
 terms for both sides:
 - accuracy claims on the per-sample scores of the report's finished runs, the same seeds and test samples on
   both sides (a paired bootstrap interval); a missing side is *not measured*, listed with the command that
@@ -26,7 +26,7 @@ from bench import store
 from bench.errors import BenchError
 from bench.metrics import VOCABULARY, check_claimable, lower_is_better
 from bench.report.load import EXTRA_METRICS, METRICS
-from bench.report.verdict import HELD, NOT_HELD, NOT_MEASURED, Judgement, judge, judge_size, judge_speed
+from bench.verdict import HELD, NOT_HELD, NOT_MEASURED, Judgement, judge, judge_size, judge_speed
 
 if TYPE_CHECKING:
     from bench.store import PerfResult

@@ -32,7 +32,7 @@ from bench.report.claims import (
     untrained,
 )
 from bench.report.load import load_samples
-from bench.report.verdict import NOT_MEASURED, RULE, judge
+from bench.verdict import NOT_MEASURED, RULE, judge
 
 COMPARABILITY = ("**{label} ({data}): these numbers are NOT comparable with the paper's GoPro "
                  "numbers**; the paper's values are shown for reference only.")
@@ -405,7 +405,7 @@ def _ablation_claims(variant: str) -> list[tuple[str, str, str, bool]]:
 def ablation_table(ctx: Context) -> Table:
     """Each ablation against its claim's winner (`ours`) on the metric it should hurt: both sides' means on
     the paired seeds and test samples, the winner's improvement with its interval, and the verdict (the rule
-    of `bench.report.verdict`, as the claims table and `bench ablate`)."""
+    of `bench.verdict`, as the claims table and `bench ablate`)."""
     n = ctx.frames["ablation"]
     known = set(registered_ablations())
     display, numeric = [], []

@@ -15,13 +15,16 @@ and the flip-and-layout copy, to show what bounds the rate.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from bench.config import Profile
+from bench.config import Profile, get_profile
 from bench.data.loaders import TrainSet, make_loader
+from bench.data.prepare import ensure_prepared
+from bench.devices import resolve_device
 
 STAGES = {  # stage kind -> (fields read, the TrainConfig field of its batch size)
     "dm": (("blur", "center"), "batch_deblur"),
@@ -110,3 +113,22 @@ def breakdown(folder: Path, profile: Profile, samples: int = 64, seed: int = 0) 
         spent["total"] += time.perf_counter() - t0
         spent["total_cpu"] += time.process_time() - c0
     return {k: 1000 * v / samples for k, v in spent.items()}
+
+
+def run_loader(source: str | None, root: str | None, data_dir: str, profile_name: str, frames: int,
+               workers: list[int], batches: int, device: str, with_breakdown: bool,
+               log: Callable[[str], None] = print) -> list[dict]:
+    """`bench perf --loader`: prepare (or verify) the set, then measure each stage at each worker count;
+    with `with_breakdown`, every row also carries one process's time per video sample by step."""
+    profile = get_profile(profile_name)
+    dev = resolve_device(device)
+    folder = ensure_prepared(source, frames, profile, data_dir, root=root, progress=True, log=log)
+    rows = []
+    for stage in STAGES:
+        for k in workers:
+            log(f"measuring the {stage} batch with {k} worker(s) ({batches} batches)")
+            rows.append(measure(folder, profile, stage, k, batches, dev))
+    parts = breakdown(folder, profile) if with_breakdown else None
+    for row in rows:
+        row["breakdown_ms_per_video_sample"] = parts
+    return rows

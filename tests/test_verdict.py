@@ -1,4 +1,4 @@
-"""The claims' decision rule (bench/report/verdict.py): a paired bootstrap over test samples x seeds, the
+"""The claims' decision rule (bench/verdict.py): a paired bootstrap over test samples x seeds, the
 same seeds on both sides, floors standing for every seed; speed from timed passes, sizes exact."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from bench.report.verdict import (
+from bench.verdict import (
     HELD,
     NOT_HELD,
     NOT_MEASURED,

@@ -1,4 +1,4 @@
-"""`bench perf --loader` (bench/data/throughput.py): on a tiny rendered footage root it prepares the set,
+"""`bench perf --loader` (bench/loaderperf.py): on a tiny rendered footage root it prepares the set,
 measures both batch kinds through real DataLoaders and writes rows with the documented keys. No timing is
 asserted beyond being measured (CONTRIBUTING: speed goals live in benchmarks)."""
 
@@ -15,7 +15,7 @@ from bench.data.synthetic import write_footage_root
 
 def test_perf_loader_on_a_tiny_root_writes_the_json_rows(tmp_path: Path) -> None:
     from bench.commands.perf import command
-    from bench.data.throughput import ROW_KEYS
+    from bench.loaderperf import ROW_KEYS
 
     write_footage_root(tmp_path / "root", height=40, width=56, train=2, test=1, length=10, seed=0)
     out = tmp_path / "loader.json"
