@@ -1,4 +1,4 @@
-"""Shared helpers of the fault-injection tests (issue 10): run `bench` as a subprocess or in-process, kill it
+"""Shared helpers of the fault-injection tests: run `bench` as a subprocess or in-process, kill it
 at chosen points, verify every file a store or a prepared set holds, and build hostile inputs.
 
 Kill points come in two kinds:

@@ -1,4 +1,4 @@
-"""Manifests and paths (issue 10): a manifest naming a path outside its folder (`../`, an absolute path, a
+"""Manifests and paths: a manifest naming a path outside its folder (`../`, an absolute path, a
 symlink out) is rejected; a digest mismatch names the file and the command that repairs it; the repair
 command really repairs, and never writes through a link to outside the set.
 

@@ -1,4 +1,4 @@
-"""Issue 19, a careless user's commands: each one either does the right thing or stops with one exact
+"""A careless user's commands: each one either does the right thing or stops with one exact
 `error:` line and exit status 2, before any work, with nothing lost or written out of place.
 
 The sections follow the issue: data loss, writes outside the output folder, hangs, tracebacks, cryptic or

@@ -442,7 +442,7 @@ def test_report_is_built_when_the_registry_fails(store: Path, tmp_path: Path,
     assert (tmp_path / "r" / "tables" / "video.md").is_file()
 
 
-# --- the report's folder may hold the user's files (issue 19) -----------------------------------------------
+# --- the report's folder may hold the user's files ----------------------------------------------------------
 
 USER_FILES = {"figures/my_plot.png": b"\x89PNG user plot", "tables/data.csv": b"a,b\n1,2\n",
               "tables/notes.md": b"# my notes\n", "deep/nested/.session.tmp": b"editor state"}

@@ -82,7 +82,7 @@ def ours(data_dir, tmp_path_factory) -> tuple[Path, Path, dict, str]:
     return runs, folder, metrics, output
 
 
-def test_ours_trains_and_stores_every_spec_result(ours):
+def test_ours_trains_and_stores_every_aggregate_metric(ours):
     runs, folder, metrics, output = ours
     assert metrics["status"] == "finished"
     agg = metrics["aggregate"]
@@ -104,7 +104,7 @@ def test_ours_trains_and_stores_every_spec_result(ours):
         before, after = info["probe_loss"]
         assert math.isfinite(before) and after < before, (stage, info["probe_loss"])
     assert "loss on a fixed batch" in output
-    # Training time per stage is recorded (issue 5: the report shows time per method).
+    # Training time per stage is recorded (the report shows time per method).
     assert all(t["time_s"] > 0 and t["iterations"] == 18 for t in metrics["training"].values())
     config = json.loads((folder / "config.json").read_text())
     assert {k: config[k] for k in ("method", "profile", "dataset", "frames", "seed")} == {
