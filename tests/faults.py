@@ -28,6 +28,8 @@ from typing import Any
 
 import numpy as np
 
+from bench.metrics import SAMPLE_METRICS
+
 BENCH = str(Path(sys.executable).parent / "bench")
 PYTHON = sys.executable
 
@@ -246,7 +248,7 @@ def finished_metrics(runs: Path) -> dict[str, dict]:
     return out
 
 
-QUALITY = ("deblur_psnr", "deblur_ssim", "eq6", "ppsnr", "pwpsnr", "mid_psnr", "epe")
+QUALITY = SAMPLE_METRICS  # every per-sample score, from the metric vocabulary (a new metric joins by itself)
 
 
 def quality(metrics: dict) -> dict:
