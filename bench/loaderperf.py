@@ -1,4 +1,4 @@
-"""`bench perf --loader`: how many training samples per second the data path delivers (issue 15).
+"""`bench perf --loader`: how many training samples per second the data path delivers.
 
 The measurement goes through the training loop's own pieces: `bench.train.PlannedBatches` (each item is a
 whole batch, built and stacked in a worker process) and `bench.data.loaders.make_loader` (workers, prefetch,

@@ -299,7 +299,7 @@ def stage_weights(folder: Path) -> dict[str, dict]:
 
 @dataclass
 class StageResult:
-    """What one stage produced, for run.py and the stored metrics (training time per stage, issue 5)."""
+    """What one stage produced, for run.py and the stored metrics (the report shows time per stage)."""
 
     name: str
     key: str

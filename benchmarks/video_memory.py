@@ -1,4 +1,4 @@
-"""Peak memory and time of `bench prepare --source video` on a long high-resolution clip (issue 17).
+"""Peak memory and time of `bench prepare --source video` on a long high-resolution clip.
 
     .venv/bin/python benchmarks/video_memory.py                       # 1920x1080, 600 frames, --frames 7,9
     .venv/bin/python benchmarks/video_memory.py --count 120 --budget-mb 600

@@ -1,4 +1,4 @@
-"""Shared helpers of the fault-injection tests (issue 10): run `bench` as a subprocess or in-process, kill it
+"""Shared helpers of the fault-injection tests: run `bench` as a subprocess or in-process, kill it
 at chosen points, verify every file a store or a prepared set holds, and build hostile inputs.
 
 Kill points come in two kinds:
@@ -27,6 +27,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from bench.metrics import SAMPLE_METRICS
 
 BENCH = str(Path(sys.executable).parent / "bench")
 PYTHON = sys.executable
@@ -246,7 +248,7 @@ def finished_metrics(runs: Path) -> dict[str, dict]:
     return out
 
 
-QUALITY = ("deblur_psnr", "deblur_ssim", "eq6", "ppsnr", "pwpsnr", "mid_psnr", "epe")
+QUALITY = SAMPLE_METRICS  # every per-sample score, from the metric vocabulary (a new metric joins by itself)
 
 
 def quality(metrics: dict) -> dict:

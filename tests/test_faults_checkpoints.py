@@ -1,4 +1,4 @@
-"""Checkpoints (issue 10): a truncated or corrupted checkpoint gives a clear one-line error and `--fresh`
+"""Checkpoints: a truncated or corrupted checkpoint gives a clear one-line error and `--fresh`
 recovers; a checkpoint carrying a pickled code payload is refused by `weights_only=True` and the payload never
 runs, for the stage checkpoints, `bench run --weights FILE` and `bench infer --checkpoint FILE`.
 

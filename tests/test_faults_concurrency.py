@@ -1,4 +1,4 @@
-"""Concurrency (issue 10): two `bench run` processes on the same run wait on its lock and never interleave
+"""Concurrency: two `bench run` processes on the same run wait on its lock and never interleave
 writes; runs that only share a training stage take turns on the stage; independent runs both finish.
 
 To make the interleaving deterministic rather than a race, the first process (A) is started through

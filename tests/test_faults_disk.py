@@ -1,4 +1,4 @@
-"""Full disk (issue 10): a write that fails (simulated ENOSPC) leaves the previous file intact, leaves no
+"""Full disk: a write that fails (simulated ENOSPC) leaves the previous file intact, leaves no
 temporary behind, and the user is told so in one line; the same command, once space is back, completes.
 
 The fault is injected inside `bench.fileio.atomic_write_bytes`, the one function every file write goes

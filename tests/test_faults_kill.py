@@ -1,4 +1,4 @@
-"""Kill at any point (issue 10): SIGKILL `bench prepare`, `bench run`, `bench ablate` and `bench report` at
+"""Kill at any point: SIGKILL `bench prepare`, `bench run`, `bench ablate` and `bench report` at
 several points each, during writes included, rerun the same command, and check that it completes, that
 every file it left verifies, and that the final results equal an uninterrupted run's.
 
@@ -63,7 +63,7 @@ def run_chain(args: list[str], root: Path, points: list[tuple[str, object, float
 
 
 STRAYS_BUG = ("a SIGKILL during an atomic write leaves its `.<name>.*.tmp` behind and nothing removes it "
-              "on the rerun ({}); fix proposed in the issue-10 report")
+              "on the rerun ({}); the rerun should remove it")
 
 
 def no_finished_run_of(runs: Path, *methods: str) -> None:

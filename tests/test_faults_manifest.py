@@ -1,8 +1,8 @@
-"""Manifests and paths (issue 10): a manifest naming a path outside its folder (`../`, an absolute path, a
+"""Manifests and paths: a manifest naming a path outside its folder (`../`, an absolute path, a
 symlink out) is rejected; a digest mismatch names the file and the command that repairs it; the repair
 command really repairs, and never writes through a link to outside the set.
 
-Each test works on a private copy of the smoke 7-frame set of the session fixture.
+Each test works on a private copy of the smoke 7-frame set (the `data` fixture of tests/conftest.py).
 """
 
 from __future__ import annotations
@@ -19,14 +19,6 @@ from bench.data.prepare import prepare
 from bench.errors import BenchError
 
 SET = "synthetic-smoke-7f"
-
-
-@pytest.fixture
-def data(smoke_data: Path, tmp_path: Path) -> Path:
-    home = tmp_path / "data"
-    home.mkdir()
-    shutil.copytree(smoke_data / SET, home / SET)
-    return home
 
 
 def edit_manifest(folder: Path, change: object) -> None:

@@ -1,4 +1,4 @@
-"""Training faults (issue 10): a NaN or infinite loss stops the stage with a clear one-line message, keeps
+"""Training faults: a NaN or infinite loss stops the stage with a clear one-line message, keeps
 the last good checkpoint, records the run as failed with the reason (metrics.json `status: failed`), and the
 next run retries, resumes from that checkpoint and ends with the metrics of a run that never failed.
 

@@ -1,4 +1,4 @@
-"""Fuzzed input (issue 10): `bench prepare --source gopro` roots and `bench infer` photos holding truncated,
+"""Fuzzed input: `bench prepare --source gopro` roots and `bench infer` photos holding truncated,
 random-byte, zero-size, corrupted and huge-header images. Each bad file gives a clear one-line error naming
 it, no traceback and a non-zero exit; huge headers are refused before any pixel buffer is allocated (peak
 RSS measured in a subprocess).

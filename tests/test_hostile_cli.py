@@ -1,7 +1,7 @@
-"""Issue 19, a careless user's commands: each one either does the right thing or stops with one exact
+"""A careless user's commands: each one either does the right thing or stops with one exact
 `error:` line and exit status 2, before any work, with nothing lost or written out of place.
 
-The sections follow the issue: data loss, writes outside the output folder, hangs, tracebacks, cryptic or
+The sections: data loss, writes outside the output folder, hangs, tracebacks, cryptic or
 late errors. Commands run through the real entry point in-process (`faults.invoke`), on the smoke profile and
 data made here; the report-folder cases are in tests/test_report.py, the mechanisms' unit tests in
 tests/test_config.py and tests/test_store.py.
@@ -35,15 +35,6 @@ def error_line(code: int, err: str) -> str:
     lines = err.strip().splitlines()
     assert len(lines) == 1, err
     return lines[0]
-
-
-@pytest.fixture
-def data(smoke_data: Path, tmp_path: Path) -> Path:
-    """A private data home holding a copy of the smoke 7-frame set."""
-    home = tmp_path / "data"
-    home.mkdir()
-    shutil.copytree(smoke_data / SET7, home / SET7)
-    return home
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ def _run(*args: str) -> str:
     return result.output
 
 
-def test_methods_json_has_the_spec8_keys_and_component_rows():
+def test_methods_json_lists_every_method_and_component_with_its_size():
     from methods import registry
 
     rows = json.loads(_run("--methods", "--json"))

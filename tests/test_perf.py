@@ -93,13 +93,12 @@ def test_peak_memory_counts_only_what_runs_inside(monkeypatch) -> None:
 
 
 def test_bench_perf_json_rows(tmp_path) -> None:
-    pytest.importorskip("methods.registry")
     from bench.commands.perf import command
     from bench.perf import ROW_KEYS
     from methods import registry
 
     out = tmp_path / "perf.json"
-    names = [n for n in ("ours", "jin2018", "blurred") if n in registry.names()]
+    names = ["ours", "jin2018", "blurred"]
     args = ["--methods", ",".join(names), "--resolution", "40x24", "--device", "cpu", "--repeats", "1",
             "--warmup", "0", "--frames", "5", "--profile", "smoke", "--matmul-size", "64", "--json", str(out)]
     result = CliRunner().invoke(command, args, catch_exceptions=False)
@@ -116,16 +115,14 @@ def test_bench_perf_json_rows(tmp_path) -> None:
         assert row["runtime_video_s"] > 0 and row["runtime_deblur_s"] > 0
         assert row["mac_rate_fraction"] is not None and row["mac_rate_fraction"] >= 0
     by = {r["method"]: r for r in rows}
-    if "ours" in by:
-        model = dataclasses.asdict(get_profile("smoke").model)
-        listed = {r["name"]: r for r in registry.summary(model)}
-        # test-time networks only, as `bench list` counts them; the training-only RVE in train_params
-        assert by["ours"]["params"] == listed["ours"]["params"]
-        assert by["ours"]["train_params"] == perf.params_of(registry.get("ours").build(model))
-        assert by["ours"]["macs"] > by["ours"]["macs_deblur"] > 0  # the video pipeline includes the DM
-        assert by["ours"]["channels_last"] == ["dm", "rvd"]  # the registry's inference layout was timed
-    if "blurred" in by:
-        assert by["blurred"]["params"] == 0 and by["blurred"]["macs"] == 0
+    model = dataclasses.asdict(get_profile("smoke").model)
+    listed = {r["name"]: r for r in registry.summary(model)}
+    # test-time networks only, as `bench list` counts them; the training-only RVE in train_params
+    assert by["ours"]["params"] == listed["ours"]["params"]
+    assert by["ours"]["train_params"] == perf.params_of(registry.get("ours").build(model))
+    assert by["ours"]["macs"] > by["ours"]["macs_deblur"] > 0  # the video pipeline includes the DM
+    assert by["ours"]["channels_last"] == ["dm", "rvd"]  # the registry's inference layout was timed
+    assert by["blurred"]["params"] == 0 and by["blurred"]["macs"] == 0
 
 
 def test_bench_perf_contiguous_times_every_network_contiguous(tmp_path) -> None:

@@ -94,7 +94,7 @@ def test_eval_data_of_the_same_name_from_two_homes_is_scored_apart(homes: dict[s
     assert scores["A"]["samples"] == own["samples"]  # the run's own set, scored again: the same numbers
     assert scores["B"]["aggregate"]["eq6"] != scores["A"]["aggregate"]["eq6"]
     assert scores["B"]["eval_sha256"] == data_digest(homes["B"] / "gopro-3f")
-    # The case: --eval-data by name, from each data home, against one store.
+    # Two data homes holding sets of one name: --eval-data by name, from each home, against one store.
     _, by_name = run("blurred", homes["B"], runs, "--eval-data", "gopro-3f")
     assert by_name["samples"] == scores["B"]["samples"] and by_name["run_id"] != own["run_id"]
 

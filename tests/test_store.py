@@ -199,7 +199,7 @@ def test_weights_round_trip_and_refusals(tmp_path):
         load_weights(tmp_path / "trunc.pt")
 
 
-# --- nothing lost, nothing misplaced (issue 19) -------------------------------------------------------------
+# --- nothing lost, nothing misplaced ------------------------------------------------------------------------
 
 def test_clean_temporaries_removes_only_the_suites_own_in_that_folder(tmp_path):
     from bench.fileio import clean_temporaries, temporary_prefix

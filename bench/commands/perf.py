@@ -157,9 +157,9 @@ def command(methods_opt: str | None, resolution: str, device: str, repeats: int,
     # `bench perf --help` too (bench/cli.py imports a verb's module to run it).
     from bench.config import parse_int_list
     from bench.errors import BenchError
+    from bench.fileio import atomic_write_text
     from bench.loaderperf import run_loader
     from bench.perf import default_methods, run_perf, store_rows
-    from bench.fileio import atomic_write_text
     from bench.trainperf import run_train
 
     if loader and train:

@@ -1,4 +1,4 @@
-"""Video files as footage (issue 17): each video is one sequence whose frames come from a decoder.
+"""Video files as footage: each video is one sequence whose frames come from a decoder.
 
 `bench prepare --source video --root PATH` takes one video file or a folder of them (any container and codec
 OpenCV's bundled FFmpeg decodes: mp4, mov, m4v, avi, mkv, webm, ...). The split is by video: the videos
