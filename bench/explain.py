@@ -136,9 +136,8 @@ def _other_code(store: Path, ident: Identity) -> str:
         training = metrics.get("training") if isinstance(metrics.get("training"), dict) else {}
         theirs = {name: (entry or {}).get("key") for name, entry in training.items()}
         differ = [name for name, key in ident.stage_keys.items() if theirs.get(name) != key]
-        what = f"the keys of stages {', '.join(differ)}" if differ else "the scoring code"
-        return (f"no result under this id; {folder.name} holds this config and data from other code ({what} "
-                "differ)")
+        what = f"the keys of stages {', '.join(differ)} differ" if differ else "the scoring code differs"
+        return f"no result under this id; {folder.name} holds this config and data from other code ({what})"
     return "no result stored under this id"
 
 

@@ -282,3 +282,8 @@ def test_explain_predicts_what_the_run_does_and_why(homes: dict[str, Path], tmp_
     [dm] = plan["stages"]
     assert dm["action"] == "train"
     assert "dm-000000000000" in dm["why"] and "code (changed: bench.train.lr_factor)" in dm["why"]
+    # An unfinished stage under this key resumes from its checkpoint.
+    stage.with_name("dm-000000000000").rename(stage)
+    (stage / "stage.json").write_text(json.dumps(dict(info, status="running")))
+    [dm] = explain(homes["A"], runs)["stages"]
+    assert dm["action"] == "resume" and dm["why"] == f"{stage / 'ckpt.pt'} holds iteration 2"
