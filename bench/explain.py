@@ -95,6 +95,10 @@ def explain(spec: RunSpec) -> RunPlan:
                                 tuple(stage_code(method, s, model))) for s in stages)
         return RunPlan(**base, prepared=False, run_id=None, action="compute", why=why, stages=plans)
     eval_folder = _resolve_set(data_dir, spec.eval_data, spec.frames) if spec.eval_data else set_folder
+    if spec.weights:
+        from bench.store import load_weights
+
+        load_weights(spec.weights)  # a missing or foreign file is one line, as in bench run
     ident = identity(spec, method, profile, set_folder, eval_folder, device)
     action, why = _run_decision(spec, ident)
     from bench.store import runs_dir
@@ -130,8 +134,9 @@ def _other_code(store: Path, ident: Identity) -> str:
         config, metrics = read_json(folder / CONFIG), read_json(folder / METRICS)
         if not isinstance(config, dict) or not isinstance(metrics, dict) or folder.name == ident.run_id:
             continue
-        if [config.get(k) for k in ("resolved_profile", "dataset", "data_sha256", "frames", "seed")] != \
-                [want[k] for k in ("profile", "dataset", "data_sha256", "frames", "seed")]:
+        fields = ("resolved_profile", "dataset", "data_sha256", "frames", "seed", "weights_from_sha256")
+        if [config.get(k) for k in fields] != \
+                [want[k] for k in ("profile", "dataset", "data_sha256", "frames", "seed", "weights_sha256")]:
             continue
         training = metrics.get("training") if isinstance(metrics.get("training"), dict) else {}
         theirs = {name: (entry or {}).get("key") for name, entry in training.items()}
