@@ -199,6 +199,8 @@ def _resolve(module: str, values: dict[str, Any]) -> Iterator[Any]:
             yield from value.values()
         elif isinstance(value, (list, tuple, set, frozenset)):
             yield from value
+        elif not inspect.isfunction(value) and inspect.isfunction(getattr(value, "__wrapped__", None)):
+            yield value.__wrapped__  # a cached function (`functools.lru_cache`): the code it wraps
         else:
             yield value
 
