@@ -17,8 +17,9 @@ training stage runs it) and `SCORING` (every run's evaluation), and followed the
 `bench.` that the named code references join, classes do not (their methods are named one by one), and
 `LEFT_OUT` keeps progress, messages and file plumbing out, so an edited progress line retrains nothing.
 
-A digest is the SHA-256 of the source's syntax tree without docstrings (`ast.dump`), so a comment, a docstring
-or a reformatting leaves checkpoints valid while any change to what the code does invalidates them. Code
+A digest is the SHA-256 of the source's syntax tree without docstrings and error messages (`ast.dump`; a
+`raise` keeps its exception type, an `assert` its test), so a comment, a docstring, a message or a
+reformatting leaves checkpoints valid while any change to what the code does invalidates them. Code
 without source on disk (made by `exec`) is digested by its bytecode instead.
 """
 
@@ -247,7 +248,16 @@ def _digest(obj: Any) -> str:
                 and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant)
                 and isinstance(body[0].value.value, str)):
             node.body = body[1:] or [ast.Pass()]
+        _drop_message(node)
     return "source:" + hashlib.sha256(ast.dump(tree).encode()).hexdigest()[:16]
+
+
+def _drop_message(node: ast.AST) -> None:
+    """An error's message shapes no weight or score: `raise E(...)` keeps the type, `assert` the test."""
+    if isinstance(node, ast.Raise) and isinstance(node.exc, ast.Call):
+        node.exc.args, node.exc.keywords = [], []
+    elif isinstance(node, ast.Assert):
+        node.msg = None
 
 
 def _bytecode(obj: Any) -> bytes:

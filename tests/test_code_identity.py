@@ -152,6 +152,16 @@ def test_digests_ignore_comments_and_docstrings_not_code(tmp_path: Path) -> None
     assert closure_digests([torch.nn.Conv2d]) == {}  # code outside methods/ is not followed
 
 
+def test_digests_ignore_error_messages_not_what_raises(tmp_path: Path) -> None:
+    def digest(name: str, body: str) -> str:
+        return list(closure_digests([_load(tmp_path / f"{name}.py", f"def f(x):\n{body}")]).values())[0]
+
+    base = digest("a", '    assert x > 0, "x must be positive"\n    raise ValueError(f"bad {x}")\n')
+    assert base == digest("b", '    assert x > 0, "give a positive x"\n    raise ValueError("no", x)\n')
+    assert base != digest("c", '    assert x > 1, "x must be positive"\n    raise ValueError(f"bad {x}")\n')
+    assert base != digest("d", '    assert x > 0, "x must be positive"\n    raise TypeError(f"bad {x}")\n')
+
+
 # --- the harness code a stage runs, and the run ids (tests/edits.py: edits on a copy of bench/ and methods/)
 
 TRAINED = {"ours", "ours-static", "srn"}  # of tests.edits.METHODS; `blurred` has no stage
@@ -210,5 +220,6 @@ def test_editing_progress_and_messages_changes_no_key(tmp_path: Path, unedited: 
                            ('CKPT_FIX = "delete the stage folder', 'CKPT_FIX = "remove the stage folder')],
         "bench/evaluate.py": [('f"{method.name} on {set_folder.name}"',
                                'f"{method.name} scored on {set_folder.name}"')],
+        "bench/data/loaders.py": [("lower train.crop or raise train.zoom_max", "lower train.crop")],
     })
     assert after == unedited
