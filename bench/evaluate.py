@@ -98,19 +98,32 @@ def _write_samples(out_dir: Path, sid: str, blur: np.ndarray, deblurred: np.ndar
 
 def evaluate(method: MethodAPI, nets: nn.Module, set_folder: Path | str, profile: Any,
              device: torch.device | str, out_dir: Path | str | None = None, progress: bool = True) -> dict:
-    """Score `method` (a `methods.registry.Method`) with networks `nets` on the test split of `set_folder`.
+    """Score `method` (a `methods.registry.Method`) with networks `nets` on the test split of `set_folder`
+    (`score_set`), showing progress. With `out_dir`, the first `profile.eval.samples_saved` samples' blur,
+    deblurred image, frames and truth are written there as PNGs."""
+    set_folder = Path(set_folder)
+    with _progress(progress) as bar:
+        task = bar.add_task(f"{method.name} on {set_folder.name}", total=None)
 
-    `nets` are moved to `device` and put in eval mode. Returns `{"status": "finished", "aggregate": {...},
-    "samples": [{"id", ...}], "metric_definitions": {...}}` with the keys of docs/DESIGN.md "Store";
-    every value is a plain JSON float or None (never NaN). With `out_dir`, the first
-    `profile.eval.samples_saved` samples' blur, deblurred image, frames and truth are written there as PNGs.
-    """
+        def scored(i: int, total: int, item: dict, images: tuple[np.ndarray, ...]) -> None:
+            if out_dir is not None and i < profile.eval.samples_saved:
+                _write_samples(Path(out_dir), item["id"], metrics.to_numpy_images(item["blur"]), *images)
+            bar.update(task, completed=i + 1, total=total)
+
+        return score_set(method, nets, set_folder, profile, device, scored)
+
+
+def score_set(method: MethodAPI, nets: nn.Module, set_folder: Path, profile: Any, device: torch.device | str,
+              scored: Any = None) -> dict:
+    """The scores of `evaluate`, without progress or images: the code a run's id follows
+    (`bench.code_identity.SCORING`). `nets` are moved to `device` and put in eval mode. Returns
+    `{"status": "finished", "aggregate": {...}, "samples": [{"id", ...}], "metric_definitions": {...}}` with
+    the keys of docs/DESIGN.md "Store"; every value is a plain JSON float or None (never NaN).
+    `scored(i, total, item, (deblurred, frames, sharp))` is called after each sample."""
     from bench.data.loaders import TestSet
 
     device = torch.device(device)
-    set_folder = Path(set_folder)
-    limit = profile.data.test_limit or None
-    data = TestSet(set_folder, split="test", limit=limit)
+    data = TestSet(set_folder, split="test", limit=profile.data.test_limit or None)
     if len(data) == 0:
         from bench.errors import BenchError
 
@@ -125,36 +138,32 @@ def evaluate(method: MethodAPI, nets: nn.Module, set_folder: Path | str, profile
     n_frames = None
     first_inputs: tuple[torch.Tensor, torch.Tensor | None] | None = None
     resolution: list[int] = []
-    with _progress(progress) as bar:
-        task = bar.add_task(f"{method.name} on {set_folder.name}", total=len(data))
-        for i in range(len(data)):
-            item = data[i]
-            sharp_t = item["sharp"]  # (N, 3, H, W)
-            n = sharp_t.shape[0]
-            if n_frames is None:
-                n_frames = n
-                method.check_frames(n)
-            blur, hw = _pad(item["blur"][None].to(device))  # (1, 3, H16, W16)
-            center = None
-            if method.uses_true_center:
-                center, _ = _pad(sharp_t[n // 2][None].to(device))  # (1, 3, H16, W16)
-            if first_inputs is None:
-                first_inputs, resolution = (blur, center), [int(hw[0]), int(hw[1])]
-            with torch.inference_mode():
-                pred = method.predict(nets, blur, n, center=center)
-            deblurred = metrics.to_numpy_images(_crop(pred.deblurred, hw)[0])  # (H, W, 3) uint8
-            frames = metrics.to_numpy_images(_crop(pred.frames, hw)[0])  # (N, H, W, 3) uint8
-            sharp = metrics.to_numpy_images(sharp_t)  # (N, H, W, 3)
-            flows = true_flows = None
-            if pred.flows is not None and item.get("flow") is not None:
-                flows = metrics.to_numpy_flows(_crop(pred.flows, hw)[0])  # (N, H, W, 2)
-                true_flows = metrics.to_numpy_flows(item["flow"])  # (N, H, W, 2)
-            row = score_sample(deblurred, frames, sharp, flows, true_flows, lpips_model)
-            samples.append({"id": item["id"], **{k: _json_float(v) for k, v in row.items()}})
-            if out_dir is not None and i < profile.eval.samples_saved:
-                blur_img = metrics.to_numpy_images(item["blur"])
-                _write_samples(Path(out_dir), item["id"], blur_img, deblurred, frames, sharp)
-            bar.advance(task)
+    for i in range(len(data)):
+        item = data[i]
+        sharp_t = item["sharp"]  # (N, 3, H, W)
+        n = sharp_t.shape[0]
+        if n_frames is None:
+            n_frames = n
+            method.check_frames(n)
+        blur, hw = _pad(item["blur"][None].to(device))  # (1, 3, H16, W16)
+        center = None
+        if method.uses_true_center:
+            center, _ = _pad(sharp_t[n // 2][None].to(device))  # (1, 3, H16, W16)
+        if first_inputs is None:
+            first_inputs, resolution = (blur, center), [int(hw[0]), int(hw[1])]
+        with torch.inference_mode():
+            pred = method.predict(nets, blur, n, center=center)
+        deblurred = metrics.to_numpy_images(_crop(pred.deblurred, hw)[0])  # (H, W, 3) uint8
+        frames = metrics.to_numpy_images(_crop(pred.frames, hw)[0])  # (N, H, W, 3) uint8
+        sharp = metrics.to_numpy_images(sharp_t)  # (N, H, W, 3)
+        flows = true_flows = None
+        if pred.flows is not None and item.get("flow") is not None:
+            flows = metrics.to_numpy_flows(_crop(pred.flows, hw)[0])  # (N, H, W, 2)
+            true_flows = metrics.to_numpy_flows(item["flow"])  # (N, H, W, 2)
+        row = score_sample(deblurred, frames, sharp, flows, true_flows, lpips_model)
+        samples.append({"id": item["id"], **{k: _json_float(v) for k, v in row.items()}})
+        if scored is not None:
+            scored(i, len(data), item, (deblurred, frames, sharp))
 
     aggregate = _aggregate(samples, method, nets, first_inputs, n_frames, device, profile, lpips_note)
     aggregate["resolution"] = resolution  # the test images' [h, w]

@@ -1,7 +1,8 @@
 """One run, end to end: resolve the config, find or make its folder, train (or reuse, resume, load),
 evaluate, store the results (`config.json`, `metrics.json`, `weights.pt`).
 
-A run is (method, profile with overrides, training set and its content digest, frames, seed, weights file);
+A run is (method, profile with overrides, training set and its content digest, frames, seed, weights file,
+the keys of its stages, which follow their code, and the digest of its scoring code: `bench.code_identity`);
 its folder is `runs/<method>-<hash of that>`, holding the run record of `bench.store` (config, env, metrics
 per sample and aggregate, portable weights, loss curves, a few sample PNGs). A score on another set
 (`--eval-data`) goes to `evals/<set>-<digest12>/` of the run. Results are content-addressed: reused only
@@ -23,7 +24,7 @@ from bench.config import Profile, resolve_profile, to_dict
 from bench.data.manifest import data_digest
 from bench.devices import resolve_device
 from bench.errors import BenchError
-from bench.fileio import FolderLock, atomic_write_json, read_json, sha256_file
+from bench.fileio import FolderLock, atomic_write_json, read_json, sha256_file, stable_hash
 from bench.registry import get_method
 from bench.store import (
     CONFIG,
@@ -89,6 +90,8 @@ class Identity:
     eval_dataset: str  # the set scored: the training set, or --eval-data
     eval_sha256: str  # its content digest
     evals_folder: str | None  # `<set>-<digest12>` for --eval-data, None for the run's own test split
+    stage_keys: dict = field(default_factory=dict)  # stage name -> its cache key (none with --weights)
+    scoring: dict = field(default_factory=dict)  # qualified name -> digest of the code its evaluation runs
 
 
 def _resolve_set(data_dir: Path, name: str, frames: int) -> Path:
@@ -106,16 +109,25 @@ def _resolve_set(data_dir: Path, name: str, frames: int) -> Path:
 
 
 def identity(spec: RunSpec, method: MethodAPI, profile: Profile, set_folder: Path,
-             eval_folder: Path) -> Identity:
-    """The content-addressed identity of a run and of its evaluation (module docstring)."""
+             eval_folder: Path, device: Any) -> Identity:
+    """The content-addressed identity of a run and of its evaluation (module docstring): the stages' keys
+    (which follow their code) and the digest of the scoring code join the config and the data."""
+    from bench.code_identity import run_code
+    from bench.explain import stage_keys
+
     digest = data_digest(set_folder)
     eval_digest = data_digest(eval_folder) if spec.eval_data else digest
+    keys = {} if spec.weights else {name: key for name, (key, _) in
+                                    stage_keys(method, profile, set_folder, spec.seed, device).items()}
+    scoring = run_code(method, asdict(profile.model))
     resolved = {"method": method.name, "profile": to_dict(profile),
                 "dataset": checked_name(set_folder.name, "prepared set"), "data_sha256": digest,
                 "frames": spec.frames, "seed": spec.seed, "eval_set": "test",
-                "weights_sha256": sha256_file(spec.weights) if spec.weights else None}
-    return Identity(resolved, run_id(method.name, resolved), digest, eval_folder.name, eval_digest,
-                    eval_folder_name(eval_folder.name, eval_digest) if spec.eval_data else None)
+                "weights_sha256": sha256_file(spec.weights) if spec.weights else None,
+                "stage_keys": keys, "scoring_code": stable_hash(scoring, 16)}
+    evals = eval_folder_name(eval_folder.name, eval_digest) if spec.eval_data else None
+    return Identity(resolved, run_id(method.name, resolved), digest, eval_folder.name, eval_digest, evals,
+                    keys, scoring)
 
 
 def execute(spec: RunSpec, dist: Dist = LOCAL, log: Any = print) -> RunOutcome | None:
@@ -134,7 +146,7 @@ def execute(spec: RunSpec, dist: Dist = LOCAL, log: Any = print) -> RunOutcome |
     if weights is not None and weights["method"] != method.name:
         raise BenchError(f"{spec.weights}: holds {weights['method']} weights, not {method.name}; "
                          f"pass --method {weights['method']}")
-    ident = identity(spec, method, profile, set_folder, eval_folder)
+    ident = identity(spec, method, profile, set_folder, eval_folder, device)
     folder = store / ident.run_id
     out_dir = folder / "evals" / ident.evals_folder if ident.evals_folder else folder
     metrics_path = out_dir / METRICS

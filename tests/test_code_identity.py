@@ -1,7 +1,8 @@
-"""bench/code_identity.py: a stage's key follows the code the stage runs, per class and per function.
+"""bench/code_identity.py: a stage's key follows the code the stage runs, per class and per function, in
+`methods/` and in the harness (`bench/`); a run's id follows its stages' keys and its scoring code.
 
-The two edit tests change a copy of `methods/` on disk and compute every stage key in a fresh interpreter,
-as a developer's edit would reach the next `bench run`.
+The edit tests change a copy of the source on disk and compute the keys in a fresh interpreter, as a
+developer's edit would reach the next `bench run`.
 """
 
 from __future__ import annotations
@@ -14,9 +15,11 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
+import edits
+import pytest
 import torch
 
-from bench.code_identity import closure_digests, stage_code
+from bench.code_identity import closure_digests, harness_names, run_code, stage_code
 from bench.config import get_profile
 from bench.train import stage_key
 from methods import registry
@@ -147,3 +150,76 @@ def test_digests_ignore_comments_and_docstrings_not_code(tmp_path: Path) -> None
     assert digest == list(closure_digests([noted]).values())
     assert digest != list(closure_digests([edited]).values())
     assert closure_digests([torch.nn.Conv2d]) == {}  # code outside methods/ is not followed
+
+
+def test_digests_ignore_error_messages_not_what_raises(tmp_path: Path) -> None:
+    def digest(name: str, body: str) -> str:
+        return list(closure_digests([_load(tmp_path / f"{name}.py", f"def f(x):\n{body}")]).values())[0]
+
+    base = digest("a", '    assert x > 0, "x must be positive"\n    raise ValueError(f"bad {x}")\n')
+    assert base == digest("b", '    assert x > 0, "give a positive x"\n    raise ValueError("no", x)\n')
+    assert base != digest("c", '    assert x > 1, "x must be positive"\n    raise ValueError(f"bad {x}")\n')
+    assert base != digest("d", '    assert x > 0, "x must be positive"\n    raise TypeError(f"bad {x}")\n')
+
+
+# --- the harness code a stage runs, and the run ids (tests/edits.py: edits on a copy of bench/ and methods/)
+
+TRAINED = {"ours", "ours-static", "srn"}  # of tests.edits.METHODS; `blurred` has no stage
+
+
+@pytest.fixture(scope="module")
+def unedited(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    return edits.keys_after(tmp_path_factory.mktemp("unedited"), {})
+
+
+def test_every_stage_follows_the_named_harness_code_and_no_progress_code() -> None:
+    names = {n.replace(":", ".") for n in harness_names()}
+    model = asdict(SMOKE.model)
+    for name in registry.names():
+        method = registry.get(name)
+        for stage in method.stages:
+            code = stage_code(method, stage, model)
+            assert names <= set(code), f"{name}/{stage.name}"
+            assert "bench.data.loaders.collate" in code and "bench.store.stable_hash" in code  # reached
+            assert not {"bench.train._progress", "bench.train.StageRun.train", "bench.train.StageRun.finish",
+                        "bench.train.CKPT_FIX", "bench.data.manifest.repair_command"} & set(code)
+        scoring = run_code(method, model)
+        assert {"bench.evaluate.score_set", "bench.metrics.psnr", "bench.data.loaders.TestSet.__getitem__",
+                "methods.registry.Method.predict", "bench.metrics._load_lpips_cached"} <= set(scoring)
+        assert not {"bench.evaluate.evaluate", "bench.evaluate._progress",
+                    "bench.evaluate._write_samples"} & set(scoring)
+
+
+@pytest.mark.parametrize("rel, edit", [
+    ("bench/train.py", ("factor = lr_factor(self.profile.train, it, self.total)",
+                        "factor = 1.0 * lr_factor(self.profile.train, it, self.total)")),  # the step
+    ("bench/train.py", ("    if t.lr_schedule == \"constant\":\n        return 1.0",
+                        "    if t.lr_schedule == \"constant\":\n        return 0.5")),  # the schedule
+    ("bench/data/loaders.py", ("flip = self.flip and bool(rng.random() < 0.5)",
+                               "flip = self.flip and bool(rng.random() < 0.25)")),  # augmentation
+])
+def test_editing_the_harness_a_stage_runs_changes_every_stage_and_trained_run(
+        tmp_path: Path, unedited: dict[str, str], rel: str, edit: tuple[str, str]) -> None:
+    after = edits.keys_after(tmp_path, {rel: [edit]})
+    stages = {k for k in unedited if "/" in k}
+    assert edits.changed(unedited, after) == stages | TRAINED  # `blurred` trains nothing: its id stays
+
+
+def test_editing_a_network_changes_the_stages_and_runs_that_use_it(tmp_path: Path,
+                                                                    unedited: dict[str, str]) -> None:
+    after = edits.keys_after(tmp_path, {"methods/dm.py": [("return blur + self.tail(d)",
+                                                           "return blur + 1.0 * self.tail(d)")]})
+    assert edits.changed(unedited, after) == {"ours/dm", "ours-static/dm", "ours", "ours-static"}
+
+
+def test_editing_progress_and_messages_changes_no_key(tmp_path: Path, unedited: dict[str, str]) -> None:
+    after = edits.keys_after(tmp_path, {
+        "bench/train.py": [("it/s  loss {task.fields[loss]}", "it/s, loss {task.fields[loss]}"),
+                           ("% of step time waiting for data", "% of the step time waiting for data"),
+                           ("resuming stage {self.stage.name}", "resuming the stage {self.stage.name}"),
+                           ('CKPT_FIX = "delete the stage folder', 'CKPT_FIX = "remove the stage folder')],
+        "bench/evaluate.py": [('f"{method.name} on {set_folder.name}"',
+                               'f"{method.name} scored on {set_folder.name}"')],
+        "bench/data/loaders.py": [("lower train.crop or raise train.zoom_max", "lower train.crop")],
+    })
+    assert after == unedited

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import cv2
+import edits
 import numpy as np
 import pytest
 from click.testing import CliRunner
@@ -186,3 +187,104 @@ def test_a_pre_digest_entry_is_not_reused_and_says_so(homes: dict[str, Path], tm
     listing = CliRunner().invoke(cli, ["list", "--runs", "--json", "--runs-dir", str(old.parent)])
     rows = {r["run"]: r for r in json.loads(listing.output)}
     assert rows[old.name]["status"] == "legacy" and rows[current["run_id"]]["status"] == "finished"
+
+
+# --- the run id follows the code (tests/edits.py: edits on a copy of bench/ and methods/) -------------------
+
+
+def test_editing_a_metric_changes_every_run_id_and_no_stage_key(tmp_path: Path) -> None:
+    before = edits.keys_after(tmp_path / "before", {})
+    after = edits.keys_after(tmp_path / "after", {"bench/metrics.py": [
+        ("return _psnr_of_mse(_mse(a, b))", "return float(_psnr_of_mse(_mse(a, b)))")]})
+    assert edits.changed(before, after) == set(edits.METHODS)
+
+
+def cli_in(src: Path, *args: str) -> str:
+    """`bench ARGS` run by the code in `src` (an edited copy), in a fresh interpreter; its output."""
+    env = {"PYTHONPATH": str(src), "PATH": "/usr/bin:/bin", "HOME": str(src)}
+    done = subprocess.run([sys.executable, "-c", "from bench.cli import main; main()", *args], env=env,
+                          cwd=src, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def test_an_edited_schedule_has_its_own_result_and_checkout_back_reuses_the_old(homes: dict[str, Path],
+                                                                                 tmp_path: Path) -> None:
+    """The issue's probe: an edited learning-rate factor retrains under new keys; after the edit is undone,
+    the old id and its result come back, and the edited code's result stays under its own id."""
+    runs = tmp_path / "runs"
+    _, first = run("ours-static", homes["A"], runs)
+    src = edits.edited_copy(tmp_path / "edited", {"bench/train.py": [
+        ('    if t.lr_schedule == "constant":\n        return 1.0',
+         '    if t.lr_schedule == "constant":\n        return 0.5')]})
+    args = ["run", "--method", "ours-static", "--profile", "smoke", "--frames", "3", "--source", "gopro",
+            "--data-dir", str(homes["A"]), "--runs-dir", str(runs), "--device", "cpu", "--no-floor", *TINY]
+    out = cli_in(src, *args)
+    assert "reused the finished run" not in out
+    edited = json.loads((Path(out.replace("\n", "").rsplit(": ", 1)[1].strip())).read_text())
+    assert edited["run_id"] != first["run_id"] and not edited["training"]["dm"]["reused"]
+    assert edited["training"]["dm"]["key"] != first["training"]["dm"]["key"]
+    assert edited["weights_sha256"] != first["weights_sha256"]  # the halved rate gave other weights
+    again, back = run("ours-static", homes["A"], runs)
+    assert "reused the finished run" in again and back == first
+    assert "reused the finished run" in cli_in(src, *args)  # and the edited code finds its own
+
+
+# --- bench run --explain ----------------------------------------------------------------------------------
+
+
+def explain(data: Path, runs: Path, method: str = "ours-static") -> dict:
+    """`bench run --explain --json` of one run (no floor); its one plan."""
+    args = ["run", "--method", method, "--profile", "smoke", "--frames", "3", "--source", "gopro",
+            "--data-dir", str(data), "--runs-dir", str(runs), "--device", "cpu", "--no-floor", *TINY,
+            "--explain", "--json"]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    plans = json.loads(result.output)["runs"]
+    assert len(plans) == 1
+    return plans[0]
+
+
+def test_explain_on_a_set_not_prepared_says_so_and_writes_nothing(tmp_path: Path) -> None:
+    plan = explain(tmp_path / "data", tmp_path / "runs")
+    assert not plan["prepared"] and plan["run_id"] is None and plan["action"] == "compute"
+    assert "is not prepared" in plan["why"]
+    [stage] = plan["stages"]
+    assert (stage["name"], stage["key"], stage["action"]) == ("dm", None, "train")
+    assert "bench.train.StageRun.step" in stage["code"] and "methods.dm.DM.forward" in stage["code"]
+    assert "bench.metrics.psnr" in plan["scoring"]
+    assert not (tmp_path / "data").exists() and not (tmp_path / "runs").exists()
+
+
+def test_explain_predicts_what_the_run_does_and_why(homes: dict[str, Path], tmp_path: Path) -> None:
+    runs = tmp_path / "runs"
+    before = explain(homes["A"], runs)
+    assert before["prepared"] and before["action"] == "compute" and before["stages"][0]["action"] == "train"
+    assert before["why"] == "no result stored under this id"
+    _, done = run("ours-static", homes["A"], runs)
+    assert before["run_id"] == done["run_id"] and before["stages"][0]["key"] == done["training"]["dm"]["key"]
+    after = explain(homes["A"], runs)
+    assert (after["action"], after["stages"][0]["action"]) == ("reuse", "skip")
+    # What other code would have left: the run and its DM under other ids, the DM's lr_factor different.
+    stage = runs / "stages" / done["training"]["dm"]["key"]
+    info = json.loads((stage / "stage.json").read_text())
+    info["identity"]["code"]["bench.train.lr_factor"] = "source:0000"
+    (stage / "stage.json").write_text(json.dumps(info))
+    stage.rename(stage.with_name("dm-000000000000"))
+    other = runs / "ours-static-0000000000"
+    (runs / done["run_id"]).rename(other)
+    metrics = json.loads((other / "metrics.json").read_text())
+    metrics["training"]["dm"]["key"] = "dm-000000000000"
+    (other / "metrics.json").write_text(json.dumps(metrics))
+    plan = explain(homes["A"], runs)
+    assert plan["action"] == "compute" and plan["why"] == (
+        "no result under this id; ours-static-0000000000 holds this config and data from other code "
+        "(the keys of stages dm differ)")
+    [dm] = plan["stages"]
+    assert dm["action"] == "train"
+    assert "dm-000000000000" in dm["why"] and "code (changed: bench.train.lr_factor)" in dm["why"]
+    # An unfinished stage under this key resumes from its checkpoint.
+    stage.with_name("dm-000000000000").rename(stage)
+    (stage / "stage.json").write_text(json.dumps(dict(info, status="running")))
+    [dm] = explain(homes["A"], runs)["stages"]
+    assert dm["action"] == "resume" and dm["why"] == f"{stage / 'ckpt.pt'} holds iteration 2"

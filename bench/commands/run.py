@@ -117,6 +117,21 @@ def relaunch_argv(ctx: click.Context, drop: tuple[str, ...] = ("nproc",)) -> lis
     return argv
 
 
+def _explain(method: str, weights: Path | None, floor: bool, runs: list[tuple[int, int]], common: dict,
+             as_json: bool) -> None:
+    """The plan of each (frames, seed) run, and of its `blurred` floor with --floor."""
+    from bench.explain import explain, plans_json, print_plans
+    from bench.run import RunSpec
+
+    names = [method] + (["blurred"] if floor and method != "blurred" else [])
+    plans = [explain(RunSpec(method=name, frames=n, seed=seed, weights=weights if name == method else None,
+                             **common)) for n, seed in runs for name in names]
+    if as_json:
+        click.echo(plans_json(plans))
+    else:
+        print_plans(plans, click.echo)
+
+
 def _relaunch(nproc: int, argv: list[str]) -> None:
     """Start `nproc` copies of this command under torchrun (PyTorch's own launcher) and wait for them."""
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
@@ -148,10 +163,14 @@ def _relaunch(nproc: int, argv: list[str]) -> None:
 @click.option("--dry-run", "dry_run", type=click.IntRange(1), default=None, metavar="K",
               help="time K iterations of every stage at the profile's sizes and project the full run's wall "
                    "time on this device; stored under runs/dryrun/, nothing trained is kept")
+@click.option("--explain", is_flag=True,
+              help="say per stage and run what would be reused, resumed or trained and why, with the code "
+                   "each key follows; train nothing")
+@click.option("--json", "as_json", is_flag=True, help="with --explain: print it as JSON")
 def command(method: str, profile: str, frames: str, seeds: str, overrides: tuple[str, ...],
             data_dir: Path | None, runs_dir: Path | None, source: str | None, root: Path | None,
             device: str | None, weights: Path | None, eval_data: str | None, nproc: int, fresh: bool,
-            floor: bool, dry_run: int | None) -> None:
+            floor: bool, dry_run: int | None, explain: bool, as_json: bool) -> None:
     """Train (or reuse) METHOD, evaluate it on the test split and store the results."""
     from bench.config import SEED, apply_overrides, get_profile
     from bench.data.blur import check_frames
@@ -161,6 +180,17 @@ def command(method: str, profile: str, frames: str, seeds: str, overrides: tuple
     apply_overrides(get_profile(profile), list(overrides))  # the whole profile validated before any work
     if nproc < 1:
         raise BenchError(f"--nproc {nproc}: give a positive number of processes")
+    if as_json and not explain:
+        raise BenchError("--json: prints the plan of --explain; add --explain")
+    if explain:
+        if dry_run is not None:
+            raise BenchError("--explain and --dry-run: give one of them")
+        common = {"profile": profile, "overrides": tuple(overrides), "data_dir": data_dir,
+                  "runs_dir": runs_dir, "source": source, "root": root, "device": device,
+                  "eval_data": eval_data, "fresh": fresh}
+        runs = [(n, seed) for n in frame_list for seed in seed_list]
+        _explain(method, weights, floor, runs, common, as_json)
+        return
     if dry_run is not None:
         from bench.run import RunSpec
 
