@@ -46,7 +46,7 @@ HARNESS_PACKAGE = "bench"  # functions defined here are followed from the named 
 
 # The harness code every training stage runs that shapes its weights, by part ("module:qualified name").
 HARNESS: dict[str, tuple[str, ...]] = {
-    "step": ("bench.train:StageRun.step", "bench.train:on_device", "bench.data.loaders:to_float"),
+    "step": ("bench.train:StageRun.step", "bench.execution:on_device", "bench.data.loaders:to_float"),
     "schedule": ("bench.train:lr_factor",),
     "batch plan": ("bench.train:batch_plan", "bench.train:PlannedBatches.__getitem__",
                    "bench.data.loaders:collate"),

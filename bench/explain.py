@@ -74,12 +74,14 @@ class RunPlan:
 def explain(spec: RunSpec) -> RunPlan:
     """The plan of one `bench run` (module docstring)."""
     from bench.code_identity import run_code, stage_code
+    from bench.config import resolve_profile
     from bench.data.manifest import MANIFEST, default_data_dir, set_name
     from bench.devices import resolve_device
-    from bench.run import _resolve_set, get_method, identity, resolve_profile
+    from bench.registry import get_method
+    from bench.run import _resolve_set, identity
 
     method = get_method(spec.method, spec.frames)
-    profile = resolve_profile(spec)
+    profile = resolve_profile(spec.profile, spec.overrides)
     device = resolve_device(spec.device or profile.train.device)
     data_dir = default_data_dir(spec.data_dir)
     set_folder = data_dir / set_name(spec.source or profile.data.source, profile.name, spec.frames)
@@ -127,7 +129,8 @@ def _run_decision(spec: RunSpec, ident: Identity) -> tuple[str, str]:
 def _other_code(store: Path, ident: Identity) -> str:
     """Why no result is stored under this id: a run of the same config and data made by other code, named
     with the stages whose keys differ, when there is one."""
-    from bench.store import CONFIG, METRICS, read_json
+    from bench.fileio import read_json
+    from bench.store import CONFIG, METRICS
 
     want = ident.resolved
     for folder in sorted(store.glob(f"{want['method']}-*")):
@@ -149,7 +152,7 @@ def _other_code(store: Path, ident: Identity) -> str:
 def _stage_plan(stage: Stage, key: str, identity: dict, stages_dir: Path, fresh: bool, run_reused: bool
                 ) -> StagePlan:
     """What the stage cache would do with one stage (`bench.train.StageRun.reuse` and `resume`)."""
-    from bench.store import read_json
+    from bench.fileio import read_json
     from bench.train import CKPT, STAGE_JSON
 
     folder = stages_dir / key
@@ -183,7 +186,7 @@ def _resume_plan(stage: Stage, key: str, folder: Path, code: tuple[str, ...]) ->
 def _nearest(stages_dir: Path, name: str, identity: dict) -> str:
     """Why a stage trains: the cached stage of the same name whose identity differs in the fewest entries,
     and what differs (for the code, which qualified names)."""
-    from bench.store import read_json
+    from bench.fileio import read_json
     from bench.train import STAGE_JSON
 
     best: tuple[int, Path, dict] | None = None

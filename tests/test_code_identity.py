@@ -180,7 +180,7 @@ def test_every_stage_follows_the_named_harness_code_and_no_progress_code() -> No
         for stage in method.stages:
             code = stage_code(method, stage, model)
             assert names <= set(code), f"{name}/{stage.name}"
-            assert "bench.data.loaders.collate" in code and "bench.store.stable_hash" in code  # reached
+            assert "bench.data.loaders.collate" in code and "bench.fileio.stable_hash" in code  # reached
             assert not {"bench.train._progress", "bench.train.StageRun.train", "bench.train.StageRun.finish",
                         "bench.train.CKPT_FIX", "bench.data.manifest.repair_command"} & set(code)
         scoring = run_code(method, model)
