@@ -128,10 +128,12 @@ def _relaunch(nproc: int, argv: list[str]) -> None:
 @click.option("--dry-run", "dry_run", type=click.IntRange(1), default=None, metavar="K",
               help="time K iterations of every stage at the profile's sizes and project the full run's wall "
                    "time on this device; stored under runs/dryrun/, nothing trained is kept")
+@click.option("--verify", type=click.Choice(["fast", "full"]), default="fast", show_default=True,
+              help="fast: re-hash only set files whose size, mtime or inode changed; full: every file")
 def command(method: str, profile: str, frames: str, seeds: str, overrides: tuple[str, ...],
             data_dir: Path | None, runs_dir: Path | None, source: str | None, root: Path | None,
             device: str | None, weights: Path | None, eval_data: str | None, nproc: int, fresh: bool,
-            floor: bool, dry_run: int | None) -> None:
+            floor: bool, dry_run: int | None, verify: str) -> None:
     """Train (or reuse) METHOD, evaluate it on the test split and store the results."""
     from bench.config import SEED, apply_overrides, get_profile
     from bench.data.blur import check_frames
@@ -166,6 +168,7 @@ def command(method: str, profile: str, frames: str, seeds: str, overrides: tuple
                 argv += [flag, str(value)]
         argv += ["--fresh"] if fresh else []
         argv += ["--floor"] if floor else ["--no-floor"]
+        argv += ["--verify", verify]
         _relaunch(nproc, argv)
         return
 
@@ -180,7 +183,7 @@ def command(method: str, profile: str, frames: str, seeds: str, overrides: tuple
                 spec = RunSpec(method=method, profile=profile, frames=n, seed=seed,
                                overrides=tuple(overrides), data_dir=data_dir, runs_dir=runs_dir,
                                source=source, root=root, device=device, weights=weights,
-                               eval_data=eval_data, fresh=fresh, progress=dist.main)
+                               eval_data=eval_data, fresh=fresh, progress=dist.main, verify=verify)
                 outcome = execute(spec, dist=dist, log=log)
                 if not dist.main:
                     continue
@@ -189,7 +192,7 @@ def command(method: str, profile: str, frames: str, seeds: str, overrides: tuple
                     floor_spec = RunSpec(method="blurred", profile=profile, frames=n, seed=seed,
                                          overrides=tuple(overrides), data_dir=data_dir, runs_dir=runs_dir,
                                          source=source, root=root, device=device, eval_data=eval_data,
-                                         progress=True)
+                                         progress=True, verify=verify)
                     floor_outcome = execute(floor_spec, log=log)
                 print_table(outcome, floor_outcome)
     finally:

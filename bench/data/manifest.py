@@ -10,13 +10,17 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 from pathlib import Path, PurePosixPath
 
 from bench.data.packed import ENTRY_KEYS
 from bench.errors import BenchError
-from bench.store import sha256_file
+from bench.store import atomic_write_json, sha256_file
 
 MANIFEST = "manifest.json"
+STAT_RECORD = "manifest.stat.json"  # beside the manifest: a cache of each file's stat when it last verified
+STAT_FORMAT = "bench-stat/1"
+VERIFY_MODES = ("fast", "full")  # fast: hash only files whose stat changed; full: hash every file
 DATA_VERSION = 1  # bump when the rendering or layout changes: older sets then ask to be rebuilt
 REQUIRED = ("source", "profile", "frames", "center", "resolution", "seed", "root", "gamma", "code_version",
             "samples", "sha256")
@@ -155,22 +159,87 @@ def load_manifest(folder: Path | str, verify: bool = False) -> dict:
     return manifest
 
 
-def damaged_files(folder: Path, manifest: dict) -> list[tuple[str, str]]:
-    """Every listed file that is missing or whose sha256 does not match: `(relpath, one-line message)`."""
+def damaged_files(folder: Path, manifest: dict, full: bool = False) -> list[tuple[str, str]]:
+    """Every listed file that is missing or whose sha256 does not match: `(relpath, one-line message)`.
+
+    Unless `full`, a file whose (size, mtime_ns, inode) equals the stat record's is taken as verified
+    without hashing (docs/DESIGN.md "Data", "Verification"). When every file verifies, the record is
+    rewritten with the stats seen, each taken before its file was hashed, so a write during the hash
+    shows up as a changed stat next time."""
     fix = f"run `{repair_command(folder, manifest)}` again to repair it"
+    pin = _manifest_pin(folder)
+    known = {} if full or pin is None else read_stat_record(folder, pin)
+    seen: dict[str, list[int]] = {}
     bad = []
     for rel, digest in manifest["sha256"].items():
         path = safe_path(folder, rel, folder / MANIFEST)
-        if not path.is_file():
+        key = _stat_key(path)
+        if key is None:
             bad.append((rel, f"{path}: missing from the prepared set; {fix}"))
-        elif sha256_file(path) != digest:
+        elif known.get(rel) != key and sha256_file(path) != digest:
             bad.append((rel, f"{path}: content does not match its sha256 in the manifest; {fix}"))
+        else:
+            seen[rel] = key
+    if not bad and pin is not None and seen != known:
+        _write_stat_record(folder, pin, seen)
     return bad
 
 
-def verify_files(folder: Path, manifest: dict) -> None:
-    """Check every listed file against its sha256; a mismatch raises a one-line BenchError (the first)."""
-    bad = damaged_files(folder, manifest)
+def record_stats(folder: Path, manifest: dict) -> None:
+    """After a build has written (or byte-compared) every file `manifest` lists, under the set's exclusive
+    lock: record their stats, so the first verification after the build hashes nothing."""
+    pin = _manifest_pin(folder)
+    if pin is None:
+        return
+    keys = {rel: _stat_key(folder / rel) for rel in manifest["sha256"]}
+    _write_stat_record(folder, pin, {rel: key for rel, key in keys.items() if key is not None})
+
+
+def _stat_key(path: Path) -> list[int] | None:
+    """[size, mtime_ns, inode] of a regular file (through a link inside the set), None when there is none."""
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return [st.st_size, st.st_mtime_ns, st.st_ino] if stat.S_ISREG(st.st_mode) else None
+
+
+def _manifest_pin(folder: Path) -> str | None:
+    """The sha256 of the manifest as it is now: a stat record holds only for the manifest it was made with."""
+    try:
+        return sha256_file(folder / MANIFEST)
+    except OSError:
+        return None
+
+
+def read_stat_record(folder: Path, pin: str) -> dict[str, list[int]]:
+    """The stat record's files for the manifest with sha256 `pin`; empty when it is missing, unreadable,
+    malformed or made for another manifest (it is a cache: anything doubtful means hashing)."""
+    try:
+        record = json.loads((folder / STAT_RECORD).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError):
+        return {}
+    if not isinstance(record, dict) or record.get("format") != STAT_FORMAT or record.get("manifest") != pin:
+        return {}
+    files = record.get("files")
+    if not isinstance(files, dict):
+        return {}
+    return {rel: key for rel, key in files.items()
+            if isinstance(key, list) and len(key) == 3 and all(type(v) is int for v in key)}
+
+
+def _write_stat_record(folder: Path, pin: str, files: dict[str, list[int]]) -> None:
+    """Best effort: a set that cannot take the record (read-only, full disk) is simply hashed again."""
+    try:
+        atomic_write_json(folder / STAT_RECORD, {"format": STAT_FORMAT, "manifest": pin, "files": files})
+    except OSError:
+        pass
+
+
+def verify_files(folder: Path, manifest: dict, full: bool = True) -> None:
+    """Check every listed file against its sha256 (`full=False`: only those whose stat changed); a mismatch
+    raises a one-line BenchError (the first)."""
+    bad = damaged_files(folder, manifest, full)
     if bad:
         raise BenchError(bad[0][1])
 
