@@ -8,10 +8,11 @@ or trust a file outside its set.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import stat
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 from bench.data.packed import ENTRY_KEYS
 from bench.errors import BenchError
@@ -72,25 +73,75 @@ def repair_command(folder: Path, manifest: dict | None = None) -> str:
     return " ".join(parts)
 
 
-def safe_path(folder: Path, rel: object, where: Path) -> Path:
-    """The file a manifest path names, refusing anything that could point outside the set folder."""
+def safe_path(folder: Path, rel: object, where: Path, base: str | None = None,
+              dirs: set[str] | None = None) -> Path:
+    """The file a manifest path names, refusing anything that could point outside the set folder. A caller
+    checking many paths of one set passes `base = real_folder(folder)` and one `dirs` set (the folders
+    already seen to be real, not links), so each is computed once."""
     bad = f"{where}: unsafe path {rel!r}"
     if not isinstance(rel, str) or not rel or "\\" in rel or "\x00" in rel:
         raise BenchError(f"{bad}; a manifest lists relative paths only; rebuild the set with --fresh")
-    pure = PurePosixPath(rel)
-    if pure.is_absolute() or ".." in pure.parts or rel.startswith("~"):
+    if rel.startswith(("/", "~")) or ".." in rel.split("/"):  # strings: pathlib costs per path add up
         raise BenchError(f"{bad}; a manifest lists relative paths only; rebuild the set with --fresh")
-    path = folder / rel
-    # resolve() follows symlinks, so a link inside the set that leads out of it is caught here too.
+    path = os.path.join(folder, rel)
+    if base is not None and _no_link_below(folder, rel, set() if dirs is None else dirs):
+        return Path(path)  # then its real path is base/rel: inside the set
+    # realpath follows symlinks, so a link inside the set that leads out of it is caught here too.
     try:
-        base = folder.resolve()
-        leads_out = os.path.lexists(path) and not path.resolve().is_relative_to(base)
-    except (OSError, RuntimeError):  # Python raises RuntimeError on a symlink loop
+        base = base or _real(folder)
+        leads_out = os.path.lexists(path) and not _inside(_real(path), base)
+    except (OSError, RuntimeError):  # a symlink loop
         raise BenchError(f"{bad} is a symbolic link loop; run `{repair_command(folder)}` to repair the "
                          "set") from None
     if leads_out:
         raise BenchError(f"{bad} leads outside {folder}; remove the link and rebuild the set with --fresh")
-    return path
+    return Path(path)
+
+
+def real_folder(folder: Path) -> str | None:
+    """The set folder with every symlink resolved, for `safe_path`; None when that fails (safe_path then
+    says why)."""
+    try:
+        return _real(folder)
+    except (OSError, RuntimeError):
+        return None
+
+
+def _real(path: Path | str) -> str:
+    """`os.path.realpath` on strings (checking thousands of paths through pathlib costs seconds), raising
+    RuntimeError on a symlink loop as `Path.resolve` does."""
+    real = os.path.realpath(path)
+    try:
+        os.stat(real)
+    except OSError as err:
+        if err.errno == errno.ELOOP:
+            raise RuntimeError(f"symlink loop at {path}") from None
+    return real
+
+
+def _no_link_below(folder: Path, rel: str, dirs: set[str]) -> bool:
+    """True when no component of `rel` below `folder` is a symlink, or one is missing (then the path names
+    nothing); a few lstat calls where a full realpath costs one per component from the root. Folders found
+    real are added to `dirs` and not looked at again."""
+    here = str(folder)
+    parts = rel.split("/")
+    for i, part in enumerate(parts):
+        here = os.path.join(here, part)
+        if here in dirs:
+            continue
+        try:
+            mode = os.lstat(here).st_mode
+        except OSError:
+            return True
+        if stat.S_ISLNK(mode):
+            return False
+        if i < len(parts) - 1 and stat.S_ISDIR(mode):
+            dirs.add(here)
+    return True
+
+
+def _inside(real: str, base: str) -> bool:
+    return real == base or real.startswith(base.rstrip(os.sep) + os.sep)
 
 
 def _paths(sample: dict) -> list[str]:
@@ -139,8 +190,9 @@ def load_manifest(folder: Path | str, verify: bool = False) -> dict:
     if not isinstance(manifest["samples"], list) or not isinstance(manifest["sha256"], dict):
         raise BenchError(f"{where}: samples must be a list and sha256 a map; {fix}")
     digests = manifest["sha256"]
+    base, dirs = real_folder(folder), set()
     for rel in digests:
-        safe_path(folder, rel, where)
+        safe_path(folder, rel, where, base, dirs)
     for sample in manifest["samples"]:
         if not isinstance(sample, dict) or any(k not in sample for k in SAMPLE_KEYS):
             raise BenchError(f"{where}: a sample lacks one of {', '.join(SAMPLE_KEYS)}; {fix}")
@@ -171,8 +223,9 @@ def damaged_files(folder: Path, manifest: dict, full: bool = False) -> list[tupl
     known = {} if full or pin is None else read_stat_record(folder, pin)
     seen: dict[str, list[int]] = {}
     bad = []
+    base, dirs = real_folder(folder), set()
     for rel, digest in manifest["sha256"].items():
-        path = safe_path(folder, rel, folder / MANIFEST)
+        path = safe_path(folder, rel, folder / MANIFEST, base, dirs)
         key = _stat_key(path)
         if key is None:
             bad.append((rel, f"{path}: missing from the prepared set; {fix}"))
