@@ -43,9 +43,11 @@ def command(source: str | None, root: str | None, frames_text: str, profile: str
             no_wait: bool) -> None:
     """Build one blur set per N: each blur is the mean of N consecutive sharp frames (paper Sec. 3.1).
 
-    Idempotent (a second run verifies the sha256 digests and does nothing), resumable (rerun after an
-    interruption) and parallel over sequences. With --source video, a video that cannot be used gets one
-    error line; the others are prepared and the command exits with status 2 at the end.
+    Idempotent (a second run verifies the sha256 digests and does nothing; by default only files whose
+    stat changed are re-hashed), resumable (rerun after an interruption) and parallel over sequences. A set
+    that runs are reading is rebuilt only after they finish (or, with --no-wait, refused). With --source
+    video, a video that cannot be used gets one error line; the others are prepared and the command exits
+    with status 2 at the end.
     """
     from bench.config import SEED, check_option
     from bench.data.blur import parse_frames
