@@ -358,17 +358,22 @@ class FolderLock:
     in `places` (subfolders it writes, relative to it; known places only, never a recursive search). A folder
     that cannot hold a lock (read-only, or a path below a file) is a one-line error ending with `hint`; with
     `readonly_ok`, a read-only folder is entered unlocked instead and `held` is False, for callers that only
-    read unless they hold it."""
+    read unless they hold it.
+
+    With `shared`, the lock is `LOCK_SH` instead: any number of readers hold it at once (a run reading a
+    prepared set), and a writer's exclusive lock waits until they all let go. A shared holder removes no
+    temporaries: it writes nothing the cleanup would concern."""
 
     def __init__(self, folder: Path | str, wait: bool = True, on_wait: Any = None,
                  places: Iterable[str] = (), hint: str = "choose a folder you can write to",
-                 readonly_ok: bool = False) -> None:
+                 readonly_ok: bool = False, shared: bool = False) -> None:
         self.path = Path(folder) / ".lock"
         self.wait = wait
         self.on_wait = on_wait  # called once with the lock path when another process holds it
         self.places = tuple(places)
         self.hint = hint
         self.readonly_ok = readonly_ok
+        self.shared = shared
         self.held = False
         self._fh: Any = None
 
@@ -383,8 +388,9 @@ class FolderLock:
                 return self  # readers go on unlocked: writes are atomic, so what they read is whole
             reason = (err.strerror or type(err).__name__).lower()
             raise BenchError(f"{self.path.parent}: cannot lock this folder ({reason}); {self.hint}") from None
+        mode = fcntl.LOCK_SH if self.shared else fcntl.LOCK_EX
         try:
-            fcntl.flock(self._fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(self._fh, mode | fcntl.LOCK_NB)
         except BlockingIOError:
             if not self.wait:
                 self._fh.close()
@@ -392,8 +398,10 @@ class FolderLock:
                                  "to finish and rerun") from None
             if self.on_wait is not None:
                 self.on_wait(self.path)
-            fcntl.flock(self._fh, fcntl.LOCK_EX)
+            fcntl.flock(self._fh, mode)
         self.held = True
+        if self.shared:
+            return self
         # Holding the lock, no live writer is in this folder: what a killed one left half-written goes.
         for place in (".", *self.places):
             clean_temporaries(self.path.parent / place)

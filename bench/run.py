@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import shutil
 import time
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -70,6 +71,7 @@ class RunSpec:
     eval_data: str | None = None  # score on this prepared set's test split instead of the run's own
     fresh: bool = False  # retrain every stage and re-evaluate, ignoring caches
     progress: bool = True
+    verify: str = "fast"  # how the sets read are verified: "fast" (stat record) or "full" (hash every file)
 
 
 @dataclass
@@ -131,7 +133,14 @@ def identity(spec: RunSpec, method: MethodAPI, profile: Profile, set_folder: Pat
 
 
 def execute(spec: RunSpec, dist: Dist = LOCAL, log: Any = print) -> RunOutcome | None:
-    """Do one run; returns its outcome on rank 0 (None on the other ranks of a distributed run)."""
+    """Do one run; returns its outcome on rank 0 (None on the other ranks of a distributed run). Every set
+    it reads stays under its shared lock until it returns, so no `bench prepare` changes one meanwhile."""
+    with ExitStack() as reading:
+        return _execute(spec, dist, log, reading)
+
+
+def _execute(spec: RunSpec, dist: Dist, log: Any, reading: ExitStack) -> RunOutcome | None:
+    """`execute`, with the sets' shared locks handed to `reading`."""
     method = get_method(spec.method, spec.frames)
     profile = resolve_profile(spec.profile, spec.overrides)
     import torch
@@ -141,7 +150,7 @@ def execute(spec: RunSpec, dist: Dist = LOCAL, log: Any = print) -> RunOutcome |
     torch.set_num_threads(resolve_threads(profile.train.threads))  # training and scoring alike
     device = resolve_device(spec.device or profile.train.device, dist.local_rank)
     store = runs_dir(spec.runs_dir)
-    set_folder, eval_folder = _data(spec, profile, dist, log)
+    set_folder, eval_folder = _data(spec, profile, dist, log, reading)
     weights = load_weights(spec.weights) if spec.weights else None
     if weights is not None and weights["method"] != method.name:
         raise BenchError(f"{spec.weights}: holds {weights['method']} weights, not {method.name}; "
@@ -211,8 +220,9 @@ def _check_inputs(method: Any, profile: Profile, set_folder: Path, eval_folder: 
     check_run(method, model, scored["frames"], scored["resolution"], device, training)
 
 
-def _data(spec: RunSpec, profile: Profile, dist: Dist, log: Any) -> tuple[Path, Path]:
-    """(training set, set scored): rank 0 prepares the training set; the others wait, then find it."""
+def _data(spec: RunSpec, profile: Profile, dist: Dist, log: Any, reading: ExitStack) -> tuple[Path, Path]:
+    """(training set, set scored): rank 0 prepares the training set; the others wait, then find it. Both
+    are verified under their shared locks, which `reading` holds from then on."""
     from bench.data.manifest import default_data_dir
     from bench.data.prepare import DATA_SEED, ensure_prepared
 
@@ -221,13 +231,31 @@ def _data(spec: RunSpec, profile: Profile, dist: Dist, log: Any) -> tuple[Path, 
 
     def prepared() -> Path:
         return Path(ensure_prepared(source, spec.frames, profile, data_dir, DATA_SEED, root=spec.root,
-                                    progress=spec.progress and dist.main, log=log))
+                                    progress=spec.progress and dist.main, log=log, verify=spec.verify,
+                                    hold=reading))
 
     set_folder = prepared() if dist.main else None
     barrier(dist)
     if not dist.main:
         set_folder = prepared()
-    return set_folder, (_resolve_set(data_dir, spec.eval_data, spec.frames) if spec.eval_data else set_folder)
+    if not spec.eval_data:
+        return set_folder, set_folder
+    return set_folder, _hold_set(_resolve_set(data_dir, spec.eval_data, spec.frames), spec, log, reading)
+
+
+def _hold_set(folder: Path, spec: RunSpec, log: Any, reading: ExitStack) -> Path:
+    """Take the shared lock of a set given by `--eval-data` (held by `reading`), then verify it as
+    `bench prepare` would: a damaged set is refused with the command that repairs it."""
+    from bench.data.manifest import damaged_files, load_manifest
+
+    if not folder.is_symlink():  # as bench prepare: never a lock file in someone else's folder
+        reading.enter_context(FolderLock(
+            folder, shared=True, readonly_ok=True, hint="pass a writable --data-dir",
+            on_wait=lambda p: log(f"waiting for a bench prepare writing {p.parent}")))
+    bad = damaged_files(folder, load_manifest(folder), full=spec.verify == "full")
+    if bad:
+        raise BenchError(f"--eval-data {spec.eval_data}: {bad[0][1]}")
+    return folder
 
 
 def stored_result(spec: RunSpec, folder: Path, out_dir: Path, ident: Identity, log: Any) -> RunMetrics | None:

@@ -22,7 +22,8 @@ from bench.run import RunSpec, identity
 set_folder, out = Path(sys.argv[1]), {}
 for name in sys.argv[2].split(","):
     spec, cpu = RunSpec(method=name, profile="smoke", frames=9), torch.device("cpu")
-    ident = identity(spec, get_method(name, 9), resolve_profile(spec.profile, spec.overrides), set_folder, set_folder, cpu)
+    profile = resolve_profile(spec.profile, spec.overrides)
+    ident = identity(spec, get_method(name, 9), profile, set_folder, set_folder, cpu)
     out[name] = ident.run_id
     out.update({f"{name}/{stage}": key for stage, key in ident.stage_keys.items()})
 print(json.dumps(out))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import pytest
 
 from bench.data.blur import blur_frames
 from bench.data.images import read_rgb
-from bench.data.manifest import MANIFEST, describe_sets, load_manifest
+from bench.data.manifest import MANIFEST, STAT_RECORD, damaged_files, describe_sets, load_manifest
 from bench.errors import BenchError
 from bench.fileio import sha256_file
 
@@ -126,3 +127,89 @@ def test_describe_sets_lists_both_sets(smoke_data: Path) -> None:
         assert row["frames"] == n and row["resolution"] == [48, 64] and row["source"] == "synthetic"
         assert row["splits"]["train"] == sum(s["split"] == "train" for s in m["samples"]) > 0
         assert row["splits"]["test"] == sum(s["split"] == "test" for s in m["samples"]) > 0
+
+
+# --- the stat record: verification that hashes only what changed (issue 25) ---------------------------------
+
+
+def _hashed(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The names of the files hashed from now on (the manifest itself is hashed to pin the record)."""
+    import bench.data.manifest as manifest
+
+    seen: list[str] = []
+
+    def counting(path: Path | str) -> str:
+        if Path(path).name != MANIFEST:
+            seen.append(Path(path).name)
+        return sha256_file(path)
+
+    monkeypatch.setattr(manifest, "sha256_file", counting)
+    return seen
+
+
+def _flip_keeping_size_and_mtime(path: Path) -> None:
+    """One bit flipped, then size and mtime as they were: what the fast path cannot see."""
+    st = path.stat()
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    with open(path, "r+b") as fh:  # in place: the inode stays
+        fh.write(bytes(data))
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert path.stat().st_size == st.st_size and path.stat().st_mtime_ns == st.st_mtime_ns
+
+
+def test_a_verified_set_is_verified_again_without_hashing(copy_set: Path, monkeypatch) -> None:
+    manifest = load_manifest(copy_set)
+    assert damaged_files(copy_set, manifest, full=True) == []  # records the copy's stats
+    assert (copy_set / STAT_RECORD).is_file()
+    hashed = _hashed(monkeypatch)
+    assert damaged_files(copy_set, manifest) == [] and hashed == []
+    assert damaged_files(copy_set, manifest, full=True) == [] and len(hashed) == len(manifest["sha256"])
+
+
+def test_the_fast_path_catches_a_changed_file_and_hashes_only_it(copy_set: Path, monkeypatch) -> None:
+    manifest = load_manifest(copy_set)
+    damaged_files(copy_set, manifest, full=True)
+    rel = manifest["samples"][0]["sharp"][1]
+    data = bytearray((copy_set / rel).read_bytes())
+    data[-20] ^= 0xFF
+    (copy_set / rel).write_bytes(bytes(data))  # same size; its mtime moves
+    hashed = _hashed(monkeypatch)
+    bad = damaged_files(copy_set, manifest)
+    assert [r for r, _ in bad] == [rel] and hashed == [Path(rel).name]
+
+
+def test_a_bit_flip_with_size_and_mtime_restored_is_missed_by_fast_and_caught_by_full(copy_set: Path) -> None:
+    manifest = load_manifest(copy_set)
+    damaged_files(copy_set, manifest, full=True)
+    rel = manifest["samples"][0]["blur"]
+    _flip_keeping_size_and_mtime(copy_set / rel)
+    assert damaged_files(copy_set, manifest) == []  # the documented limit of the fast path
+    assert [r for r, _ in damaged_files(copy_set, manifest, full=True)] == [rel]
+
+
+def test_the_stat_record_holds_only_for_its_manifest_and_never_when_malformed(copy_set: Path,
+                                                                             monkeypatch) -> None:
+    manifest = load_manifest(copy_set)
+    damaged_files(copy_set, manifest, full=True)
+    _edit(copy_set, lambda m: m.update(code_version="other"))  # another manifest: the record is stale
+    hashed = _hashed(monkeypatch)
+    assert damaged_files(copy_set, load_manifest(copy_set)) == [] and len(hashed) == len(manifest["sha256"])
+    hashed.clear()
+    (copy_set / STAT_RECORD).write_text('{"format": "bench-stat/1", "manifest": 3, "files": []}')
+    assert damaged_files(copy_set, load_manifest(copy_set)) == [] and len(hashed) == len(manifest["sha256"])
+
+
+def test_prepare_verify_full_repairs_what_the_fast_path_missed(copy_set: Path) -> None:
+    import faults
+
+    rel = load_manifest(copy_set)["samples"][0]["blur"]
+    damaged_files(copy_set, load_manifest(copy_set), full=True)
+    _flip_keeping_size_and_mtime(copy_set / rel)
+    args = ["prepare", "--profile", "smoke", "--frames", "7", "--data-dir", str(copy_set.parent),
+            "--workers", "1"]
+    code, out, _ = faults.invoke(args)
+    assert code == 0 and "nothing to do" in out
+    code, out, err = faults.invoke([*args, "--verify", "full"])
+    assert code == 0 and "repairing" in err and rel in err and "wrote 1 files" in out, (out, err)
+    load_manifest(copy_set, verify=True)

@@ -15,7 +15,7 @@ import pytest
 
 from bench.data import packed
 from bench.data.images import read_rgb
-from bench.data.manifest import load_manifest
+from bench.data.manifest import STAT_RECORD, load_manifest
 from bench.data.prepare import prepare
 from bench.data.synthetic import write_footage_root
 from bench.errors import BenchError
@@ -23,7 +23,9 @@ from bench.fileio import sha256_file
 
 
 def files(folder: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+    """Every file's bytes, less the stat records (a machine-local cache of inodes and mtimes, not data)."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*"))
+            if p.is_file() and p.name != STAT_RECORD}
 
 
 def stamps(folder: Path, suffix: str) -> dict[str, int]:

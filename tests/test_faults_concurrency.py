@@ -83,3 +83,80 @@ def test_same_run_waits_shared_stage_takes_turns_independent_run_finishes(smoke_
     seed0 = [m for m in by_run.values() if m["seed"] == 0]
     assert sorted(m["training"]["dm"]["reused"] for m in seed0) == [False, True]
     assert faults.quality(seed0[0]) == faults.quality(seed0[1])
+
+
+# --- a prepared set is locked while it is read (issue 25) ---------------------------------------------------
+
+
+def own_set(smoke_data: Path, tmp_path: Path) -> tuple[Path, Path]:
+    """A copy of the smoke 7-frame set in a data home of its own, verified once so that its stat record
+    holds the copy's inodes (later verifications then write nothing): (data home, set folder)."""
+    import shutil
+
+    from bench.data.manifest import damaged_files, load_manifest
+
+    data = tmp_path / "data"
+    shutil.copytree(smoke_data / "synthetic-smoke-7f", data / "synthetic-smoke-7f")
+    folder = data / "synthetic-smoke-7f"
+    assert damaged_files(folder, load_manifest(folder)) == []
+    return data, folder
+
+
+PREPARE_7 = ["prepare", "--profile", "smoke", "--frames", "7", "--workers", "1"]
+
+
+def test_prepare_fresh_waits_for_a_reader_and_touches_nothing_until_it_lets_go(smoke_data: Path,
+                                                                                tmp_path: Path) -> None:
+    import time
+
+    from bench.data.manifest import load_manifest
+    from bench.fileio import FolderLock
+
+    data, folder = own_set(smoke_data, tmp_path)
+    before = snapshot(folder)
+    with FolderLock(folder, shared=True):  # what a run holds while it trains and scores on the set
+        fresh = faults.start_bench([*PREPARE_7, "--data-dir", str(data), "--fresh"])
+        try:
+            fresh.wait_for(f"waiting for the runs reading {folder}")
+            time.sleep(1.0)  # time enough to delete files, were it not waiting
+            assert fresh.proc.poll() is None and snapshot(folder) == before
+        except BaseException:
+            faults.kill_group(fresh)
+            raise
+    assert fresh.finish() == 0, fresh.text[-3000:]
+    assert "wrote" in fresh.text and snapshot(folder) != before  # rebuilt once the reader let go
+    load_manifest(folder, verify=True)
+
+
+def test_prepare_fresh_no_wait_refuses_in_one_line_while_a_reader_holds_the_set(smoke_data: Path,
+                                                                                tmp_path: Path) -> None:
+    from bench.fileio import FolderLock
+
+    data, folder = own_set(smoke_data, tmp_path)
+    before = snapshot(folder)
+    with FolderLock(folder, shared=True):
+        out = faults.run_bench([*PREPARE_7, "--data-dir", str(data), "--fresh", "--no-wait"], timeout=60)
+        faults.assert_one_line_error(out.returncode, out.stderr, str(folder), "in use")
+        # Another reader is no writer: a plain prepare verifies beside the reader without waiting.
+        plain = faults.run_bench([*PREPARE_7, "--data-dir", str(data), "--no-wait"], timeout=60)
+        assert plain.returncode == 0 and "nothing to do" in plain.stdout, plain.stderr[-2000:]
+    assert snapshot(folder) == before
+
+
+def test_a_run_holds_its_set_through_training_so_prepare_fresh_cannot_replace_it(smoke_data: Path,
+                                                                                  tmp_path: Path) -> None:
+    data, folder = own_set(smoke_data, tmp_path)
+    runs, release = tmp_path / "runs", tmp_path / "release"
+    before = snapshot(folder)
+    a = faults.start_bench(run_args(data, runs), pause_at_write="ckpt.pt:2", release=release)
+    try:
+        a.wait_for("FAULT: paused before writing")  # mid-training: the DM stage's second checkpoint
+        out = faults.run_bench([*PREPARE_7, "--data-dir", str(data), "--fresh", "--no-wait"], timeout=60)
+        faults.assert_one_line_error(out.returncode, out.stderr, str(folder), "in use")
+        assert snapshot(folder) == before
+    finally:
+        release.touch()
+    assert a.finish() == 0, a.text[-3000:]
+    # Released with the run: now the same command may rebuild the set.
+    out = faults.run_bench([*PREPARE_7, "--data-dir", str(data), "--fresh", "--no-wait"], timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]

@@ -23,6 +23,8 @@ from pathlib import Path
 import faults
 import pytest
 
+from bench.data.manifest import STAT_RECORD
+
 pytestmark = pytest.mark.slow
 
 
@@ -90,7 +92,9 @@ def prepare_chain(tmp_path_factory: pytest.TempPathFactory) -> tuple[Chain, Path
 
 
 def files_of(root: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+    """Every file's bytes, less the stat records (a machine-local cache of inodes and mtimes, not data)."""
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
+            if p.is_file() and p.name != STAT_RECORD}
 
 
 def test_prepare_killed_four_ways_ends_byte_identical(prepare_chain: tuple[Chain, Path],
@@ -237,3 +241,73 @@ def test_report_kills_leave_no_temporary_files(report_chain: tuple[Chain, Path, 
     chain, _, _ = report_chain
     assert chain.strays_after_kills[0], "the mid-write kill left no temporary: the fault was not injected"
     assert chain.strays_final == [], chain.strays_final
+
+
+# --- prepare's worker processes die with it (issue 25) ------------------------------------------------------
+
+
+def write_clip(path: Path, count: int, seed: int, h: int = 96, w: int = 128) -> None:
+    """`count` frames of a smooth random texture sliding right one pixel a frame, as an MP4."""
+    import cv2
+    import numpy as np
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 240.0, (w, h))
+    base = cv2.GaussianBlur(np.random.default_rng(seed).integers(0, 256, (h, w + count, 3), dtype=np.uint8),
+                            (5, 5), 0)
+    for t in range(count):
+        writer.write(np.ascontiguousarray(base[:, t:t + w]))
+    writer.release()
+
+
+def live_members(group: int) -> list[int]:
+    """Pids of the processes of process group `group` that are not zombies (read from /proc)."""
+    pids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # gone meanwhile
+        if fields[0] != "Z" and int(fields[2]) == group:
+            pids.append(int(stat.parent.name))
+    return pids
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads process groups from /proc")
+def test_kill_9_of_a_video_prepare_takes_its_workers_along_and_the_rerun_succeeds(tmp_path: Path) -> None:
+    import os
+    import signal
+    import time
+
+    from bench.data.manifest import load_manifest
+
+    root, data = tmp_path / "clips", tmp_path / "data"
+    for i in range(4):
+        write_clip(root / f"clip{i}.mp4", 400, seed=i)  # seconds of work per clip: killed mid-clip
+    args = ["prepare", "--source", "video", "--root", str(root), "--data-dir", str(data), "--frames", "3",
+            "--workers", "2"]
+    proc = faults.start_bench(args)  # its own process group: the workers are in it, nothing else is
+    group = proc.proc.pid
+
+    def writing() -> bool:
+        return sum(1 for _ in data.rglob("*.png")) >= 5 and len(live_members(group)) >= 3
+
+    deadline = time.monotonic() + 120
+    while not writing():
+        assert proc.proc.poll() is None and time.monotonic() < deadline, proc.text[-2000:]
+        time.sleep(0.02)
+    os.kill(proc.proc.pid, signal.SIGKILL)  # the parent only, as a user's kill -9 or the OOM killer
+    proc.proc.wait(timeout=60)  # not `finish`: its output pumps would wait for the workers to close the pipes
+    deadline = time.monotonic() + 3
+    while live_members(group) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    left = live_members(group)
+    for pid in left:  # never leave them running, even when the test fails
+        os.kill(pid, signal.SIGKILL)
+    assert left == [], "workers outlived their killed parent"
+    proc.finish(timeout=60)
+    started = time.monotonic()
+    out = faults.run_bench(args, timeout=120)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert time.monotonic() - started < 60  # at once: nothing to wait for
+    assert len(load_manifest(data / "video-3f", verify=True)["clips"]) == 4

@@ -15,7 +15,7 @@ import pytest
 
 from bench.cli import main
 from bench.data.images import read_image
-from bench.data.manifest import load_manifest
+from bench.data.manifest import STAT_RECORD, load_manifest
 
 BENCH = Path(sys.executable).parent / "bench"
 
@@ -33,7 +33,9 @@ def run_bench(args: list[str], capsys: pytest.CaptureFixture, monkeypatch: pytes
 
 
 def tree(folder: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+    """Every file's bytes, less the stat records (a machine-local cache of inodes and mtimes, not data)."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*"))
+            if p.is_file() and p.name != STAT_RECORD}
 
 
 def test_same_command_twice_is_byte_identical_and_the_second_does_nothing(smoke_data, tmp_path, capsys,

@@ -31,14 +31,23 @@ import click
 @click.option("--max-frames", type=int, default=None, help="Video: keep at most this many frames per video.")
 @click.option("--start", type=float, default=None, help="Video: seconds to skip at the start of each video.")
 @click.option("--end", type=float, default=None, help="Video: seconds into each video where frames stop.")
+@click.option("--verify", type=click.Choice(["fast", "full"]), default="fast", show_default=True,
+              help="fast: re-hash only files whose size, mtime or inode changed since they last verified; "
+                   "full: re-hash every file.")
+@click.option("--no-wait", is_flag=True,
+              help="Refuse at once when a set is in use (a run reading it, another prepare) instead of "
+                   "waiting for it.")
 def command(source: str | None, root: str | None, frames_text: str, profile: str, data_dir: str, seed: int,
             gamma: float | None, workers: int | None, fresh: bool, stride: int | None, resize: int | None,
-            max_frames: int | None, start: float | None, end: float | None) -> None:
+            max_frames: int | None, start: float | None, end: float | None, verify: str,
+            no_wait: bool) -> None:
     """Build one blur set per N: each blur is the mean of N consecutive sharp frames (paper Sec. 3.1).
 
-    Idempotent (a second run verifies the sha256 digests and does nothing), resumable (rerun after an
-    interruption) and parallel over sequences. With --source video, a video that cannot be used gets one
-    error line; the others are prepared and the command exits with status 2 at the end.
+    Idempotent (a second run verifies the sha256 digests and does nothing; by default only files whose
+    stat changed are re-hashed), resumable (rerun after an interruption) and parallel over sequences. A set
+    that runs are reading is rebuilt only after they finish (or, with --no-wait, refused). With --source
+    video, a video that cannot be used gets one error line; the others are prepared and the command exits
+    with status 2 at the end.
     """
     from bench.config import SEED, check_option
     from bench.data.blur import parse_frames
@@ -56,4 +65,5 @@ def command(source: str | None, root: str | None, frames_text: str, profile: str
 
     # prepare() logs the last line itself: what it wrote where, or that the sets were already verified.
     prepare(source=source, root=root, frames=frames, profile=profile, data_dir=data_dir, seed=seed,
-            gamma=gamma, workers=workers, fresh=fresh, progress=True, log=log, video_options=options)
+            gamma=gamma, workers=workers, fresh=fresh, progress=True, log=log, video_options=options,
+            verify=verify, wait=not no_wait)

@@ -167,10 +167,12 @@ def _relaunch(nproc: int, argv: list[str]) -> None:
               help="say per stage and run what would be reused, resumed or trained and why, with the code "
                    "each key follows; train nothing")
 @click.option("--json", "as_json", is_flag=True, help="with --explain: print it as JSON")
+@click.option("--verify", type=click.Choice(["fast", "full"]), default="fast", show_default=True,
+              help="fast: re-hash only set files whose size, mtime or inode changed; full: every file")
 def command(method: str, profile: str, frames: str, seeds: str, overrides: tuple[str, ...],
             data_dir: Path | None, runs_dir: Path | None, source: str | None, root: Path | None,
             device: str | None, weights: Path | None, eval_data: str | None, nproc: int, fresh: bool,
-            floor: bool, dry_run: int | None, explain: bool, as_json: bool) -> None:
+            floor: bool, dry_run: int | None, explain: bool, as_json: bool, verify: str) -> None:
     """Train (or reuse) METHOD, evaluate it on the test split and store the results."""
     from bench.config import SEED, apply_overrides, get_profile
     from bench.data.blur import check_frames
@@ -221,7 +223,7 @@ def command(method: str, profile: str, frames: str, seeds: str, overrides: tuple
                 spec = RunSpec(method=method, profile=profile, frames=n, seed=seed,
                                overrides=tuple(overrides), data_dir=data_dir, runs_dir=runs_dir,
                                source=source, root=root, device=device, weights=weights,
-                               eval_data=eval_data, fresh=fresh, progress=dist.main)
+                               eval_data=eval_data, fresh=fresh, progress=dist.main, verify=verify)
                 outcome = execute(spec, dist=dist, log=log)
                 if not dist.main:
                     continue
@@ -230,7 +232,7 @@ def command(method: str, profile: str, frames: str, seeds: str, overrides: tuple
                     floor_spec = RunSpec(method="blurred", profile=profile, frames=n, seed=seed,
                                          overrides=tuple(overrides), data_dir=data_dir, runs_dir=runs_dir,
                                          source=source, root=root, device=device, eval_data=eval_data,
-                                         progress=True)
+                                         progress=True, verify=verify)
                     floor_outcome = execute(floor_spec, log=log)
                 print_table(outcome, floor_outcome)
     finally:

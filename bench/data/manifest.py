@@ -8,13 +8,19 @@ or trust a file outside its set.
 
 from __future__ import annotations
 
+import errno
+import json
 import os
-from pathlib import Path, PurePosixPath
+import stat
+from pathlib import Path
 
 from bench.errors import BenchError
-from bench.fileio import UnreadableFile, load_json, sha256_file
+from bench.fileio import UnreadableFile, atomic_write_json, load_json, sha256_file
 
 MANIFEST = "manifest.json"
+STAT_RECORD = "manifest.stat.json"  # beside the manifest: a cache of each file's stat when it last verified
+STAT_FORMAT = "bench-stat/1"
+VERIFY_MODES = ("fast", "full")  # fast: hash only files whose stat changed; full: hash every file
 DATA_VERSION = 1  # bump when the rendering or layout changes: older sets then ask to be rebuilt
 REQUIRED = ("source", "profile", "frames", "center", "resolution", "seed", "root", "gamma", "code_version",
             "samples", "sha256")
@@ -78,25 +84,75 @@ def repair_command(folder: Path, manifest: dict | None = None) -> str:
     return " ".join(parts)
 
 
-def safe_path(folder: Path, rel: object, where: Path) -> Path:
-    """The file a manifest path names, refusing anything that could point outside the set folder."""
+def safe_path(folder: Path, rel: object, where: Path, base: str | None = None,
+              dirs: set[str] | None = None) -> Path:
+    """The file a manifest path names, refusing anything that could point outside the set folder. A caller
+    checking many paths of one set passes `base = real_folder(folder)` and one `dirs` set (the folders
+    already seen to be real, not links), so each is computed once."""
     bad = f"{where}: unsafe path {rel!r}"
     if not isinstance(rel, str) or not rel or "\\" in rel or "\x00" in rel:
         raise BenchError(f"{bad}; a manifest lists relative paths only; rebuild the set with --fresh")
-    pure = PurePosixPath(rel)
-    if pure.is_absolute() or ".." in pure.parts or rel.startswith("~"):
+    if rel.startswith(("/", "~")) or ".." in rel.split("/"):  # strings: pathlib costs per path add up
         raise BenchError(f"{bad}; a manifest lists relative paths only; rebuild the set with --fresh")
-    path = folder / rel
-    # resolve() follows symlinks, so a link inside the set that leads out of it is caught here too.
+    path = os.path.join(folder, rel)
+    if base is not None and _no_link_below(folder, rel, set() if dirs is None else dirs):
+        return Path(path)  # then its real path is base/rel: inside the set
+    # realpath follows symlinks, so a link inside the set that leads out of it is caught here too.
     try:
-        base = folder.resolve()
-        leads_out = os.path.lexists(path) and not path.resolve().is_relative_to(base)
-    except (OSError, RuntimeError):  # Python raises RuntimeError on a symlink loop
+        base = base or _real(folder)
+        leads_out = os.path.lexists(path) and not _inside(_real(path), base)
+    except (OSError, RuntimeError):  # a symlink loop
         raise BenchError(f"{bad} is a symbolic link loop; run `{repair_command(folder)}` to repair the "
                          "set") from None
     if leads_out:
         raise BenchError(f"{bad} leads outside {folder}; remove the link and rebuild the set with --fresh")
-    return path
+    return Path(path)
+
+
+def real_folder(folder: Path) -> str | None:
+    """The set folder with every symlink resolved, for `safe_path`; None when that fails (safe_path then
+    says why)."""
+    try:
+        return _real(folder)
+    except (OSError, RuntimeError):
+        return None
+
+
+def _real(path: Path | str) -> str:
+    """`os.path.realpath` on strings (checking thousands of paths through pathlib costs seconds), raising
+    RuntimeError on a symlink loop as `Path.resolve` does."""
+    real = os.path.realpath(path)
+    try:
+        os.stat(real)
+    except OSError as err:
+        if err.errno == errno.ELOOP:
+            raise RuntimeError(f"symlink loop at {path}") from None
+    return real
+
+
+def _no_link_below(folder: Path, rel: str, dirs: set[str]) -> bool:
+    """True when no component of `rel` below `folder` is a symlink, or one is missing (then the path names
+    nothing); a few lstat calls where a full realpath costs one per component from the root. Folders found
+    real are added to `dirs` and not looked at again."""
+    here = str(folder)
+    parts = rel.split("/")
+    for i, part in enumerate(parts):
+        here = os.path.join(here, part)
+        if here in dirs:
+            continue
+        try:
+            mode = os.lstat(here).st_mode
+        except OSError:
+            return True
+        if stat.S_ISLNK(mode):
+            return False
+        if i < len(parts) - 1 and stat.S_ISDIR(mode):
+            dirs.add(here)
+    return True
+
+
+def _inside(real: str, base: str) -> bool:
+    return real == base or real.startswith(base.rstrip(os.sep) + os.sep)
 
 
 def _paths(sample: dict) -> list[str]:
@@ -145,8 +201,9 @@ def load_manifest(folder: Path | str, verify: bool = False) -> dict:
     if not isinstance(manifest["samples"], list) or not isinstance(manifest["sha256"], dict):
         raise BenchError(f"{where}: samples must be a list and sha256 a map; {fix}")
     digests = manifest["sha256"]
+    base, dirs = real_folder(folder), set()
     for rel in digests:
-        safe_path(folder, rel, where)
+        safe_path(folder, rel, where, base, dirs)
     for sample in manifest["samples"]:
         if not isinstance(sample, dict) or any(k not in sample for k in SAMPLE_KEYS):
             raise BenchError(f"{where}: a sample lacks one of {', '.join(SAMPLE_KEYS)}; {fix}")
@@ -165,22 +222,88 @@ def load_manifest(folder: Path | str, verify: bool = False) -> dict:
     return manifest
 
 
-def damaged_files(folder: Path, manifest: dict) -> list[tuple[str, str]]:
-    """Every listed file that is missing or whose sha256 does not match: `(relpath, one-line message)`."""
+def damaged_files(folder: Path, manifest: dict, full: bool = False) -> list[tuple[str, str]]:
+    """Every listed file that is missing or whose sha256 does not match: `(relpath, one-line message)`.
+
+    Unless `full`, a file whose (size, mtime_ns, inode) equals the stat record's is taken as verified
+    without hashing (docs/DESIGN.md "Data", "Verification"). When every file verifies, the record is
+    rewritten with the stats seen, each taken before its file was hashed, so a write during the hash
+    shows up as a changed stat next time."""
     fix = f"run `{repair_command(folder, manifest)}` again to repair it"
+    pin = _manifest_pin(folder)
+    known = {} if full or pin is None else read_stat_record(folder, pin)
+    seen: dict[str, list[int]] = {}
     bad = []
+    base, dirs = real_folder(folder), set()
     for rel, digest in manifest["sha256"].items():
-        path = safe_path(folder, rel, folder / MANIFEST)
-        if not path.is_file():
+        path = safe_path(folder, rel, folder / MANIFEST, base, dirs)
+        key = _stat_key(path)
+        if key is None:
             bad.append((rel, f"{path}: missing from the prepared set; {fix}"))
-        elif sha256_file(path) != digest:
+        elif known.get(rel) != key and sha256_file(path) != digest:
             bad.append((rel, f"{path}: content does not match its sha256 in the manifest; {fix}"))
+        else:
+            seen[rel] = key
+    if not bad and pin is not None and seen != known:
+        _write_stat_record(folder, pin, seen)
     return bad
 
 
-def verify_files(folder: Path, manifest: dict) -> None:
-    """Check every listed file against its sha256; a mismatch raises a one-line BenchError (the first)."""
-    bad = damaged_files(folder, manifest)
+def record_stats(folder: Path, manifest: dict) -> None:
+    """After a build has written (or byte-compared) every file `manifest` lists, under the set's exclusive
+    lock: record their stats, so the first verification after the build hashes nothing."""
+    pin = _manifest_pin(folder)
+    if pin is None:
+        return
+    keys = {rel: _stat_key(folder / rel) for rel in manifest["sha256"]}
+    _write_stat_record(folder, pin, {rel: key for rel, key in keys.items() if key is not None})
+
+
+def _stat_key(path: Path) -> list[int] | None:
+    """[size, mtime_ns, inode] of a regular file (through a link inside the set), None when there is none."""
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return [st.st_size, st.st_mtime_ns, st.st_ino] if stat.S_ISREG(st.st_mode) else None
+
+
+def _manifest_pin(folder: Path) -> str | None:
+    """The sha256 of the manifest as it is now: a stat record holds only for the manifest it was made with."""
+    try:
+        return sha256_file(folder / MANIFEST)
+    except OSError:
+        return None
+
+
+def read_stat_record(folder: Path, pin: str) -> dict[str, list[int]]:
+    """The stat record's files for the manifest with sha256 `pin`; empty when it is missing, unreadable,
+    malformed or made for another manifest (it is a cache: anything doubtful means hashing)."""
+    try:
+        record = json.loads((folder / STAT_RECORD).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError):
+        return {}
+    if not isinstance(record, dict) or record.get("format") != STAT_FORMAT or record.get("manifest") != pin:
+        return {}
+    files = record.get("files")
+    if not isinstance(files, dict):
+        return {}
+    return {rel: key for rel, key in files.items()
+            if isinstance(key, list) and len(key) == 3 and all(type(v) is int for v in key)}
+
+
+def _write_stat_record(folder: Path, pin: str, files: dict[str, list[int]]) -> None:
+    """Best effort: a set that cannot take the record (read-only, full disk) is simply hashed again."""
+    try:
+        atomic_write_json(folder / STAT_RECORD, {"format": STAT_FORMAT, "manifest": pin, "files": files})
+    except OSError:
+        pass
+
+
+def verify_files(folder: Path, manifest: dict, full: bool = True) -> None:
+    """Check every listed file against its sha256 (`full=False`: only those whose stat changed); a mismatch
+    raises a one-line BenchError (the first)."""
+    bad = damaged_files(folder, manifest, full)
     if bad:
         raise BenchError(bad[0][1])
 

@@ -23,7 +23,6 @@ beside the target that replaces it only when complete; bytes equal to `np.save` 
 from __future__ import annotations
 
 import io
-import multiprocessing as mp
 from pathlib import Path
 
 import numpy as np
@@ -206,7 +205,9 @@ def pack_existing(folder: Path, manifest: dict, workers: int = 1,
         windows = [list(s["sharp"]) for s in samples]
         jobs.append((str(folder), sequence, windows, [s["blur"] for s in samples]))
     if workers > 1 and len(jobs) > 1:
-        with mp.get_context("spawn").Pool(min(workers, len(jobs))) as pool:
+        from bench.data.workers import pool as workers_pool
+
+        with workers_pool(min(workers, len(jobs))) as pool:  # workers die with this process
             results = pool.map(pack_sequence, jobs)
     else:
         results = [pack_sequence(job) for job in jobs]
@@ -223,16 +224,17 @@ def pack_existing(folder: Path, manifest: dict, workers: int = 1,
 
 
 
-def plan(folder: Path, manifest: dict) -> tuple[str, str, set[str] | None]:
+def plan(folder: Path, manifest: dict, full: bool = False) -> tuple[str, str, set[str] | None]:
     """What `bench prepare` must do for an existing set: `("ok" | "pack" | "rebuild", why, sequences)`.
 
-    Hashes every listed file once. A damaged PNG or flow means a rebuild from the source (which rewrites
-    the packed files of that sequence too); a set whose only fault is its packed copy (missing from an
-    older manifest, or a packed file missing or damaged) is packed again from its own verified PNGs,
-    limited to the sequences that need it (`None` = all).
+    Hashes every listed file once (`full`), or only those whose stat changed since they last verified. A
+    damaged PNG or flow means a rebuild from the source (which rewrites the packed files of that sequence
+    too); a set whose only fault is its packed copy (missing from an older manifest, or a packed file
+    missing or damaged) is packed again from its own verified PNGs, limited to the sequences that need it
+    (`None` = all).
     """
     try:
-        bad = damaged_files(folder, manifest)
+        bad = damaged_files(folder, manifest, full)
     except BenchError as err:  # a link leading out of the set: rebuilding removes it
         return "rebuild", str(err), None
     other = [msg for rel, msg in bad if not is_packed_path(rel)]

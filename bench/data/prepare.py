@@ -19,12 +19,11 @@ from __future__ import annotations
 
 import hashlib
 import io
-import multiprocessing as mp
 import os
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -38,11 +37,15 @@ from bench.data.manifest import (
     DATA_VERSION,
     FOOTAGE_SOURCES,
     MANIFEST,
+    STAT_RECORD,
+    VERIFY_MODES,
     default_data_dir,
     load_manifest,
+    record_stats,
     set_name,
     split_counts,
 )
+from bench.data.workers import pool as workers_pool
 from bench.errors import BenchError
 from bench.fileio import FolderLock, atomic_write_bytes, atomic_write_json, clean_temporaries
 
@@ -240,10 +243,12 @@ def _clean_temporaries(folder: Path, sequences: list[str]) -> None:
             clean_temporaries(place)
 
 
-def _lock_sets(held: ExitStack, folders: dict[int, Path], say: Log) -> dict[int, str | None]:
-    """Take each set folder's lock, as `bench run` takes a run's, so two prepares of one set take turns.
-    Returns, per N, why the set can be read but not written (a folder that is a symlink: writing through
-    it would change someone else's folder; a read-only data dir), or None."""
+def _lock_sets(held: ExitStack, folders: dict[int, Path], say: Log,
+               wait: bool = True) -> dict[int, str | None]:
+    """Take each set folder's exclusive lock, so two prepares of one set take turns and no set changes while
+    a run reads it (runs hold the shared lock: `prepare(hold=...)`); without `wait`, a held set is refused
+    in one line. Returns, per N, why the set can be read but not written (a folder that is a symlink:
+    writing through it would change someone else's folder; a read-only data dir), or None."""
     why: dict[int, str | None] = {}
     for n in sorted(folders):
         folder = folders[n]
@@ -252,8 +257,9 @@ def _lock_sets(held: ExitStack, folders: dict[int, Path], say: Log) -> dict[int,
                       "under --data-dir: remove the link (its target is left alone), or pass the --data-dir "
                       "that holds the real set")
             continue
-        lock = FolderLock(folder, on_wait=lambda p: say(f"waiting for another process using {p.parent}"),
-                          hint="pass a writable --data-dir", readonly_ok=True)
+        lock = FolderLock(folder, wait=wait, hint="pass a writable --data-dir", readonly_ok=True,
+                          on_wait=lambda p: say(f"waiting for the runs reading {p.parent} (or another bench "
+                                                "prepare) to let go of it"))
         held.enter_context(lock)
         why[n] = None if lock.held else f"{folder}: read-only; pass a writable --data-dir to build or fix it"
     return why
@@ -273,6 +279,8 @@ def _remove_set(folder: Path) -> int:
         if path.is_file() or path.is_symlink():
             path.unlink()
             removed += 1
+    if (folder / STAT_RECORD).is_file():
+        (folder / STAT_RECORD).unlink()
     for sub in ("sequences", "blur", "flow", packed.PACKED_DIR):
         top = folder / sub
         if top.is_dir() and not top.is_symlink():
@@ -321,7 +329,7 @@ def _run_jobs(jobs: list[_Job], workers: int, progress: bool) -> Iterator[dict]:
             pool = None
         else:
             # spawn, not fork: the parent may hold threads (rich's refresher) whose locks fork would copy.
-            pool = mp.get_context("spawn").Pool(min(workers, len(jobs)))
+            pool = workers_pool(min(workers, len(jobs)))  # workers die with this process
             results = pool.imap(_build_job, jobs)
         try:
             for result in results:
@@ -352,6 +360,8 @@ class _Request:
     fresh: bool  # delete each set's listed files and build it again
     progress: bool  # show a progress bar on stderr while sequences build
     say: Log  # where one-line messages go
+    verify: str = "fast"  # one of VERIFY_MODES: hash only files whose stat changed, or every file
+    wait: bool = True  # wait for a set's lock (one line says so); False refuses a held set in one line
 
     @property
     def footage(self) -> bool:
@@ -388,18 +398,60 @@ def prepare(source: str | None = None, root: str | Path | None = None, frames: t
             profile: str | Profile = "quick", data_dir: str | Path | None = None, seed: int = 0,
             gamma: float | None = None, workers: int | None = None, fresh: bool = False,
             progress: bool = False, log: Log | None = None,
-            video_options: video.VideoOptions | None = None) -> list[Path]:
+            video_options: video.VideoOptions | None = None, verify: str = "fast", wait: bool = True,
+            hold: ExitStack | None = None) -> list[Path]:
     """Build (or verify) one blur set per N in `frames`; returns the set folders in the order of `frames`.
 
     Each blur is the mean of N consecutive sharp frames (paper Sec. 3.1, `bench.data.blur`). A set whose
     manifest exists and whose digests match is left alone; one that fails verification is repaired in place;
-    `fresh` deletes the files its manifest lists and rebuilds. Each set is built holding its folder's lock
-    (released on return); a set folder that is a symlink, or in a read-only data dir, is only verified.
+    `fresh` deletes the files its manifest lists and rebuilds. Sets are verified holding their folders'
+    shared locks, and built or repaired holding the exclusive ones (waiting for readers, or refusing
+    without `wait`); a set folder that is a symlink, or in a read-only data dir, is only verified. With
+    `hold`, the shared locks of the verified sets stay held until `hold` closes (`bench run` reads them).
     """
     req = _check_request(source, root, frames, profile, data_dir, seed, gamma, workers, fresh, progress, log,
                          video_options)
-    with ExitStack() as held:
-        return _prepare(held, req, root)
+    if verify not in VERIFY_MODES:
+        raise BenchError(f"--verify {verify!r}: choose one of {', '.join(VERIFY_MODES)}")
+    req = replace(req, verify=verify, wait=wait)
+    for _ in range(3):  # a set changed between the exclusive build and the shared hold: again
+        if not req.fresh and (folders := _verified_shared(req, root, hold)) is not None:
+            return folders
+        with ExitStack() as held:
+            folders = _prepare(held, req, root)
+        if hold is None:
+            return folders
+        req = replace(req, fresh=False)
+    raise BenchError(f"{folders[0]}: changed by another process each time it was prepared; rerun when the "
+                     "other bench prepare is done")
+
+
+def _verified_shared(req: _Request, root: str | Path | None, hold: ExitStack | None) -> list[Path] | None:
+    """The set folders when every requested set verifies under its shared lock (so checking a set that is
+    already right never waits for the runs reading it); None when one needs work, done under the exclusive
+    lock, which is why what `_decide` says here is kept back: the exclusive pass says it again. The shared
+    locks move to `hold` when given, else they are released."""
+    src = _discover(req, root)
+    base = _identity_fields(req, src.root)
+    folders = {n: req.data_dir / set_name(req.source, req.prof.name, n) for n in req.ns}
+    said: list[str] = []
+    with ExitStack() as reading:
+        for n in sorted(set(req.ns)):
+            if not folders[n].is_symlink():  # as `_lock_sets`: never a lock file in someone else's folder
+                reading.enter_context(FolderLock(
+                    folders[n], wait=req.wait, shared=True, hint="pass a writable --data-dir",
+                    readonly_ok=True,
+                    on_wait=lambda p: req.say(f"waiting for another bench prepare writing {p.parent}")))
+        for n in sorted(set(req.ns)):
+            if _decide(folders[n], base, req.source, src.clips, said.append,
+                       req.verify == "full").action != "verified":
+                return None
+        for line in said:
+            req.say(line)
+        req.say(f"nothing to do: {', '.join(str(folders[n]) for n in req.ns)} already prepared and verified")
+        if hold is not None:
+            hold.push(reading.pop_all())
+    return [folders[n] for n in req.ns]
 
 
 def _prepare(held: ExitStack, req: _Request, root: str | Path | None) -> list[Path]:
@@ -407,7 +459,7 @@ def _prepare(held: ExitStack, req: _Request, root: str | Path | None) -> list[Pa
     src = _discover(req, root)
     base = _identity_fields(req, src.root)
     folders = {n: req.data_dir / set_name(req.source, req.prof.name, n) for n in req.ns}
-    unwritable = _lock_sets(held, folders, req.say)
+    unwritable = _lock_sets(held, folders, req.say, req.wait)
     plan = _plan_sets(req, src, base, folders, unwritable)
     for n in (*plan.to_pack, *plan.pending):  # refused before any set is touched
         if unwritable[n]:
@@ -509,7 +561,7 @@ def _plan_sets(req: _Request, src: _Source, base: dict, folders: dict[int, Path]
             raise BenchError(f"--fresh: {unwritable[n]}")
         if req.fresh:
             _remove_set(folder)
-        verdict = _decide(folder, base, req.source, src.clips, req.say)
+        verdict = _decide(folder, base, req.source, src.clips, req.say, req.verify == "full")
         if verdict.action == "build":
             pending.append(n)
         elif verdict.action == "pack":
@@ -517,9 +569,10 @@ def _plan_sets(req: _Request, src: _Source, base: dict, folders: dict[int, Path]
     return _Plan(tuple(pending), to_pack)
 
 
-def _decide(folder: Path, base: dict, source: str, clips: tuple[video.Clip, ...], say: Log) -> _Verdict:
+def _decide(folder: Path, base: dict, source: str, clips: tuple[video.Clip, ...], say: Log,
+            full: bool = False) -> _Verdict:
     """What one set needs, saying why unless it must simply be built; a set built from other settings is
-    refused with the fix."""
+    refused with the fix. `full` hashes every file, else only those whose stat changed."""
     if not (folder / MANIFEST).is_file():
         return _Verdict("build")
     try:
@@ -534,7 +587,7 @@ def _decide(folder: Path, base: dict, source: str, clips: tuple[video.Clip, ...]
     if source == "video" and (stale := video.stale(old, list(clips), folder / MANIFEST)):
         say(f"updating {folder}: {stale}")  # before verifying: a stale set is rebuilt whatever its files hold
         return _Verdict("build")
-    action, why, only = packed.plan(folder, old)
+    action, why, only = packed.plan(folder, old, full)
     if action == "rebuild":
         say(f"repairing {folder}: {why}")
         return _Verdict("build")
@@ -608,6 +661,7 @@ def _write_manifests(req: _Request, base: dict, folders: dict[int, Path], pendin
             manifest.update({"clips": {r["name"]: r["clip"] for r in results}, "failed": failed})
         # Last: its presence means the set is complete.
         write_or_explain(folders[n] / MANIFEST, manifest)
+        record_stats(folders[n], manifest)
         splits[n] = split_counts(manifest)
     return written, kept, splits
 
@@ -626,13 +680,15 @@ def _pack_from_pngs(folder: Path, old: dict, only: set[str] | None, workers: int
     _clean_temporaries(folder, sorted({s["sequence"] for s in old["samples"]}))
     manifest, wrote = packed.pack_existing(folder, old, workers, only)
     write_or_explain(folder / MANIFEST, manifest)
+    record_stats(folder, manifest)
     say(f"{folder}: wrote {wrote} packed files from its PNGs, {len(manifest['sha256'])} files listed")
 
 
 def ensure_prepared(source: str | None, frames: int, profile_obj: Profile, data_dir: str | Path | None,
                     seed: int = DATA_SEED, root: str | Path | None = None, progress: bool = True,
-                    log: Log | None = None) -> Path:
-    """The set folder for (source, N, profile, seed), preparing it when missing and verifying it otherwise.
+                    log: Log | None = None, verify: str = "fast", hold: ExitStack | None = None) -> Path:
+    """The set folder for (source, N, profile, seed), preparing it when missing and verifying it otherwise;
+    with `hold`, its shared lock stays held until `hold` closes (see `prepare`).
 
     Used by `bench run`. An existing set built with `--gamma` (or, from videos, `--stride` and the other video
     options) is accepted as it is (and repaired with its own settings); one built with another seed, root or
@@ -650,4 +706,4 @@ def ensure_prepared(source: str | None, frames: int, profile_obj: Profile, data_
         root = old.get("root")
     options = video.VideoOptions.from_identity(old.get("video")) if source == "video" else None
     return prepare(source, root, (frames,), profile_obj, data_dir, seed, old.get("gamma"), None,
-                   progress=progress, log=log, video_options=options)[0]
+                   progress=progress, log=log, video_options=options, verify=verify, hold=hold)[0]
