@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import re
 from dataclasses import dataclass, field, fields, is_dataclass, replace
 from typing import Annotated, Any, get_type_hints
@@ -301,10 +302,29 @@ def parse_int_list(text: str, option: str, example: str = "7,9", rule: Range | N
 
 
 # Rules of the CLI options that are not profile fields; the commands check them with `check_option`.
+TIMED = Range(1, 1_000_000)  # --dry-run K, perf --steps, --batches, --repeats: timed iterations (a
+#                              million 10-ms steps is a day of timing: more is a typo, never a measurement)
+WARMUP = Range(0, 1_000_000)  # perf --warmup: untimed passes before timing
+MATMUL = Range(64, 16384)  # perf --matmul-size: three float32 squares of 16384 are 3 GiB
 SEED = Range(0, 2**32 - 1)  # --seeds of run and ablate, --seed of prepare (numpy and torch seeds)
 FPS = Range(0.1, 240.0)  # --fps of bench infer: 0.1 (10 s a frame) to 240 (a GIF shows at most 50)
 TILE = Range(32, 8192, multiple=16)  # --tile of bench infer: the networks need multiples of 16
 SIDE = Range(16, 16384)  # each side of bench perf --resolution
+
+
+def cores() -> int:
+    """Logical cores of this machine: the unit of the thread and process caps."""
+    return os.cpu_count() or 1
+
+
+def threads_rule() -> Range:
+    """Threads of one process (train.threads): up to 4 per core; more only stall on each other."""
+    return Range(0, cores() * 4)
+
+
+def processes_rule(lo: int = 0) -> Range:
+    """Worker processes (train.workers, perf --workers, run --nproc): up to 8 per core."""
+    return Range(lo, cores() * 8)
 
 
 def check_option(option: str, value: Any, rule: Rule) -> Any:
@@ -411,7 +431,18 @@ def check_render_memory(profile: Profile) -> None:
             "one synthetic frame", "lower data.height and data.width")
 
 
-_CROSS_CHECKS = (_zoom_order, check_render_memory)  # rules over several fields, run after the fields'
+def _machine_caps(profile: Profile) -> None:
+    """train.threads and train.workers against this machine's cores (their annotations bound any machine)."""
+    t = profile.train
+    for key, rule in (("threads", threads_rule()), ("workers", processes_rule())):
+        value = getattr(t, key)
+        if not rule.accepts(value):
+            raise BenchError(f"--set train.{key}={value}: train.{key} takes {rule.allowed(int)} on this "
+                             f"machine ({cores()} cores)")
+
+
+_CROSS_CHECKS = (_zoom_order, _machine_caps, check_render_memory)  # rules over several fields, run after
+#                                                                    the fields'
 
 
 def to_dict(profile: Profile) -> dict:

@@ -19,9 +19,14 @@ import numpy as np
 
 from bench.errors import BenchError
 
+MIN_SIDE = 16  # the networks halve a frame four times (bench.data.video refuses smaller sets when preparing)
 PROBE = 32  # side of the probe image; per-pixel memory measured at 32, 64 and 128 agrees exactly
 ACTIVATION_FACTOR = 6  # live tensors at the peak, in units of the largest (inputs + output) of one layer
 TRAINING_COPIES = 4  # weights, gradients and Adam's two moments: bytes of training per parameter byte
+BACKWARD_FACTOR = 2  # a training step keeps its forward activations for the backward pass and adds their
+#                      gradients: twice the inference estimate per pixel (low on purpose: the check is for
+#                      batches off by orders of magnitude, and must never refuse a size that trains)
+BATCHES_IN_FLIGHT = 3  # the batch in the step, the one prefetched and the one being assembled
 
 
 def available_memory(device: Any = None) -> int:
@@ -96,10 +101,41 @@ def forward_bytes_per_pixel(method: Any, nets: Any, frames: int, device: Any) ->
     return int(np.ceil(peak * ACTIVATION_FACTOR / (PROBE * PROBE))) + outputs
 
 
+def check_training_batches(method: Any, train: Any, frames: int, device: Any, params: int,
+                           per_pixel: int) -> None:
+    """Refuse a stage whose batch of crops cannot fit: its data (blur, N frames and the centre, float32, a few
+    batches in flight) plus the activations of a training step (`per_pixel` of inference, the probe
+    estimate, times BACKWARD_FACTOR), named by the field."""
+    have = available_memory(device)
+    for stage in method.stages:
+        batch = int(getattr(train, f"batch_{stage.batch}"))
+        crop = train.crop_of(stage.batch)
+        data = batch * crop * crop * 3 * 4 * (frames + 2) * BATCHES_IN_FLIGHT
+        require(params * TRAINING_COPIES + data + batch * crop * crop * per_pixel * BACKWARD_FACTOR, have,
+                f"--set train.batch_{stage.batch}={batch}: training {method.name} stage {stage.name} on "
+                f"{batch} crops of {crop}x{crop}", f"lower train.batch_{stage.batch} or train.crop")
+
+
+def check_training(method: Any, profile: Any, frames: int, device: Any) -> None:
+    """`check_training_batches` for the timing runs (`bench perf --train`, `bench run --dry-run`), which
+    build the stages' batches without `check_run`."""
+    import dataclasses
+
+    import torch
+
+    model = dataclasses.asdict(profile.model)
+    params = parameter_bytes(method, model)
+    with torch.random.fork_rng(devices=[]):
+        nets = method.build(model).eval()
+        per_pixel = forward_bytes_per_pixel(method, nets, frames, torch.device("cpu"))
+    check_training_batches(method, profile.train, frames, device, params, per_pixel)
+
+
 def check_run(method: Any, model: dict | None, frames: int, resolution: list[int], device: Any,
-              training: bool) -> None:
-    """Refuse a run before its first step when its networks (exact, from the meta device) or the scoring of
-    one full test frame (probe estimate) would not fit in the free memory of `device`."""
+              training: bool, train: Any = None) -> None:
+    """Refuse a run before its first step when its networks (exact, from the meta device), its training
+    batches (`train`, a TrainConfig, when training) or the scoring of one full test frame (probe estimate)
+    would not fit in the free memory of `device`."""
     import torch
 
     have = available_memory(device)
@@ -109,9 +145,14 @@ def check_run(method: Any, model: dict | None, frames: int, resolution: list[int
     require(params * copies, have, f"{doing} {method.name} at these widths ({params // 4 / 1e6:.1f} M "
             "parameters)", "lower the model.* widths, e.g. --set model.dm_width=16")
     h, w = (int(v) for v in resolution)
+    if min(h, w) < MIN_SIDE:
+        raise BenchError(f"the set's frames are {w}x{h}, but the networks need at least {MIN_SIDE} pixels a "
+                         "side; prepare it from larger footage (or with a larger --resize)")
     pixels = (h + (-h) % 16) * (w + (-w) % 16)  # scored padded to a multiple of 16
     with torch.random.fork_rng(devices=[]):  # the probe's random input must not shift the run's streams
         nets = method.build(model).eval()
         per_pixel = forward_bytes_per_pixel(method, nets, frames, torch.device("cpu"))
+    if training and train is not None:
+        check_training_batches(method, train, frames, device, params, per_pixel)
     require(params + per_pixel * pixels, have, f"scoring {method.name} on {w}x{h} test frames",
             "lower data.height and data.width, or run where more memory is free")

@@ -217,7 +217,7 @@ def _check_inputs(method: Any, profile: Profile, set_folder: Path, eval_folder: 
     if split_counts(scored)["test"] == 0:
         raise BenchError(f"{eval_folder}: the test split is empty; prepare footage with test/ sequences")
     model = weights["model"] if weights is not None else asdict(profile.model)
-    check_run(method, model, scored["frames"], scored["resolution"], device, training)
+    check_run(method, model, scored["frames"], scored["resolution"], device, training, profile.train)
 
 
 def _data(spec: RunSpec, profile: Profile, dist: Dist, log: Any, reading: ExitStack) -> tuple[Path, Path]:

@@ -119,7 +119,12 @@ def step_rates(profile: Profile, device: torch.device, size: int = 2048) -> dict
 
 def time_method(method: MethodAPI, profile: Profile, set_folder: Path, device: torch.device, steps: int,
                 warmup: int, rates: dict[str, float], seed: int = 0, log: Any = print) -> list[dict]:
-    """`time_stage` rows of every stage of `method`, in training order."""
+    """`time_stage` rows of every stage of `method`, in training order; batches that cannot fit in memory
+    are refused first."""
+    from bench.data.manifest import load_manifest
+    from bench.memory import check_training
+
+    check_training(method, profile, int(load_manifest(set_folder)["frames"]), device)
     rows = []
     for stage in method.stages:
         log(f"timing {method.name} stage {stage.name} on {device_name(device)}: {warmup} untimed and "
@@ -206,6 +211,9 @@ def dry_run(spec: Any, iterations: int, log: Any = print) -> tuple[dict, Path]:
     set_folder = Path(ensure_prepared(spec.source or profile.data.source, spec.frames, profile,
                                       default_data_dir(spec.data_dir), DATA_SEED, root=spec.root,
                                       progress=spec.progress, log=log))
+    from bench.memory import check_training
+
+    check_training(method, profile, spec.frames, device)  # before the matmul rates: seconds, not a minute
     rates = step_rates(profile, device)
     warmup = 1 if iterations >= 2 else 0
     rows = time_method(method, profile, set_folder, device, iterations - warmup, warmup, rates,

@@ -473,3 +473,16 @@ def test_bench_run_trains_on_the_users_footage(tmp_path: Path) -> None:
                                     "--no-floor", "--set", "train.iters_dm=4", "--set",
                                     "train.iters_autoencoder=4", "--set", "train.iters_bie=4"])
     assert code == 0 and "reused the finished run" in out, err
+
+
+def test_a_resize_too_small_for_the_networks_fails_when_prepared(tmp_path: Path) -> None:
+    clip = write_video(tmp_path / "pan.mp4", 6)  # 48x32
+    code, _, err = prepare_cli(clip, tmp_path / "data", "--frames", "3", "--resize", "9")
+    assert faults.assert_one_line_error(code, err) == ("error: --resize 9: expected the long side in pixels, "
+                                                       "from 16 (the networks' smallest frame) to 16384")
+    code, _, err = prepare_cli(clip, tmp_path / "data", "--frames", "3", "--resize", "20")  # 20x13
+    faults.assert_one_line_error(code, err)
+    assert [line for line in err.splitlines() if line][0] == (
+        f"error: {clip}: frames of 20x13, but the networks need at least 16 pixels a side; raise --resize to "
+        "at least 24")
+    assert not list((tmp_path / "data").glob("*/manifest.json"))

@@ -379,3 +379,171 @@ def test_measurements_that_would_be_silently_narrowed_are_refused_in_one_line(tm
     code, _out, err = faults.invoke([*args, "--data-dir", str(tmp_path / "data")])
     assert error_line(code, err) == message
     assert not (tmp_path / "data").exists()  # nothing prepared or timed
+
+
+# --- issue 25: bounds, special files, late errors -----------------------------------------------------------
+
+HUGE = "99999999999999999999"  # past any int64: OverflowError tracebacks before the bounds
+CORES = os.cpu_count() or 1
+
+
+@pytest.mark.parametrize("args, line", [
+    (["run", "--dry-run", HUGE], f"--dry-run {HUGE}: --dry-run takes whole numbers from 1 to 1000000"),
+    (["perf", "--loader", "--workers", HUGE],
+     f"--workers {HUGE}: --workers takes whole numbers from 0 to {CORES * 8}"),
+    (["perf", "--loader", "--workers", "1,100000"],
+     f"--workers 100000: --workers takes whole numbers from 0 to {CORES * 8}"),
+    (["perf", "--loader", "--batches", "1e20"],
+     "bench perf: invalid value for '--batches': '1e20' is not a valid integer. (see bench perf --help)"),
+    (["perf", "--loader", "--batches", HUGE], f"--batches {HUGE}: --batches takes whole numbers from 1 to "
+                                              "1000000"),
+    (["perf", "--train", "--steps", "1e20"],
+     "bench perf: invalid value for '--steps': '1e20' is not a valid integer. (see bench perf --help)"),
+    (["perf", "--train", "--steps", HUGE], f"--steps {HUGE}: --steps takes whole numbers from 1 to 1000000"),
+    (["perf", "--matmul-size", HUGE], f"--matmul-size {HUGE}: --matmul-size takes whole numbers from 64 to "
+                                      "16384"),
+    (["run", "--set", "train.threads=4096"], f"--set train.threads=4096: train.threads takes whole numbers "
+                                             f"from 0 to {CORES * 4} on this machine ({CORES} cores)"),
+    (["perf", "--train", "--set", "train.workers=100000"],
+     "--set train.workers=100000: train.workers takes whole numbers from 0 to 256"),
+    (["run", "--nproc", "100000"], f"--nproc 100000: --nproc takes whole numbers from 1 to {CORES * 8}"),
+    (["prepare", "--workers", HUGE],
+     f"--workers {HUGE}: --workers takes whole numbers from 1 to {CORES * 8}"),
+    (["run", "--frames", HUGE], f"--frames {HUGE}: at most 99999 frames (data.sequence_length takes up to "
+                                "100000); use an odd N >= 3, e.g. 7,9"),
+    (["run", "--eval-data", ""],
+     "--eval-data '': give the folder name of a prepared set (bench list --datasets), or leave "
+     "--eval-data out to score on the run's own test split"),
+])
+def test_numbers_past_their_bounds_are_one_line_before_any_work(tmp_path: Path, args: list[str],
+                                                                line: str) -> None:
+    code, _, err = faults.invoke([*args, "--data-dir", str(tmp_path / "data")])
+    assert error_line(code, err) == f"error: {line}"
+    assert not (tmp_path / "data").exists()  # nothing prepared, no worker started
+
+
+def test_threads_past_the_machines_cap_are_refused_by_every_verb_that_trains(tmp_path: Path) -> None:
+    for verb in (["run"], ["run", "--dry-run", "2"], ["perf", "--train"]):
+        code, _, err = faults.invoke([*verb, "--set", f"train.threads={CORES * 4 + 1}", "--data-dir",
+                                      str(tmp_path / "data"), *SMOKE[:2]])
+        assert error_line(code, err).startswith(f"error: --set train.threads={CORES * 4 + 1}: "), verb
+    assert not (tmp_path / "data").exists()
+
+
+def test_a_training_batch_that_cannot_fit_is_refused_before_allocating(tmp_path: Path, data: Path) -> None:
+    from bench.memory import available_memory
+
+    if available_memory() > 2**40:
+        pytest.skip("a terabyte free: 100000 smoke crops might fit")
+    runs = tmp_path / "runs"
+    code, _, err = faults.invoke(["run", "--method", "ours", "--frames", "7", "--data-dir", str(data),
+                                  "--runs-dir", str(runs), "--set", "train.batch_video=100000", *SMOKE])
+    line = error_line(code, err)
+    assert line.startswith("error: --set train.batch_video=100000: training ours stage autoencoder on 100000 "
+                           "crops of 32x32 needs about "), line
+    assert line.endswith(" GiB free; lower train.batch_video or train.crop"), line
+    assert not (runs / "stages").exists()  # no stage started
+    code, _, err = faults.invoke(["run", "--method", "ours", "--frames", "7", "--data-dir", str(data),
+                                  "--runs-dir", str(runs), "--dry-run", "2", "--set",
+                                  "train.batch_deblur=100000", *SMOKE])
+    assert error_line(code, err).startswith("error: --set train.batch_deblur=100000: training ours stage dm ")
+
+
+@pytest.mark.parametrize("kind", ["fifo", "dev-zero"])
+@pytest.mark.parametrize("source", ["gopro", "video"])
+def test_a_special_file_as_root_is_one_line(tmp_path: Path, kind: str, source: str) -> None:
+    root = tmp_path / "root"
+    if kind == "fifo":
+        os.mkfifo(root)
+    else:
+        root.symlink_to("/dev/zero")
+    code, _, err = faults.invoke(["prepare", "--source", source, "--root", str(root), "--data-dir",
+                                  str(tmp_path / "data"), *SMOKE[:2]])
+    line = error_line(code, err)
+    assert line.startswith("error: ") and line.endswith(": a special file (FIFO, device or socket, or a link "
+                                                        "to one), not footage; remove it from --root or "
+                                                        "point --root elsewhere"), line
+    assert ("/dev/zero" if kind == "dev-zero" else str(root)) in line
+    assert not (tmp_path / "data").exists()
+
+
+@pytest.mark.parametrize("source, name", [("gopro", "0006.png"), ("video", "b.mp4")])
+def test_a_special_file_inside_a_root_is_refused_naming_it(tmp_path: Path, source: str, name: str) -> None:
+    seq = tmp_path / "footage" / "train" / "clip"
+    seq.mkdir(parents=True)
+    for t in range(6):
+        cv2.imwrite(str(seq / f"{t:04d}.png"), np.full((32, 32, 3), 40 * t, np.uint8))
+    folder = seq if source == "gopro" else seq.parent
+    special = folder / name
+    os.mkfifo(special)  # reading it would block for ever; skipping it would drop footage without a word
+    code, _, err = faults.invoke(["prepare", "--source", source, "--root", str(tmp_path / "footage"),
+                                  "--frames", "3", "--data-dir", str(tmp_path / "data"), *SMOKE[:2]])
+    assert error_line(code, err) == (f"error: {special}: a special file (FIFO, device or socket, or a link "
+                                     "to one), not footage; remove it from --root or point --root elsewhere")
+
+
+def test_footage_too_small_for_the_networks_is_refused_when_prepared(tmp_path: Path) -> None:
+    seq = tmp_path / "footage" / "train" / "clip"
+    seq.mkdir(parents=True)
+    for t in range(6):
+        cv2.imwrite(str(seq / f"{t:04d}.png"), np.full((12, 40, 3), 40 * t, np.uint8))
+    code, _, err = faults.invoke(["prepare", "--source", "gopro", "--root", str(tmp_path / "footage"),
+                                  "--frames", "3", "--data-dir", str(tmp_path / "data"), "--workers", "1",
+                                  *SMOKE[:2]])
+    assert error_line(code, err) == (f"error: --root {tmp_path / 'footage'}: sequence clip has frames of "
+                                     "40x12, but the networks need at least 16 pixels a side; use larger "
+                                     "footage")
+    assert not list((tmp_path / "data").glob("*/manifest.json"))
+
+
+def test_perf_json_to_an_unwritable_path_is_refused_before_measuring(tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    from bench import perf
+
+    def measured(*_args: object, **_kwargs: object) -> None:
+        raise AssertionError("measured before the output path was checked")
+
+    monkeypatch.setattr(perf, "matmul_rate", measured)
+    (tmp_path / "notes.txt").write_text("a file")
+    target = tmp_path / "notes.txt" / "perf.json"
+    code, _, err = faults.invoke(["perf", "--methods", "blurred", "--device", "cpu", "--json", str(target)])
+    assert error_line(code, err) == (f"error: --json {target}: {tmp_path / 'notes.txt'} is not a folder; "
+                                     "choose another file path")
+    fifo = tmp_path / "perf.fifo"
+    os.mkfifo(fifo)
+    code, _, err = faults.invoke(["perf", "--methods", "blurred", "--json", str(fifo)])
+    assert error_line(code, err) == (f"error: --json {fifo}: not a regular file; choose another file path "
+                                     "for --json")
+    code, _, err = faults.invoke(["perf", "--methods", "blurred", "--store", "--runs-dir", str(target)])
+    assert error_line(code, err).startswith(f"error: --runs-dir {target}: ")
+
+
+def test_infer_and_report_out_are_checked_before_the_work(tmp_path: Path, photo: Path) -> None:
+    notes = tmp_path / "notes.txt"
+    notes.write_text("a file")
+    for verb in (["infer", str(photo), "--method", "blurred"], ["report", "--runs-dir", str(tmp_path)]):
+        code, _, err = faults.invoke([*verb, "--out", str(notes / "out")])
+        assert error_line(code, err) == (f"error: --out {notes / 'out'}: {notes} is not a folder; choose "
+                                         "another folder path"), verb
+    code, _, err = faults.invoke(["report", "--runs-dir", str(tmp_path), "--out", str(notes)])
+    assert error_line(code, err) == (f"error: --out {notes}: not a folder; choose another folder path for "
+                                     "--out")
+    assert notes.read_text() == "a file"
+
+
+def test_a_full_disk_during_an_mp4_write_is_named_as_a_full_disk(tmp_path: Path) -> None:
+    big = tmp_path / "big.png"  # noise: its 7-frame video is megabytes, far past the 256 KiB disk below
+    cv2.imwrite(str(big), np.random.default_rng(0).integers(0, 256, (720, 1280, 3), dtype=np.uint8))
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    prefix = ["unshare", "-m", "sh", "-c", 'mount -t tmpfs -o size=256k tmpfs "$0" && exec "$@"', str(disk)]
+    if subprocess.run([*prefix, "true"], capture_output=True).returncode != 0:
+        pytest.skip("cannot mount a small file system here (no mount namespaces)")
+    out = disk / "out"
+    done = subprocess.run([*prefix, faults.BENCH, "infer", str(big), "--method", "blurred", "--frames", "7",
+                           "--out", str(out), "--device", "cpu", "--format", "mp4"],
+                          capture_output=True, text=True, timeout=300, env=faults.env())
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    assert done.stderr.splitlines() == [
+        f"error: {out / 'big' / 'video.mp4'}: cannot write (no space left on device: 0 KiB free); free some "
+        "space or choose another --out, then rerun", f"error: 1 of 1 input(s) failed: {big}"], done.stderr

@@ -48,6 +48,7 @@ def command(photos: tuple[str, ...], method: str | None, frames: int | None, run
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+    from bench.commands import check_output
     from bench.config import FPS, TILE, check_option
     from bench.data.blur import check_frames
     from bench.infer import expand_inputs, infer_photos, load_method
@@ -57,6 +58,7 @@ def command(photos: tuple[str, ...], method: str | None, frames: int | None, run
         check_option("--tile", tile, TILE)
     if frames is not None:
         check_frames(frames)  # 0 is refused, not read as "the default"
+    check_output(out, "--out", folder=True)
     paths, failed = expand_inputs(photos)
     for item, message in failed:
         click.echo(f"error: {item}: {message}", err=True)

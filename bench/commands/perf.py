@@ -104,8 +104,8 @@ def print_train_rows(rows: list[dict]) -> None:
               "paper's methods and the baselines)")
 @click.option("--resolution", default="1280x704", show_default=True, help="WIDTHxHEIGHT of the blurred input")
 @click.option("--device", default="auto", show_default=True, help="auto | cpu | cuda | mps")
-@click.option("--repeats", default=10, show_default=True, type=click.IntRange(1), help="timed passes")
-@click.option("--warmup", default=2, show_default=True, type=click.IntRange(0), help="untimed passes first")
+@click.option("--repeats", default=10, show_default=True, type=int, help="timed passes")
+@click.option("--warmup", default=2, show_default=True, type=int, help="untimed passes first")
 @click.option("--frames", default=None, type=click.IntRange(3),
               help="N, frames per video (default: 7; 9 with --loader and --train, or the N a method needs)")
 @click.option("--profile", "profile_name", default=None,
@@ -121,7 +121,7 @@ def print_train_rows(rows: list[dict]) -> None:
                    "networks contiguous")
 @click.option("--breakdown", is_flag=True, help="also profile one deblurring pass per method: its time by "
               "operator (convolution, concatenation, copies, ...)")
-@click.option("--matmul-size", default=2048, show_default=True, type=click.IntRange(64),
+@click.option("--matmul-size", default=2048, show_default=True, type=int,
               help="side of the square matrices of the matmul-rate measurement")
 @click.option("--loader", is_flag=True, help="measure the training data path instead of the methods: "
               "samples/s of the DM and video batches at the profile's crop and batch sizes")
@@ -135,9 +135,9 @@ def print_train_rows(rows: list[dict]) -> None:
               help="--loader, --train: data home of the prepared sets (env BENCH_DATA)")
 @click.option("--workers", "workers_text", default="1,2,4", show_default=True,
               help="--loader: DataLoader worker counts to measure, comma-separated")
-@click.option("--batches", default=20, show_default=True, type=click.IntRange(1),
+@click.option("--batches", default=20, show_default=True, type=int,
               help="--loader: timed batches per measurement (after one per worker and one more)")
-@click.option("--steps", default=10, show_default=True, type=click.IntRange(1),
+@click.option("--steps", default=10, show_default=True, type=int,
               help="--train: timed steps per stage (after --warmup untimed ones)")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="--train: override a profile field (train.precision=fp32, train.channels_last=false, ...)")
@@ -167,6 +167,9 @@ def command(methods_opt: str | None, resolution: str, device: str, repeats: int,
     if (loader or train) and store_it:
         flag = "--loader" if loader else "--train"
         raise BenchError(f"--store keeps the methods' timings for the report; drop {flag} or --store")
+    counts = {"--repeats": repeats, "--warmup": warmup, "--matmul-size": matmul_size, "--batches": batches,
+              "--steps": steps}
+    check_numbers(counts, workers_text if loader else None, json_path, runs_dir if store_it else False)
     names = [m.strip() for m in methods_opt.split(",") if m.strip()] if methods_opt else None
     if loader:
         workers = parse_int_list(workers_text, "--workers", "1,2,4")
@@ -195,3 +198,24 @@ def command(methods_opt: str | None, resolution: str, device: str, repeats: int,
 def _status(message: str) -> None:
     """Progress of a measurement: on stderr, so stdout holds the table alone."""
     click.echo(message, err=True)
+
+
+def check_numbers(counts: dict[str, int], workers_text: str | None, json_path: str | None,
+                  store: str | None | bool) -> None:
+    """Every count within its rule (a huge one would overflow or run for ever), the --loader worker counts
+    within this machine's process cap (never started to find out), and the --json path and the store of
+    --store (`store`: its --runs-dir; False without --store) writable: all before the first measurement."""
+    from bench.commands import check_output
+    from bench.config import MATMUL, TIMED, WARMUP, check_option, parse_int_list, processes_rule
+
+    rules = {"--warmup": WARMUP, "--matmul-size": MATMUL}
+    for option, value in counts.items():
+        check_option(option, value, rules.get(option, TIMED))
+    if workers_text is not None:
+        parse_int_list(workers_text, "--workers", "1,2,4", rule=processes_rule())
+    if json_path:
+        check_output(json_path, "--json")
+    if store is not False:
+        from bench.store import runs_dir
+
+        check_output(runs_dir(store or None), "--runs-dir", folder=True)

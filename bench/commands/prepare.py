@@ -49,13 +49,15 @@ def command(source: str | None, root: str | None, frames_text: str, profile: str
     video, a video that cannot be used gets one error line; the others are prepared and the command exits
     with status 2 at the end.
     """
-    from bench.config import SEED, check_option
+    from bench.config import SEED, check_option, processes_rule
     from bench.data.blur import parse_frames
     from bench.data.prepare import prepare
     from bench.data.video import VideoOptions
 
     frames = parse_frames(frames_text)
     check_option("--seed", seed, SEED)
+    if workers is not None:
+        check_option("--workers", workers, processes_rule(lo=1))
     given = {"stride": stride, "resize": resize, "max_frames": max_frames, "start": start, "end": end}
     options = VideoOptions(**{k: v for k, v in given.items() if v is not None}) if any(
         v is not None for v in given.values()) else None

@@ -30,9 +30,11 @@ def _runs_dir(option: str | None) -> Path:
 def command(runs_dir: str | None, out_dir: str, formats: str, profile: str | None,
             dataset: str | None) -> None:
     """Builds reports/ from the stored runs only: claims, tables (md/csv/tex), figures (png/pdf/gif)."""
+    from bench.commands import check_output
     from bench.report import build_report, parse_formats
 
     chosen = parse_formats(formats)
+    check_output(out_dir, "--out", folder=True)
     store = _runs_dir(runs_dir)
     out = Path(out_dir)
     result = build_report(store, out, chosen, profile=profile, dataset=dataset)

@@ -160,7 +160,7 @@ def _relaunch(nproc: int, argv: list[str]) -> None:
 @click.option("--nproc", type=int, default=1, show_default=True, help="processes (torchrun, DDP)")
 @click.option("--fresh", is_flag=True, help="retrain every stage and re-evaluate, ignoring caches")
 @click.option("--floor/--no-floor", default=True, show_default=True, help="also score `blurred`")
-@click.option("--dry-run", "dry_run", type=click.IntRange(1), default=None, metavar="K",
+@click.option("--dry-run", "dry_run", type=int, default=None, metavar="K",
               help="time K iterations of every stage at the profile's sizes and project the full run's wall "
                    "time on this device; stored under runs/dryrun/, nothing trained is kept")
 @click.option("--explain", is_flag=True,
@@ -174,14 +174,18 @@ def command(method: str, profile: str, frames: str, seeds: str, overrides: tuple
             device: str | None, weights: Path | None, eval_data: str | None, nproc: int, fresh: bool,
             floor: bool, dry_run: int | None, explain: bool, as_json: bool, verify: str) -> None:
     """Train (or reuse) METHOD, evaluate it on the test split and store the results."""
-    from bench.config import SEED, apply_overrides, get_profile
+    from bench.config import SEED, TIMED, apply_overrides, check_option, get_profile, processes_rule
     from bench.data.blur import check_frames
 
     frame_list = [check_frames(n) for n in parse_int_list(frames, "--frames")]
     seed_list = parse_int_list(seeds, "--seeds", "0,1,2", rule=SEED)
     apply_overrides(get_profile(profile), list(overrides))  # the whole profile validated before any work
-    if nproc < 1:
-        raise BenchError(f"--nproc {nproc}: give a positive number of processes")
+    check_option("--nproc", nproc, processes_rule(lo=1))
+    if dry_run is not None:
+        check_option("--dry-run", dry_run, TIMED)
+    if eval_data is not None and not eval_data.strip():
+        raise BenchError("--eval-data '': give the folder name of a prepared set (bench list --datasets), or "
+                         "leave --eval-data out to score on the run's own test split")
     if as_json and not explain:
         raise BenchError("--json: prints the plan of --explain; add --explain")
     if explain:

@@ -13,6 +13,8 @@ import numpy as np
 from bench.config import parse_int_list
 from bench.errors import BenchError
 
+MAX_FRAMES = 99_999  # the longest window: a sequence holds at most 100_000 frames (data.sequence_length)
+
 
 def check_frames(n: int) -> int:
     """Validate a window length N: odd and at least 3 (so there is one central frame)."""
@@ -20,6 +22,9 @@ def check_frames(n: int) -> int:
         raise BenchError(f"--frames {n!r}: expected an odd whole number >= 3, e.g. --frames 7,9")
     if n < 3:
         raise BenchError(f"--frames {n}: a blur needs at least 3 frames; use an odd N >= 3, e.g. 7,9")
+    if n > MAX_FRAMES:
+        raise BenchError(f"--frames {n}: at most {MAX_FRAMES} frames (data.sequence_length takes up to "
+                         f"{MAX_FRAMES + 1}); use an odd N >= 3, e.g. 7,9")
     if n % 2 == 0:
         raise BenchError(f"--frames {n}: N must be odd so the blur has one central frame, e.g. --frames 7,9")
     return int(n)

@@ -12,7 +12,9 @@ from its `train/` or `test/` parent, else from a seeded shuffle by sequence (a t
 
 from __future__ import annotations
 
+import os
 import re
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,6 +35,26 @@ class FootageSequence:
     frames: tuple[Path, ...]  # frame files in temporal order
 
 
+def check_special(path: Path) -> None:
+    """Refuse a FIFO, device or socket (or a link to one) where footage is read: reading one blocks or never
+    ends, and skipping it would drop footage without a word. A dangling link is left to the callers."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return
+    if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+        raise BenchError(f"{path}: a special file (FIFO, device or socket, or a link to one), not footage; "
+                         "remove it from --root or point --root elsewhere")
+
+
+def entries(folder: Path) -> list[Path]:
+    """The visible entries of `folder` (hidden ones skipped), refusing special files among them."""
+    found = [p for p in folder.iterdir() if not p.name.startswith(".")]
+    for path in found:
+        check_special(path)
+    return found
+
+
 def _natural_key(path: Path) -> list:
     """Sort `frame2.png` before `frame10.png`."""
     return [int(tok) if tok.isdigit() else tok for tok in re.split(r"(\d+)", path.name)]
@@ -40,8 +62,7 @@ def _natural_key(path: Path) -> list:
 
 def frame_files(folder: Path) -> list[Path]:
     """Image files directly inside `folder`, in temporal (natural) order; hidden files skipped."""
-    files = [p for p in folder.iterdir()
-             if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_EXTENSIONS]
+    files = [p for p in entries(folder) if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS]
     return sorted(files, key=_natural_key)
 
 
@@ -82,20 +103,21 @@ def discover(root: Path | str, seed: int = 0, splits_dir: Path = SPLITS_DIR) -> 
 def _discover(root: Path, seed: int, splits_dir: Path) -> list[FootageSequence]:
     if not root.exists():
         raise BenchError(f"--root {root}: no such folder; {OBTAIN}, or point --root at sequence folders")
+    check_special(root)
     if not root.is_dir():
         raise BenchError(f"--root {root}: not a folder; point --root at a folder of sequence folders")
     found: list[tuple[str, str | None, Path]] = []  # (name, folder split, frames folder)
     split_dirs = [s for s in ("train", "test") if (root / s).is_dir()]
     if split_dirs:
         for split in split_dirs:
-            for sub in sorted((root / split).iterdir()):
-                if sub.is_dir() and not sub.name.startswith(".") and (where := _sequence_dir(sub)):
+            for sub in sorted(entries(root / split)):
+                if sub.is_dir() and (where := _sequence_dir(sub)):
                     found.append((sub.name, split, where))
     elif frame_files(root):
         found.append((root.name, None, root))  # a single folder of frames is one sequence
     else:
-        for sub in sorted(root.iterdir()):
-            if sub.is_dir() and not sub.name.startswith(".") and (where := _sequence_dir(sub)):
+        for sub in sorted(entries(root)):
+            if sub.is_dir() and (where := _sequence_dir(sub)):
                 found.append((sub.name, None, where))
     if not found:
         raise BenchError(f"--root {root}: no sequence folders of frames found inside (empty root); {OBTAIN}")

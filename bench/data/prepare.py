@@ -632,6 +632,11 @@ def _check_results(results: list[dict], root: Path | None, say: Log) -> None:
         listing = ", ".join(f"{r['name']} {r['resolution'][1]}x{r['resolution'][0]}" for r in results[:4])
         raise BenchError(f"--root {root}: sequences differ in resolution ({listing}, ...); prepare each "
                          f"resolution from its own root")
+    small = next((r for r in results if min(r["resolution"]) < video.MIN_SIDE), None)
+    if small is not None:
+        h, w = small["resolution"]
+        raise BenchError(f"--root {root}: sequence {small['name']} has frames of {w}x{h}, but the networks "
+                         f"need at least {video.MIN_SIDE} pixels a side; use larger footage")
 
 
 def _write_manifests(req: _Request, base: dict, folders: dict[int, Path], pending: tuple[int, ...],

@@ -57,7 +57,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.data.gopro import seeded_splits
+from bench.data.gopro import check_special, entries, seeded_splits
 from bench.errors import BenchError
 
 # FFmpeg writes its own diagnostics ("moov atom not found", "ac-tex damaged") straight to stderr, which
@@ -69,6 +69,10 @@ VIDEO_EXTENSIONS = (".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".m
                     ".3gp", ".wmv", ".flv", ".mxf")
 GRID_TOLERANCE = 0.5  # share of the frame interval a timestamp may sit off a constant rate
 TRUNCATION_MARGIN = 0.01  # share of the declared frame count the decoder may fall short by (at least 2)
+MIN_SIDE = 16  # the networks halve a frame four times: a set's frames need at least this many pixels a side
+MAX_STRIDE = 100_000  # --stride: past this no video keeps a second frame
+MAX_SIDE = 16384  # --resize: the largest long side (a 16K frame)
+MAX_KEPT = 10**9  # --max-frames: far past any video, still a plain integer
 FIX_VIDEO = "check that it plays, export it again (MP4 is safe), or remove it from --root"
 
 
@@ -86,12 +90,15 @@ class VideoOptions:
         def whole(value: object) -> bool:
             return isinstance(value, int | np.integer) and not isinstance(value, bool)
 
-        if not whole(self.stride) or self.stride < 1:
-            raise BenchError(f"--stride {self.stride!r}: expected a whole number >= 1 (1 keeps every frame)")
-        if self.resize is not None and (not whole(self.resize) or self.resize < 8):
-            raise BenchError(f"--resize {self.resize!r}: expected the long side in pixels, at least 8")
-        if self.max_frames is not None and (not whole(self.max_frames) or self.max_frames < 1):
-            raise BenchError(f"--max-frames {self.max_frames!r}: expected a whole number >= 1")
+        if not whole(self.stride) or not 1 <= self.stride <= MAX_STRIDE:
+            raise BenchError(f"--stride {self.stride!r}: expected a whole number from 1 (every frame) to "
+                             f"{MAX_STRIDE}")
+        if self.resize is not None and (not whole(self.resize) or not MIN_SIDE <= self.resize <= MAX_SIDE):
+            raise BenchError(f"--resize {self.resize!r}: expected the long side in pixels, from {MIN_SIDE} "
+                             f"(the networks' smallest frame) to {MAX_SIDE}")
+        kept = self.max_frames
+        if kept is not None and (not whole(kept) or not 1 <= kept <= MAX_KEPT):
+            raise BenchError(f"--max-frames {kept!r}: expected a whole number from 1 to {MAX_KEPT}")
         for flag, value in (("--start", self.start), ("--end", self.end)):
             if value is not None and (not math.isfinite(value) or value < 0):
                 raise BenchError(f"{flag} {value}: expected seconds >= 0")
@@ -164,8 +171,7 @@ def sequence_name(stem: str) -> str:
 
 def video_files(folder: Path) -> list[Path]:
     """Video files directly inside `folder`, by name; hidden files skipped."""
-    return sorted(p for p in folder.iterdir()
-                  if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in VIDEO_EXTENSIONS)
+    return sorted(p for p in entries(folder) if p.is_file() and p.suffix.lower() in VIDEO_EXTENSIONS)
 
 
 def discover(root: Path, seed: int, options: VideoOptions) -> list[Clip]:
@@ -174,6 +180,7 @@ def discover(root: Path, seed: int, options: VideoOptions) -> list[Clip]:
     if not root.exists():
         raise BenchError(f"--root {root}: no such file or folder; point --root at a video or a folder of "
                          "videos")
+    check_special(root)
     found: list[tuple[Path, str | None]]
     if root.is_file():
         found = [(root, None)]
@@ -260,6 +267,11 @@ def probe(clip: Clip) -> Clip:
     if opt.resize is not None and max(h, w) > opt.resize:
         scale = opt.resize / max(h, w)
         out = (max(1, round(h * scale)), max(1, round(w * scale)))
+    if min(out) < MIN_SIDE:
+        fix = (f"raise --resize to at least {math.ceil(MIN_SIDE * max(h, w) / min(h, w))}" if out != (h, w)
+               else "use footage of a larger size")
+        raise BenchError(f"{clip.path}: frames of {out[1]}x{out[0]}, but the networks need at least "
+                         f"{MIN_SIDE} pixels a side; {fix}")
     declared = int(count) if math.isfinite(count) and 0 < count < 2**31 else 0
     return dataclasses.replace(clip, fps=fps, declared=declared, size=(h, w), out=out, first=first, stop=stop)
 

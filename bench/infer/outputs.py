@@ -4,6 +4,7 @@ from `bench.data.images`, the one encoder of each that the report uses too."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +15,7 @@ from bench.outputs import OutputFolder
 
 FORMATS = ("png", "gif", "mp4")  # frame outputs; deblurred.png and strip.png are always written
 STRIP_HEIGHT = 240  # panel height of the side-by-side strip (never upscaled)
+FULL_DISK = 1 << 20  # bytes free under which a failed or short video write is the disk's fault, not OpenCV's
 
 
 def encode_mp4(frames: np.ndarray, fps: float, scratch: Path) -> bytes:
@@ -22,22 +24,62 @@ def encode_mp4(frames: np.ndarray, fps: float, scratch: Path) -> bytes:
     get their last row/column repeated (mp4v needs even sizes)."""
     import cv2
 
+    from bench.data.video import _quiet  # also keeps FFmpeg's own messages off stderr
+
     n, h, w, _ = frames.shape
     frames = np.pad(frames, ((0, 0), (0, h % 2), (0, w % 2), (0, 0)), mode="edge")
     try:
-        writer = cv2.VideoWriter(str(scratch), cv2.VideoWriter_fourcc(*"mp4v"), float(fps),
-                                 (frames.shape[2], frames.shape[1]))
-        if not writer.isOpened():
+        with _quiet():
+            writer = cv2.VideoWriter(str(scratch), cv2.VideoWriter_fourcc(*"mp4v"), float(fps),
+                                     (frames.shape[2], frames.shape[1]))
+            opened = writer.isOpened()
+            for frame in frames if opened else ():
+                writer.write(np.ascontiguousarray(frame[:, :, ::-1]))
+            writer.release()
+            complete = opened and _frames_in(scratch) == n  # OpenCV drops a failed write without a word
+        if not complete:
+            _check_disk(scratch)
+        if not opened:
             raise BenchError(f"{scratch.parent}: OpenCV cannot write mp4v video here; use --format gif,png")
-        for frame in frames:
-            writer.write(np.ascontiguousarray(frame[:, :, ::-1]))
-        writer.release()
         data = scratch.read_bytes()
-        if not data:
-            raise BenchError(f"{scratch.parent}: OpenCV wrote an empty video; use --format gif,png")
+        if not data or not complete:
+            raise BenchError(f"{scratch.parent}: OpenCV wrote an empty or unreadable video; use --format "
+                             "gif,png")
         return data
     finally:
         scratch.unlink(missing_ok=True)
+
+
+def free_bytes(folder: Path) -> int:
+    """Bytes this user may still write on the file system holding `folder` (unknown: as good as unlimited)."""
+    try:
+        st = os.statvfs(folder)
+    except (OSError, AttributeError):
+        return 1 << 62
+    return st.f_bavail * st.f_frsize
+
+
+def _frames_in(video: Path) -> int:
+    """Frames OpenCV decodes from `video` (a cut file, from a full disk, has no index and gives none)."""
+    import cv2
+
+    cap = cv2.VideoCapture(str(video))
+    try:
+        count = 0
+        while cap.isOpened() and cap.grab():
+            count += 1
+        return count
+    finally:
+        cap.release()
+
+
+def _check_disk(scratch: Path) -> None:
+    """A full disk named as such (not as a codec problem), with the video it was writing."""
+    free = free_bytes(scratch.parent)
+    if free < FULL_DISK:
+        video = scratch.parent / "video.mp4"
+        raise BenchError(f"{video}: cannot write (no space left on device: {free // 1024} KiB free); free "
+                         "some space or choose another --out, then rerun")
 
 
 def make_strip(blur: np.ndarray, deblurred: np.ndarray, frames: np.ndarray,
