@@ -76,9 +76,10 @@ def write_run(runs: Path, label: str, method: str, frames: int = 9, seed: int = 
     dataset = dataset or f"synthetic-{profile}-{frames}f"
     weights_from = None if weights is not None else "scored.pt"
     config = RunConfig(run_id="", method=method, family="paper", profile=profile, overrides=overrides,
-                       resolved_profile={"name": profile, "label": label}, dataset=dataset, data_sha256=digest,
-                       frames=frames, seed=seed, stages=({"name": "dm"},) if trained else (),
-                       weights_from=weights_from, weights_from_sha256="e" * 64 if weights_from else None)
+                       resolved_profile={"name": profile, "label": label}, dataset=dataset,
+                       data_sha256=digest, frames=frames, seed=seed,
+                       stages=({"name": "dm"},) if trained else (), weights_from=weights_from,
+                       weights_from_sha256="e" * 64 if weights_from else None)
     run_id = config_run_id(config)
     config = replace(config, run_id=run_id)
     folder = runs / run_id

@@ -109,7 +109,8 @@ def test_load_reads_every_run_with_status(store: Path) -> None:
                                 & (runs["eval_set"] == "")])
     assert len(samples) == 6 * 4 and set(samples["sample"]) == {"s0", "s1", "s2", "s3"}
     means = samples.groupby("run_id")["eq6"].mean()
-    assert means[find(store, "ours-7f-s1").name] == pytest.approx(60.1)  # per-sample rows average to the aggregate
+    # Per-sample rows average to the aggregate.
+    assert means[find(store, "ours-7f-s1").name] == pytest.approx(60.1)
     failed = runs[runs["status"] == "failed"]
     assert list(failed["method"]) == ["ours-gt-center"] and "out of memory" in failed["error"].iloc[0]
     ours = runs[(runs["method"] == "ours") & (runs["frames"] == 7) & (runs["seed"] == 1)].iloc[0]

@@ -56,7 +56,8 @@ def test_runs_dir_precedence(monkeypatch, tmp_path):
 
 def label(record: RunRecord) -> str:
     """The `records.write_run` label of a record (its folder's name for a hand-made folder)."""
-    return record.config.resolved_profile.get("label", record.path.name) if record.config else record.path.name
+    config = record.config
+    return config.resolved_profile.get("label", record.path.name) if config else record.path.name
 
 
 def test_iter_and_latest_run_pick_the_newest_intact_finished_run(tmp_path):
