@@ -29,6 +29,7 @@ from bench.fileio import FolderLock, atomic_write_json, read_json, sha256_file, 
 from bench.registry import get_method
 from bench.store import (
     CONFIG,
+    CURVES,
     ENV,
     METRICS,
     WEIGHTS,
@@ -38,14 +39,11 @@ from bench.store import (
     checked_name,
     eval_folder_name,
     load_weights,
-    read_config,
-    read_curves,
-    read_env,
-    read_metrics,
+    read_record,
     run_id,
+    run_request,
     runs_dir,
     save_weights,
-    verify_weights,
 )
 from bench.train import LOCAL, Dist, StageResult, barrier, train_method, trained_state_dicts
 
@@ -122,11 +120,9 @@ def identity(spec: RunSpec, method: MethodAPI, profile: Profile, set_folder: Pat
     keys = {} if spec.weights else {name: key for name, (key, _) in
                                     stage_keys(method, profile, set_folder, spec.seed, device).items()}
     scoring = run_code(method, asdict(profile.model))
-    resolved = {"method": method.name, "profile": to_dict(profile),
-                "dataset": checked_name(set_folder.name, "prepared set"), "data_sha256": digest,
-                "frames": spec.frames, "seed": spec.seed, "eval_set": "test",
-                "weights_sha256": sha256_file(spec.weights) if spec.weights else None,
-                "stage_keys": keys, "scoring_code": stable_hash(scoring, 16)}
+    weights_digest = sha256_file(spec.weights) if spec.weights else None
+    resolved = run_request(method.name, to_dict(profile), checked_name(set_folder.name, "prepared set"),
+                           digest, spec.frames, spec.seed, weights_digest, keys, stable_hash(scoring, 16))
     evals = eval_folder_name(eval_folder.name, eval_digest) if spec.eval_data else None
     return Identity(resolved, run_id(method.name, resolved), digest, eval_folder.name, eval_digest, evals,
                     keys, scoring)
@@ -173,6 +169,7 @@ def _execute(spec: RunSpec, dist: Dist, log: Any, reading: ExitStack) -> RunOutc
                 outcome = RunOutcome(folder, stored, cached=True, metrics_path=metrics_path)
             else:
                 _ready_to_write(lock, store, ident.run_id)
+                _clear_way(folder, out_dir)
                 _check_inputs(method, profile, set_folder, eval_folder, device, weights)
                 _write_config(folder, out_dir, spec, method, profile, ident, device)
         flag = [outcome is not None]
@@ -200,6 +197,19 @@ def _ready_to_write(lock: FolderLock, store: Path, rid: str) -> None:
     if not lock.held:
         raise BenchError(f"{store}: read-only, and {rid} has no intact finished result to reuse; pass a "
                          "writable --runs-dir to train and store it")
+
+
+def _clear_way(folder: Path, out_dir: Path) -> None:
+    """Before any work: a folder where the run writes one of its files (metrics.json made a folder) is
+    removed when empty, so the entry is rebuilt; a non-empty one is refused in one line, as an atomic write
+    cannot replace it and what it holds is not the suite's to delete."""
+    for path in (folder / CONFIG, folder / WEIGHTS, folder / CURVES, out_dir / ENV, out_dir / METRICS):
+        if path.is_dir() and not path.is_symlink():
+            try:
+                path.rmdir()
+            except OSError:
+                raise BenchError(f"{path}: a folder where bench run writes a file, and not empty; move it "
+                                 "away and rerun") from None
 
 
 def _check_inputs(method: Any, profile: Profile, set_folder: Path, eval_folder: Path, device: Any,
@@ -269,7 +279,7 @@ def stored_result(spec: RunSpec, folder: Path, out_dir: Path, ident: Identity, l
                 f"{ident.run_id}")
         return None
     try:
-        metrics = _check_stored(spec, folder, path, ident)
+        metrics = _check_stored(folder, out_dir, ident)
     except RecordError as err:
         log(f"{ident.run_id}: {err}; recomputing")
         return None
@@ -279,23 +289,26 @@ def stored_result(spec: RunSpec, folder: Path, out_dir: Path, ident: Identity, l
     return metrics
 
 
-def _check_stored(spec: RunSpec, folder: Path, path: Path, ident: Identity) -> RunMetrics:
-    """The stored metrics when config, env, metrics (and, for the run's own result, weights and curves)
-    are intact and name these data; RecordError with the first problem otherwise."""
-    config, _ = read_config(folder), read_env(path.parent)
-    metrics = read_metrics(path)
+def _check_stored(folder: Path, out_dir: Path, ident: Identity) -> RunMetrics:
+    """The stored metrics at `out_dir` when the store's one verdict on them (`read_record`, what `list` and
+    `report` show too) is finished or failed and they were computed from exactly these data; RecordError
+    with the first problem otherwise."""
+    record = read_record(folder)
+    if record is None:
+        raise RecordError(f"{folder / CONFIG}: missing")
+    entry = record if out_dir == folder else next((e for e in record.evals if e.path == out_dir), None)
+    if entry is None:
+        raise RecordError(f"{out_dir}: not a folder")
+    if entry.problem:
+        raise RecordError(entry.problem, entry.problem_kind)
+    metrics = entry.metrics
+    if metrics is None:
+        raise RecordError(f"{out_dir / METRICS}: missing")
     if metrics.status == "failed":
         return metrics
-    if (config.data_sha256, metrics.data_sha256, metrics.eval_sha256) != \
-            (ident.data_sha256, ident.data_sha256, ident.eval_sha256):
-        raise RecordError(f"{path}: computed from other data than {ident.eval_dataset} as prepared now")
-    if ident.evals_folder is None and spec.weights is None:
-        if metrics.weights_sha256 is None:
-            raise RecordError(f"{path}: records no weights.pt for a trained run")
-        problem = verify_weights(folder, metrics)
-        if problem:
-            raise RecordError(problem)
-        read_curves(folder)
+    if (metrics.data_sha256, metrics.eval_sha256) != (ident.data_sha256, ident.eval_sha256):
+        raise RecordError(f"{out_dir / METRICS}: computed from other data than {ident.eval_dataset} as "
+                          "prepared now")
     return metrics
 
 
@@ -359,7 +372,8 @@ def _write_config(folder: Path, out_dir: Path, spec: RunSpec, method: MethodAPI,
                        dataset=ident.resolved["dataset"], data_sha256=ident.data_sha256, frames=spec.frames,
                        seed=spec.seed, stages=stages,
                        weights_from=str(spec.weights) if spec.weights else None,
-                       weights_from_sha256=ident.resolved["weights_sha256"])
+                       weights_from_sha256=ident.resolved["weights_sha256"],
+                       stage_keys=ident.resolved["stage_keys"], scoring_code=ident.resolved["scoring_code"])
     atomic_write_json(folder / CONFIG, config.to_json())
     atomic_write_json(out_dir / ENV, environment(str(device)))
 

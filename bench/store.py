@@ -169,7 +169,7 @@ def _check_weights(path: Path, payload: dict) -> None:
 #   runs/dryrun/<method>-<device>-<hash>.json      a `bench run --dry-run` timing (not a run)
 
 DRY_RUNS = "dryrun"  # `bench run --dry-run` timings (bench/trainperf.py), never results
-RECORD_VERSION = 2  # config.json "record"; entries without it predate data digests and are never reused
+RECORD_VERSION = 3  # config.json "record"; 2 had no code identity, 1 no data digests: never reused
 CONFIG, ENV, METRICS, CURVES, WEIGHTS = "config.json", "env.json", "metrics.json", "curves.json", "weights.pt"
 STORE_FOLDERS = ("stages", "perf", DRY_RUNS)  # folders of the store that hold no run: the stage cache,
 #   bench perf, bench run --dry-run
@@ -259,6 +259,8 @@ class RunConfig:
     stages: tuple[dict, ...]  # the training schedule: name, trains, lr, init_from, batch, iters_keys
     weights_from: str | None  # `--weights FILE` scored instead of training, else None
     weights_from_sha256: str | None  # that file's sha256
+    stage_keys: dict  # stage name -> its cache key, which follows the stage's code (empty with --weights)
+    scoring_code: str  # digest of the code its evaluation runs (`bench.code_identity.run_code`)
 
     def to_json(self) -> dict:
         return dict(asdict(self), record=RECORD_VERSION, overrides=list(self.overrides),
@@ -267,8 +269,10 @@ class RunConfig:
     @classmethod
     def from_json(cls, data: dict, path: Path) -> RunConfig:
         if data.get("record") != RECORD_VERSION:
-            raise RecordError(f"{path}: stored before data digests were recorded (no record "
-                              f"{RECORD_VERSION}); it is never reused: rerun its bench run command", "legacy")
+            when = "before data digests were recorded" if "record" not in data else \
+                f"by an older version of the suite (record {data['record']!r}, not {RECORD_VERSION})"
+            raise RecordError(f"{path}: stored {when}; it is never reused: rerun its bench run command",
+                              "legacy")
         values = _get_all(data, _field_kinds(cls), path)
         if not all(isinstance(o, str) for o in values["overrides"]) or \
                 not all(isinstance(s, dict) for s in values["stages"]):
@@ -396,6 +400,8 @@ def read_metrics(path: Path | str) -> RunMetrics | None:
     """The checked metrics.json at `path`; None when there is none yet; RecordError when damaged."""
     path = Path(path)
     if not path.is_file() and not path.is_symlink():
+        if path.exists():  # a folder or a special file where the result belongs
+            raise RecordError(f"{path}: not a file")
         return None
     return RunMetrics.from_json(_load_object(path), path)
 
@@ -498,16 +504,20 @@ def read_record(folder: Path | str) -> RunRecord | None:
     except RecordError as err:  # the evaluations of a pre-digest or unreadable run share its problem
         evals = tuple(EvalRecord(p, None, str(err), err.kind) for p in places)
         return RunRecord(folder, None, None, None, str(err), err.kind, evals)
-    evals = tuple(_read_eval(p) for p in places)
+    evals = tuple(_agreeing_eval(e, config) for e in map(_read_eval, places))
     try:
         if config.run_id != folder.name:
             raise RecordError(f"{folder / CONFIG}: run_id {config.run_id!r} is not the folder's name")
+        check_config_identity(config, folder / CONFIG)
         metrics = read_metrics(folder / METRICS)
         env = read_env(folder) if metrics is not None else None  # the environment of the result
         if metrics is not None and metrics.run_id != folder.name:
             raise RecordError(f"{folder / METRICS}: run_id {metrics.run_id!r} is not the folder's name")
+        if metrics is not None and metrics.status == "finished":
+            check_metrics_agree(metrics, config, folder / METRICS, own=True)
         if metrics is not None and metrics.weights_sha256 is not None:
             _check_weights_size(folder / WEIGHTS, metrics.weights_bytes)
+            _raise_problem(verify_weights(folder, metrics))  # every reader, every time: one verdict
         if metrics is not None and metrics.status == "finished":
             read_curves(folder)
     except RecordError as err:
@@ -547,6 +557,93 @@ def verify_weights(folder: Path | str, metrics: RunMetrics) -> str | None:
     except OSError as err:
         return f"{path}: unreadable ({err.strerror or err})"
     return None if digest == metrics.weights_sha256 else f"{path}: its sha256 differs from the one recorded"
+
+
+def run_request(method: str, profile: dict, dataset: str, data_sha256: str, frames: int, seed: int,
+                weights_sha256: str | None, stage_keys: dict, scoring_code: str) -> dict:
+    """What a run id hashes (`run_id`): the request, resolved. `bench.run.identity` builds a new run's id
+    from it and `check_config_identity` a stored one's, so both follow the same definition."""
+    return {"method": method, "profile": profile, "dataset": dataset, "data_sha256": data_sha256,
+            "frames": frames, "seed": seed, "eval_set": "test", "weights_sha256": weights_sha256,
+            "stage_keys": stage_keys, "scoring_code": scoring_code}
+
+
+def config_run_id(config: RunConfig) -> str:
+    """The run id that a config.json's own fields give."""
+    return run_id(config.method, run_request(config.method, config.resolved_profile, config.dataset,
+                                             config.data_sha256, config.frames, config.seed,
+                                             config.weights_from_sha256, config.stage_keys,
+                                             config.scoring_code))
+
+
+def check_config_identity(config: RunConfig, path: Path) -> None:
+    """RecordError unless config.json hashes to its own run id and names the profile it resolved: a config
+    edited to another method, profile, set, N or seed (or copied from another run) never passes as this
+    run."""
+    derived = config_run_id(config)
+    if derived != config.run_id:
+        raise RecordError(f"{path}: its fields give run id {derived}, not {config.run_id} (edited, or copied "
+                          "from another run)")
+    if config.resolved_profile.get("name") != config.profile:
+        raise RecordError(f"{path}: profile {config.profile!r} is not the one it resolved "
+                          f"({config.resolved_profile.get('name')!r})")
+
+
+def check_metrics_agree(metrics: RunMetrics, config: RunConfig, path: Path, own: bool) -> None:
+    """RecordError unless a finished metrics.json names the run of `config`: its id, method, profile,
+    training set and digest, N and seed; the run's own result (`own`) also scored that set, and records its
+    weights.pt unless the run scored a `--weights` file."""
+    fields = ("run_id", "method", "profile", "dataset", "data_sha256", "frames", "seed")
+    for name in fields:
+        if getattr(metrics, name) != getattr(config, name):
+            raise RecordError(f"{path}: {name} {getattr(metrics, name)!r} is not the run's "
+                              f"{getattr(config, name)!r} (config.json)")
+    if not own:
+        return
+    if (metrics.eval_dataset, metrics.eval_sha256) != (config.dataset, config.data_sha256):
+        raise RecordError(f"{path}: scored {metrics.eval_dataset}, not the run's own set {config.dataset}")
+    if config.weights_from is None and metrics.weights_sha256 is None:
+        raise RecordError(f"{path}: records no weights.pt for a trained run")
+
+
+def _agreeing_eval(evaluation: EvalRecord, config: RunConfig) -> EvalRecord:
+    """`evaluation`, or the same marked damaged when its finished metrics.json names another run."""
+    metrics = evaluation.metrics
+    if evaluation.problem or metrics is None or metrics.status != "finished":
+        return evaluation
+    try:
+        check_metrics_agree(metrics, config, evaluation.path / METRICS, own=False)
+    except RecordError as err:
+        return EvalRecord(evaluation.path, None, str(err), err.kind)
+    return evaluation
+
+
+def _raise_problem(problem: str | None) -> None:
+    if problem:
+        raise RecordError(problem)
+
+
+def stage_record_problem(stage: str, summary: dict, curve: Any, path: Path) -> str | None:
+    """Why a stage's stored summary and loss curve (its stage.json) cannot go into a run's metrics.json and
+    curves.json, or None when they can: the checks `read_metrics` and `read_curves` make, made before they
+    are copied, so a damaged stage.json never yields a record that the next run rejects."""
+    try:
+        _check_validation({stage: summary}, path)
+    except RecordError as err:
+        return str(err)
+    try:
+        _check_curves({stage: curve}, path, "'curve' of stage {stage!r}")
+    except RecordError as err:
+        return str(err)
+    if not _is_number(summary.get("time_s")):
+        return f"{path}: 'time_s' is {summary.get('time_s')!r}, not a number"
+    probe = summary.get("probe_loss")
+    if probe is not None and not (isinstance(probe, list) and len(probe) == 2
+                                  and all(map(_is_number, probe))):
+        return f"{path}: 'probe_loss' is not a [before, after] pair of numbers"
+    if summary.get("execution") is not None and not isinstance(summary["execution"], dict):
+        return f"{path}: 'execution' is not an object"
+    return None
 
 
 # --- stored bench perf results -----------------------------------------------------------------------------

@@ -33,9 +33,11 @@ logs and writes checkpoints; all ranks read them on resume (one machine, or a sh
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import math
 import os
 import time
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -50,7 +52,7 @@ from bench.data.loaders import collate
 from bench.errors import BenchError
 from bench.execution import BatchStream, Execution, on_device
 from bench.fileio import FolderLock, atomic_torch_save, atomic_write_json, read_json, sha256_file, stable_hash
-from bench.store import load_payload
+from bench.store import load_payload, stage_record_problem
 
 if TYPE_CHECKING:
     from bench.validation import Validation
@@ -289,6 +291,59 @@ def _on_cpu(value: Any) -> Any:
 CKPT_FIX = "delete the stage folder or rerun with --fresh"  # what to do about an unusable stage checkpoint
 
 
+CKPT_KEYS = ("iteration", "curve", "window", "time_s", "state_dicts", "optimizer", "digest")
+
+
+def checkpoint_digest(payload: dict) -> str:
+    """The sha256 of a checkpoint's content (every key but "digest"; tensors by dtype, shape and bytes),
+    stored in the checkpoint itself: a bit flipped anywhere in its tensors or fields no longer matches,
+    where `torch.load` alone would hand back the flipped numbers."""
+    h = hashlib.sha256()
+    _digest_into(h, {k: v for k, v in payload.items() if k != "digest"})
+    return h.hexdigest()
+
+
+def _digest_into(h: Any, value: Any) -> None:
+    if torch.is_tensor(value):
+        t = value.detach().cpu().contiguous()
+        h.update(f"T{t.dtype}{tuple(t.shape)}".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy())
+    elif isinstance(value, dict):
+        h.update(b"{")
+        for key, item in sorted(value.items(), key=lambda kv: repr(kv[0])):
+            h.update(repr(key).encode() + b":")
+            _digest_into(h, item)
+        h.update(b"}")
+    elif isinstance(value, (list, tuple)):
+        h.update(b"[")
+        for item in value:
+            _digest_into(h, item)
+        h.update(b"]")
+    else:
+        h.update(repr(value).encode() + b";")
+
+
+def checkpoint_problem(path: Path, trains: Iterable[str]) -> str | None:
+    """Why the stage checkpoint at `path` cannot be used, in one line, or None: unloadable (truncated,
+    unsafe), without the digest of its content or with another one (bit flips; checkpoints from before
+    the digest), or holding other components than the stage's `trains` (another stage's checkpoint)."""
+    fix = "the stage is retrained"
+    try:
+        payload = load_payload(path, fix, kind="checkpoint")
+    except BenchError as err:
+        return str(err).removesuffix(f"; {fix}")
+    missing = [k for k in CKPT_KEYS if k not in payload]
+    if missing:
+        return f"{path}: not a stage checkpoint of this version (no {', '.join(missing)})"
+    if payload["digest"] != checkpoint_digest(payload):
+        return f"{path}: its content differs from its recorded digest (corrupted)"
+    held, wanted = payload["state_dicts"], sorted(set(trains))
+    if not isinstance(held, dict) or sorted(held) != wanted:
+        return f"{path}: holds the components {sorted(held) if isinstance(held, dict) else held}, " \
+               f"not the stage's {wanted}"
+    return None
+
+
 def stage_weights(folder: Path) -> dict[str, dict]:
     """The trained components' state dicts of a stage folder's checkpoint."""
     return load_payload(Path(folder) / CKPT, CKPT_FIX)["state_dicts"]
@@ -384,13 +439,17 @@ class StageRun:
                                                          **extra})
 
     def reuse(self, fresh: bool) -> bool:
-        """Take a finished folder's results (True), or clear it for a fresh start when asked."""
+        """Take a finished folder's results (True), or clear it for a fresh start when asked; damage is
+        cleared first (`repair`), so what is reused or resumed is intact."""
         barrier(self.dist)
-        info = read_json(self.folder / STAGE_JSON) or {}
-        if fresh and self.dist.main and info:
-            (self.folder / CKPT).unlink(missing_ok=True)
-            info = {}
+        if self.dist.main:
+            if fresh and read_json(self.folder / STAGE_JSON):
+                (self.folder / CKPT).unlink(missing_ok=True)
+            else:
+                self.repair()
         barrier(self.dist)
+        info = read_json(self.folder / STAGE_JSON)
+        info = info if isinstance(info, dict) else {}
         if info.get("status") != "finished" or not (self.folder / CKPT).is_file():
             return False
         result = self.result
@@ -398,6 +457,40 @@ class StageRun:
         result.curve, result.probe_loss = info.get("curve", []), info.get("probe_loss")
         result.validation, result.execution = info.get("validation"), info.get("execution")
         return True
+
+    def repair(self) -> None:
+        """Main rank, holding the stage's lock: a damaged checkpoint is deleted, so the stage retrains from
+        the start; a finished stage.json that cannot be served (`record_problem`) is deleted, so the stage
+        is rebuilt from its checkpoint (the remaining iterations, often none). One line each."""
+        ckpt, record = self.folder / CKPT, self.folder / STAGE_JSON
+        problem = checkpoint_problem(ckpt, self.stage.trains) if os.path.lexists(ckpt) else None
+        if problem:
+            self.log(f"stage {self.stage.name}: {problem}; retraining it from the start")
+            if ckpt.is_dir() and not ckpt.is_symlink():
+                raise BenchError(f"{ckpt}: a folder where the stage's checkpoint belongs; move it away and "
+                                 "rerun")
+            ckpt.unlink()
+            record.unlink(missing_ok=True)
+            return
+        info = read_json(record)
+        if not isinstance(info, dict) or info.get("status") != "finished":
+            return
+        problem = self.record_problem(info) if ckpt.is_file() else f"{record}: finished, but no {CKPT}"
+        if problem:
+            then = "rebuilding it from its checkpoint" if ckpt.is_file() else "retraining it"
+            self.log(f"stage {self.stage.name}: {problem}; {then}")
+            record.unlink()
+
+    def record_problem(self, info: dict) -> str | None:
+        """Why a finished stage.json cannot be served (None when it can): it names another stage, or a
+        field would make the run's metrics.json or curves.json unreadable (`stage_record_problem`)."""
+        path = self.folder / STAGE_JSON
+        if stable_hash(info.get("identity"), 64) != stable_hash(self.identity, 64) or \
+                info.get("iterations") != self.total:
+            return f"{path}: records another stage than {self.folder.name}"
+        summary = {"time_s": info.get("time_s", 0.0), "probe_loss": info.get("probe_loss"),
+                   "validation": info.get("validation"), "execution": info.get("execution")}
+        return stage_record_problem(self.stage.name, summary, info.get("curve", []), path)
 
     def build(self, prior: dict[str, StageResult]) -> None:
         """Fresh networks and Adam (`build_networks`), then the `init_from` stages' weights."""
@@ -429,6 +522,9 @@ class StageRun:
         """Continue from the folder's checkpoint, or start at 0 (ranks made equal, the probe scored)."""
         ckpt = self.folder / CKPT
         if ckpt.is_file():
+            problem = checkpoint_problem(ckpt, self.stage.trains)  # `repair` removed damage; not since?
+            if problem:
+                raise BenchError(f"{problem}; {CKPT_FIX}")
             state = load_payload(ckpt, CKPT_FIX)
             load_components(self.nets, state["state_dicts"], self.stage.trains, source=ckpt, fix=CKPT_FIX)
             self.optimizer.load_state_dict(state["optimizer"])  # Adam's moments follow the weights
@@ -469,12 +565,13 @@ class StageRun:
         """The checkpoint, every tensor on the CPU, so it resumes on any device (Adam's moments move back to
         the parameters' device on load)."""
         if self.dist.main:
-            atomic_torch_save(self.folder / CKPT, {
+            payload = {
                 "iteration": iteration, "curve": self.curve, "window": self.window, "time_s": self.elapsed,
                 "probe_start": self.probe_start,
                 "validation": self.validation.points if self.validation is not None else [],
                 "state_dicts": {c: _on_cpu(self.nets[c].state_dict()) for c in self.stage.trains},
-                "optimizer": _on_cpu(self.optimizer.state_dict())})
+                "optimizer": _on_cpu(self.optimizer.state_dict())}
+            atomic_torch_save(self.folder / CKPT, dict(payload, digest=checkpoint_digest(payload)))
         barrier(self.dist)
 
     def step(self, it: int, data: dict[str, torch.Tensor], scaler: Any) -> float:

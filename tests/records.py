@@ -5,11 +5,23 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
-from bench.fileio import atomic_write_bytes, atomic_write_json
+from bench.fileio import atomic_write_bytes, atomic_write_json, read_json
 from bench.metrics import COST_METRICS, SAMPLE_METRICS
-from bench.store import CONFIG, CURVES, ENV, METRICS, WEIGHTS, RunConfig, RunMetrics, eval_folder_name
+from bench.store import (
+    CONFIG,
+    CURVES,
+    ENV,
+    METRICS,
+    WEIGHTS,
+    RunConfig,
+    RunMetrics,
+    config_run_id,
+    eval_folder_name,
+    read_config,
+)
 
 DIGEST = "d" * 64  # the content digest of the crafted runs' training set
 
@@ -44,7 +56,7 @@ def metrics(run_id: str, method: str, frames: int, seed: int, values: dict, *, p
                       weights_bytes=len(weights) if weights is not None else None)
 
 
-def write_run(runs: Path, run_id: str, method: str, frames: int = 9, seed: int = 0,
+def write_run(runs: Path, label: str, method: str, frames: int = 9, seed: int = 0,
               values: dict | None = None, *, status: str = "finished", profile: str = "smoke",
               overrides: tuple[str, ...] = (),
               dataset: str = "", digest: str = DIGEST, weights: bytes | None = b"weights",
@@ -54,13 +66,22 @@ def write_run(runs: Path, run_id: str, method: str, frames: int = 9, seed: int =
               training: dict | None = None) -> Path:
     """One run folder: config, env, and a finished (or failed) metrics.json, weights.pt and curves.json;
     `trained` False stores no training stages (a floor such as `blurred`); `training` is metrics.json's
-    per-stage summary."""
-    folder = runs / run_id
+    per-stage summary; `weights` None: scored from a `--weights` file, so it wrote none.
+
+    The folder is named by the run id its config hashes to, as `bench run` names it (the store serves no
+    other); `label` goes into the resolved profile, so runs of different labels are different runs, and
+    `find(runs, label)` finds the folder again."""
     dataset = dataset or f"synthetic-{profile}-{frames}f"
-    config = RunConfig(run_id=run_id, method=method, family="paper", profile=profile, overrides=overrides,
-                       resolved_profile={"name": profile}, dataset=dataset, data_sha256=digest, frames=frames,
-                       seed=seed, stages=({"name": "dm"},) if trained else (), weights_from=None,
-                       weights_from_sha256=None)
+    weights_from = None if weights is not None else "scored.pt"
+    config = RunConfig(run_id="", method=method, family="paper", profile=profile, overrides=overrides,
+                       resolved_profile={"name": profile, "label": label}, dataset=dataset,
+                       data_sha256=digest, frames=frames, seed=seed,
+                       stages=({"name": "dm"},) if trained else (), weights_from=weights_from,
+                       weights_from_sha256="e" * 64 if weights_from else None,
+                       stage_keys={"dm": "dm-000000000000"} if trained else {}, scoring_code="c" * 16)
+    run_id = config_run_id(config)
+    config = replace(config, run_id=run_id)
+    folder = runs / run_id
     atomic_write_json(folder / CONFIG, config.to_json())
     atomic_write_json(folder / ENV, env(commit, dirty, date))
     if status == "failed":
@@ -77,11 +98,26 @@ def write_run(runs: Path, run_id: str, method: str, frames: int = 9, seed: int =
     return folder
 
 
-def write_eval(run: Path, set_name: str, digest: str, values: dict, frames: int = 9,
-               method: str = "ours", commit: str = "abc1234") -> Path:
+def write_eval(run: Path, set_name: str, digest: str, values: dict, commit: str = "abc1234") -> Path:
     """A finished cross-dataset evaluation of `run` on the set `set_name` with content `digest`."""
     folder = run / "evals" / eval_folder_name(set_name, digest)
     atomic_write_json(folder / ENV, env(commit))
-    record = metrics(run.name, method, frames, 0, values, eval_dataset=set_name, eval_digest=digest)
+    config = read_config(run)
+    record = metrics(run.name, config.method, config.frames, config.seed, values, profile=config.profile,
+                     dataset=config.dataset, digest=config.data_sha256, eval_dataset=set_name,
+                     eval_digest=digest)
     atomic_write_json(folder / METRICS, record.to_json())
+    return folder
+
+
+def label_of(folder: Path) -> str | None:
+    """The label `write_run` gave the run in `folder` (None for another folder)."""
+    config = read_json(Path(folder) / CONFIG)
+    profile = config.get("resolved_profile") if isinstance(config, dict) else None
+    return profile.get("label") if isinstance(profile, dict) else None
+
+
+def find(runs: Path, label: str) -> Path:
+    """The folder of the run `write_run` wrote with `label`."""
+    (folder,) = [p for p in Path(runs).iterdir() if label_of(p) == label]
     return folder

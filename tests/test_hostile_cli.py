@@ -10,6 +10,7 @@ tests/test_config.py and tests/test_store.py.
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -289,6 +290,83 @@ def test_malformed_weights_and_metrics_in_the_store(tmp_path: Path, data: Path, 
     assert code == 0 and "'aggregate' is list, not dict; recomputing" in out, err
     redone = json.loads(metrics.read_text())["aggregate"]
     assert {k: redone[k] for k in faults.QUALITY} == {k: good["aggregate"][k] for k in faults.QUALITY}
+
+
+# --- damaged store entries: one verdict, served by no reader, rebuilt by run (issue 25) ---------------------
+
+
+def verdicts(runs: Path) -> tuple[dict, dict]:
+    """What `bench list --runs --json` and the report's loader say of each stored run: (list rows by run,
+    report rows by run)."""
+    from bench.report.load import load_runs
+
+    code, out, err = faults.invoke(["list", "--runs", "--json", "--runs-dir", str(runs)])
+    assert code == 0, err
+    report = {r.run_id: r for r in load_runs(runs).itertuples() if not r.eval_set}
+    return {r["run"]: r for r in json.loads(out)}, report
+
+
+def damage_config(folder: Path, what: str) -> None:
+    config = json.loads((folder / "config.json").read_text())
+    if what == "method":
+        config["method"] = "srn"
+    elif what == "profile":
+        config["profile"] = "quick"
+    else:  # both fields that name the profile: the hash sees it
+        config["profile"] = config["resolved_profile"]["name"] = "quick"
+    (folder / "config.json").write_text(json.dumps(config))
+
+
+def damage_weights(folder: Path) -> None:
+    """One bit flipped in weights.pt, same size: only the digest sees it."""
+    data = bytearray((folder / "weights.pt").read_bytes())
+    data[len(data) // 2] ^= 0x01
+    (folder / "weights.pt").write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("damage, problem", [
+    ("method", "its fields give run id srn-"), ("profile", "profile 'quick' is not the one it resolved"),
+    ("both", "its fields give run id blurred-"), ("weights", "weights.pt: its sha256 differs"),
+])
+def test_a_damaged_record_is_damaged_for_list_report_and_run(tmp_path: Path, data: Path, damage: str,
+                                                             problem: str) -> None:
+    runs = tmp_path / "runs"
+    code, out, err = blurred_run(data, runs, "--no-floor")
+    assert code == 0, err
+    (folder,) = runs.glob("blurred-*")
+    good = json.loads((folder / "metrics.json").read_text())
+    damage_weights(folder) if damage == "weights" else damage_config(folder, damage)
+    listed, reported = verdicts(runs)
+    assert listed[folder.name]["status"] == "damaged" and problem in listed[folder.name]["problem"]
+    assert reported[folder.name].status == "damaged" and problem in reported[folder.name].error
+    assert math.isnan(reported[folder.name].eq6)  # no number of it is served, under any method's name
+    code, out, err = blurred_run(data, runs, "--no-floor")
+    assert code == 0 and f"{folder.name}: " in out and f"{problem}" in out and "; recomputing" in out, err
+    listed, reported = verdicts(runs)
+    assert listed[folder.name]["status"] == reported[folder.name].status == "finished"
+    assert listed[folder.name]["method"] == "blurred"
+    redone = json.loads((folder / "metrics.json").read_text())
+    assert faults.quality(redone) == faults.quality(good)
+
+
+def test_a_metrics_json_that_is_a_folder_is_damaged_and_rebuilt(tmp_path: Path, data: Path) -> None:
+    runs = tmp_path / "runs"
+    assert blurred_run(data, runs, "--no-floor")[0] == 0
+    (folder,) = runs.glob("blurred-*")
+    (folder / "metrics.json").unlink()
+    (folder / "metrics.json").mkdir()
+    listed, reported = verdicts(runs)
+    assert listed[folder.name]["status"] == reported[folder.name].status == "damaged"
+    assert listed[folder.name]["problem"] == f"{folder / 'metrics.json'}: not a file"
+    (folder / "metrics.json" / "note.txt").write_text("the user's")
+    code, _, err = blurred_run(data, runs, "--no-floor")  # refused before any work: it holds a file
+    assert error_line(code, err) == (f"error: {folder / 'metrics.json'}: a folder where bench run writes a "
+                                     "file, and not empty; move it away and rerun")
+    assert (folder / "metrics.json" / "note.txt").read_text() == "the user's"
+    (folder / "metrics.json" / "note.txt").unlink()
+    code, out, err = blurred_run(data, runs, "--no-floor")  # empty: rebuilt
+    assert code == 0 and "metrics.json: not a file; recomputing" in out, err
+    assert verdicts(runs)[0][folder.name]["status"] == "finished"
 
 
 # --- cryptic or late errors ---------------------------------------------------------------------------------

@@ -243,7 +243,7 @@ def test_latest_run_in_store_is_used(tmp_path: Path, photos: dict[str, Path], we
     assert (out / "rgb" / "video.gif").is_file() and not (out / "rgb" / "video.mp4").exists()
     assert not (out / "rgb" / "frames").exists()  # png not asked for
     # The run can also be named by id; --tile forces two 32-pixel tiles on this 29x37 photo.
-    again = CliRunner().invoke(command, [str(photos["rgb.png"]), "--run", "ours-abc", "--runs-dir",
+    again = CliRunner().invoke(command, [str(photos["rgb.png"]), "--run", run.name, "--runs-dir",
                                          str(tmp_path / "runs"), "--out", str(out), "--format", "png",
                                          "--tile", "32"])
     assert again.exception is None, again.output

@@ -35,9 +35,9 @@ def test_methods_json_lists_every_method_and_component_with_its_size():
 
 
 def test_runs_and_profiles_sections(tmp_path):
-    write_run(tmp_path / "runs", "ours-abc", "ours", 9, status="failed", digest="e" * 64)
+    folder = write_run(tmp_path / "runs", "ours-abc", "ours", 9, status="failed", digest="e" * 64)
     rows = json.loads(_run("--runs", "--json", "--runs-dir", str(tmp_path / "runs")))
-    assert len(rows) == 1 and rows[0]["run"] == "ours-abc" and rows[0]["status"] == "failed"
+    assert len(rows) == 1 and rows[0]["run"] == folder.name and rows[0]["status"] == "failed"
     assert rows[0]["data_sha256"] == "e" * 64 and rows[0]["problem"] is None
     profiles = json.loads(_run("--profiles", "--json"))
     assert [p["name"] for p in profiles] == ["smoke", "quick", "paper"]

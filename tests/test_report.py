@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 from PIL import Image
-from records import write_eval, write_run
+from records import find, label_of, write_eval, write_run
 
 from bench.report import build_report, expected_cells, parse_formats
 from bench.report.claims import HELD, NOT_HELD, NOT_MEASURED, evaluate_claims, paper_size_mb, stat
@@ -87,7 +87,7 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
         make_run(runs, "srn", 9, seed, samples=0, **base_values("srn", seed))
     make_run(runs, "ours-gt-center", 9, 0, status="failed")
     (runs / "stages").mkdir()  # the shared stage cache is not a run
-    write_eval(runs / "ours-9f-s0", "synthetic-other-9f", "a" * 64, {"eq6": 77.5})
+    write_eval(find(runs, "ours-9f-s0"), "synthetic-other-9f", "a" * 64, {"eq6": 77.5})
     return runs
 
 
@@ -105,7 +105,8 @@ def test_load_reads_every_run_with_status(store: Path) -> None:
                                 & (runs["eval_set"] == "")])
     assert len(samples) == 6 * 4 and set(samples["sample"]) == {"s0", "s1", "s2", "s3"}
     means = samples.groupby("run_id")["eq6"].mean()
-    assert means["ours-7f-s1"] == pytest.approx(60.1)  # per-sample rows average to the aggregate
+    # Per-sample rows average to the aggregate.
+    assert means[find(store, "ours-7f-s1").name] == pytest.approx(60.1)
     failed = runs[runs["status"] == "failed"]
     assert list(failed["method"]) == ["ours-gt-center"] and "out of memory" in failed["error"].iloc[0]
     ours = runs[(runs["method"] == "ours") & (runs["frames"] == 7) & (runs["seed"] == 1)].iloc[0]
@@ -115,9 +116,9 @@ def test_load_reads_every_run_with_status(store: Path) -> None:
 
 
 def test_curves_and_samples_are_parsed(store: Path) -> None:
-    curves = load_curves(store / "ours-7f-s0")
+    curves = load_curves(find(store, "ours-7f-s0"))
     assert curves == {"dm": ([2.0, 4.0, 6.0], [0.9, 0.5, 0.3])}
-    found = load_sample_images(store / "ours-9f-s0")
+    found = load_sample_images(find(store, "ours-9f-s0"))
     assert set(found) == {"s0"}
     assert found["s0"]["blur"].name == "s0_blur.png" and found["s0"]["deblurred"].name == "s0_deblurred.png"
     assert [p.name for p in found["s0"]["frame"]] == [f"s0_frame{t}.png" for t in range(1, 10)]
@@ -470,7 +471,7 @@ def test_report_into_a_folder_of_user_files_leaves_every_one_byte_identical(stor
     smaller = tmp_path / "runs"
     smaller.mkdir()
     for folder in store.iterdir():
-        if folder.name.startswith(("ours-9f", "blurred-9f")):
+        if (label_of(folder) or "").startswith(("ours-9f", "blurred-9f")):
             (smaller / folder.name).symlink_to(folder)
     code, _, err = faults.invoke([*args[:2], str(smaller), *args[3:]])
     assert code == 0, err

@@ -14,6 +14,7 @@ from records import metrics, write_eval, write_run
 from bench.errors import BenchError
 from bench.fileio import FolderLock, atomic_write_json, stable_hash
 from bench.store import (
+    RunRecord,
     checked_name,
     iter_runs,
     latest_run,
@@ -52,6 +53,12 @@ def test_runs_dir_precedence(monkeypatch, tmp_path):
     assert str(runs_dir(None)) == "runs"
 
 
+def label(record: RunRecord) -> str:
+    """The `records.write_run` label of a record (its folder's name for a hand-made folder)."""
+    config = record.config
+    return config.resolved_profile.get("label", record.path.name) if config else record.path.name
+
+
 def test_iter_and_latest_run_pick_the_newest_intact_finished_run(tmp_path):
     now = time.time()
     old = write_run(tmp_path, "ours-a", "ours", 9)
@@ -65,11 +72,12 @@ def test_iter_and_latest_run_pick_the_newest_intact_finished_run(tmp_path):
         os.utime(folder / "metrics.json", (now - age, now - age))
     (tmp_path / "stages" / "x").mkdir(parents=True)
     (tmp_path / "no-config").mkdir()
-    runs = iter_runs(tmp_path)
-    assert [r.path.name for r in runs] == ["ours-a", "ours-b", "ours-c", "ours-d", "ours-e", "ours-f"]
-    assert [r.status for r in runs] == ["finished", "finished", "failed", "incomplete", "finished", "damaged"]
-    assert runs[3].metrics is None and runs[2].metrics.error == "boom: out of memory"
-    assert "weights.pt: 5 bytes, not the 7 the run wrote" in runs[5].problem
+    runs = {label(r): r for r in iter_runs(tmp_path)}
+    assert sorted(runs) == ["ours-a", "ours-b", "ours-c", "ours-d", "ours-e", "ours-f"]
+    assert [runs[k].status for k in sorted(runs)] == ["finished", "finished", "failed", "incomplete",
+                                                      "finished", "damaged"]
+    assert runs["ours-d"].metrics is None and runs["ours-c"].metrics.error == "boom: out of memory"
+    assert "weights.pt: 5 bytes, not the 7 the run wrote" in runs["ours-f"].problem
     assert latest_run(tmp_path, "ours") == scored
     assert latest_run(tmp_path, "ours", with_weights=True) == new7
     assert latest_run(tmp_path, "ours", frames=9, with_weights=True) == old
@@ -114,7 +122,7 @@ def test_pre_digest_entries_are_legacy_and_unfinished_curves_or_env_damaged(tmp_
     moved = write_run(tmp_path, "ours-moved", "ours")
     (moved / "config.json").rename(moved / "c")
     atomic_write_json(moved / "config.json", dict(json.loads((moved / "c").read_text()), run_id="ours-other"))
-    records = {r.path.name: r for r in iter_runs(tmp_path)}
+    records = {label(r): r for r in iter_runs(tmp_path)}
     assert records["ours-old"].status == "legacy" and "before data digests" in records["ours-old"].problem
     assert records["ours-env"].status == "damaged" and "'git_commit' is int" in records["ours-env"].problem
     assert records["ours-curves"].status == "damaged" and "curves.json" in records["ours-curves"].problem
@@ -126,9 +134,9 @@ def test_verify_weights_catches_a_same_size_change(tmp_path):
     (record,) = iter_runs(tmp_path)
     assert verify_weights(folder, record.metrics) is None
     (folder / "weights.pt").write_bytes(b"0123456780")
+    assert "sha256 differs" in verify_weights(folder, record.metrics)  # the size check alone cannot see it
     (record,) = iter_runs(tmp_path)
-    assert record.status == "finished"  # the size check alone cannot see it ...
-    assert "sha256 differs" in verify_weights(folder, record.metrics)  # ... the digest does
+    assert record.status == "damaged" and "sha256 differs" in record.problem  # every reader hashes it
 
 
 def test_evaluations_are_named_by_set_and_digest(tmp_path):
