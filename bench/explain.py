@@ -21,27 +21,10 @@ from typing import TYPE_CHECKING, Any
 from bench.errors import BenchError
 
 if TYPE_CHECKING:
-    from bench.config import Profile
     from bench.run import Identity, RunSpec
-    from methods.registry import MethodAPI, Stage
+    from methods.registry import Stage
 
 NAMES_SHOWN = 4  # changed qualified names named in a "why" line before "and N more"
-
-
-def stage_keys(method: MethodAPI, profile: Profile, set_folder: Path, seed: int, device: Any
-               ) -> dict[str, tuple[str, dict]]:
-    """{stage name: (key, identity)} of every stage of `method`, as `bench.train.open_stage` makes them
-    (the same precision, data fingerprint and chain of `init_from` keys), without touching any folder."""
-    from bench.execution import resolve_precision
-    from bench.train import dataset_fingerprint, stage_key
-
-    precision = resolve_precision(profile.train.precision, device)
-    fingerprint = dataset_fingerprint(set_folder)
-    keys: dict[str, tuple[str, dict]] = {}
-    for stage in method.stages:
-        prior = {name: keys[name][0] for name in stage.init_from}
-        keys[stage.name] = stage_key(method, stage, profile, fingerprint, seed, prior, precision=precision)
-    return keys
 
 
 @dataclass(frozen=True)
@@ -79,6 +62,7 @@ def explain(spec: RunSpec) -> RunPlan:
     from bench.devices import resolve_device
     from bench.registry import get_method
     from bench.run import _resolve_set, identity
+    from bench.train import stage_keys
 
     method = get_method(spec.method, spec.frames)
     profile = resolve_profile(spec.profile, spec.overrides)

@@ -45,7 +45,7 @@ from bench.store import (
     runs_dir,
     save_weights,
 )
-from bench.train import LOCAL, Dist, StageResult, barrier, train_method, trained_state_dicts
+from bench.train import LOCAL, Dist, StageResult, barrier, stage_keys, train_method, trained_state_dicts
 
 if TYPE_CHECKING:
     from methods.registry import MethodAPI
@@ -113,7 +113,6 @@ def identity(spec: RunSpec, method: MethodAPI, profile: Profile, set_folder: Pat
     """The content-addressed identity of a run and of its evaluation (module docstring): the stages' keys
     (which follow their code) and the digest of the scoring code join the config and the data."""
     from bench.code_identity import run_code
-    from bench.explain import stage_keys
 
     digest = data_digest(set_folder)
     eval_digest = data_digest(eval_folder) if spec.eval_data else digest

@@ -50,7 +50,7 @@ from bench.components import load_components
 from bench.config import Profile, TrainConfig
 from bench.data.loaders import collate
 from bench.errors import BenchError
-from bench.execution import BatchStream, Execution, on_device
+from bench.execution import BatchStream, Execution, on_device, resolve_precision
 from bench.fileio import FolderLock, atomic_torch_save, atomic_write_json, read_json, sha256_file, stable_hash
 from bench.store import load_payload, stage_record_problem
 
@@ -682,6 +682,19 @@ class StageRun:
                           execution=result.execution)
         barrier(self.dist)
         return result
+
+
+def stage_keys(method: MethodAPI, profile: Profile, set_folder: Path, seed: int, device: Any
+               ) -> dict[str, tuple[str, dict]]:
+    """{stage name: (key, identity)} of every stage of `method`, as `bench.train.open_stage` makes them
+    (the same precision, data fingerprint and chain of `init_from` keys), without touching any folder."""
+    precision = resolve_precision(profile.train.precision, device)
+    fingerprint = dataset_fingerprint(set_folder)
+    keys: dict[str, tuple[str, dict]] = {}
+    for stage in method.stages:
+        prior = {name: keys[name][0] for name in stage.init_from}
+        keys[stage.name] = stage_key(method, stage, profile, fingerprint, seed, prior, precision=precision)
+    return keys
 
 
 def open_stage(method: MethodAPI, stage: Stage, profile: Profile, set_folder: Path, seed: int,
