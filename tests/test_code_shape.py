@@ -135,6 +135,45 @@ def test_no_import_circle_in_bench_or_methods() -> None:
 
 # Import names whose distribution on PyPI is named otherwise; any other import is looked up among the
 # installed distributions, then taken as its own distribution name.
+# docs/DESIGN.md "Parts": the floors of bench/, bottom up, by the name under bench/ (a package or a module).
+FLOORS = (
+    ("errors", "fileio", "metrics", "verdict", "devices", "env", "code_identity", "registry", "components"),
+    ("config", "outputs", "store", "memory"),
+    ("data",),
+    ("execution", "evaluate", "validation", "train", "perf", "loaderperf", "trainperf", "run", "explain",
+     "ablate", "report", "infer"),
+    ("commands", "cli"),
+)
+
+
+def _floor(module: str) -> int | None:
+    parts = module.split(".")
+    if parts[0] != "bench" or len(parts) == 1:
+        return None
+    return next((i for i, names in enumerate(FLOORS) if parts[1] in names), -1)
+
+
+def _floor_breaches(graph: dict[str, set[str]]) -> list[str]:
+    """Imports that reach up a floor, or across the bottom floor to anything but bench.errors."""
+    out = []
+    for module, targets in sorted(graph.items()):
+        mine = _floor(module)
+        for target in sorted(t for t in targets if _floor(t) is not None):
+            theirs = _floor(target)
+            if theirs > mine or (mine == theirs == 0 and target != "bench.errors"):
+                out.append(f"{module} -> {target}")
+    return out
+
+
+def test_every_bench_module_has_a_floor_and_imports_only_downwards() -> None:
+    graph = _import_graph(ROOT, ("bench", "methods"))
+    homeless = [m for m in graph if _floor(m) == -1]
+    assert not homeless, f"modules on no floor (add them to FLOORS and docs/DESIGN.md \"Parts\"): {homeless}"
+    assert _floor_breaches({"bench.fileio": {"bench.store"}}) == ["bench.fileio -> bench.store"]
+    breaches = _floor_breaches(graph)
+    assert not breaches, f"imports that reach up a floor (docs/DESIGN.md \"Parts\"): {breaches}"
+
+
 DISTRIBUTIONS = {"PIL": "Pillow", "cv2": "opencv-python-headless", "skimage": "scikit-image",
                  "yaml": "PyYAML", "sklearn": "scikit-learn", "attr": "attrs"}
 

@@ -129,7 +129,7 @@ def test_describe_sets_lists_both_sets(smoke_data: Path) -> None:
         assert row["splits"]["test"] == sum(s["split"] == "test" for s in m["samples"]) > 0
 
 
-# --- the stat record: verification that hashes only what changed (issue 25) ---------------------------------
+# --- the stat record: verification that hashes only what changed ----------------------------------
 
 
 def _hashed(monkeypatch: pytest.MonkeyPatch) -> list[str]:

@@ -85,7 +85,7 @@ def test_same_run_waits_shared_stage_takes_turns_independent_run_finishes(smoke_
     assert faults.quality(seed0[0]) == faults.quality(seed0[1])
 
 
-# --- a prepared set is locked while it is read (issue 25) ---------------------------------------------------
+# --- a prepared set is locked while it is read ----------------------------------------------------
 
 
 def own_set(smoke_data: Path, tmp_path: Path) -> tuple[Path, Path]:

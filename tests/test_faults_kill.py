@@ -243,7 +243,7 @@ def test_report_kills_leave_no_temporary_files(report_chain: tuple[Chain, Path, 
     assert chain.strays_final == [], chain.strays_final
 
 
-# --- prepare's worker processes die with it (issue 25) ------------------------------------------------------
+# --- prepare's worker processes die with it -------------------------------------------------------
 
 
 def write_clip(path: Path, count: int, seed: int, h: int = 96, w: int = 128) -> None:

@@ -292,7 +292,7 @@ def test_malformed_weights_and_metrics_in_the_store(tmp_path: Path, data: Path, 
     assert {k: redone[k] for k in faults.QUALITY} == {k: good["aggregate"][k] for k in faults.QUALITY}
 
 
-# --- damaged store entries: one verdict, served by no reader, rebuilt by run (issue 25) ---------------------
+# --- damaged store entries: one verdict, served by no reader, rebuilt by run --------------------------
 
 
 def verdicts(runs: Path) -> tuple[dict, dict]:
@@ -459,7 +459,7 @@ def test_measurements_that_would_be_silently_narrowed_are_refused_in_one_line(tm
     assert not (tmp_path / "data").exists()  # nothing prepared or timed
 
 
-# --- issue 25: bounds, special files, late errors -----------------------------------------------------------
+# --- bounds, special files, late errors -----------------------------------------------------------
 
 HUGE = "99999999999999999999"  # past any int64: OverflowError tracebacks before the bounds
 CORES = os.cpu_count() or 1

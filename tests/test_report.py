@@ -609,7 +609,7 @@ def test_every_csv_is_plain_data_with_its_notes_in_the_sidecar(store: Path, tmp_
     runs = tmp_path / "runs"
     shutil.copytree(store, runs, symlinks=True)
     # Cells that break naive CSV: commas, a '#', quotes and a line break inside one error message.
-    error = 'cuda #0, "oom",\nretry with --batch 2'
+    error = 'cuda#0, "oom",\nretry with --batch 2'
     write_run(runs, "ours-9f-s7", "ours", 9, 7, status="failed", error=error)
     if not registry_loads:  # no claims, no video rows, no ablations: header-only tables
         from methods import registry
