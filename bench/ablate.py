@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from bench.metrics import check_claimable, lower_is_better
 from bench.verdict import HELD, NOT_MEASURED
 from bench.verdict import judge as decide  # the one rule of claims, shared with the report
+from methods import registry
 
 if TYPE_CHECKING:
     from bench.store import RunRecord
@@ -30,16 +31,12 @@ if TYPE_CHECKING:
 
 def ablation_names() -> list[str]:
     """Every registered ablation variant, in registry order."""
-    from methods import registry
-
     return registry.names(family="ablation")
 
 
 def claims_of(name: str) -> list[Claim]:
     """The claims an ablation entry carries about itself (the ones it is the losing side of); a BenchError
     when one names a metric outside the vocabulary (`bench.metrics.check_claimable`)."""
-    from methods import registry
-
     claims = [c for c in registry.get(name).claims if c.sides(name)[1] == name]
     for claim in claims:
         check_claimable(claim.metric, f"{name}'s claim {claim.text!r} (methods registry)")

@@ -31,6 +31,7 @@ from typing import Annotated, Any, get_type_hints
 
 from bench.errors import BenchError
 from bench.fileio import parse_json
+from bench.memory import available_memory, require
 
 # --- rules: what a field accepts, declared in its annotation ------------------------------------------------
 
@@ -424,7 +425,6 @@ def check_render_memory(profile: Profile) -> None:
     d = profile.data
     if d.source != "synthetic":
         return
-    from bench.memory import available_memory, require
 
     need = d.height * d.width * RENDER_BYTES_PER_PIXEL
     require(need, available_memory(), f"--set data.height={d.height} --set data.width={d.width}: rendering "

@@ -57,6 +57,7 @@ def cpu_name() -> str:
 
 def device_name(device: str) -> str:
     """Human name of a torch device string ("cuda", "cuda:1", "cpu", "mps"), for every stored figure."""
+    # late: torch-free verbs (list, report) read this module, and `bench --help` must not load torch
     import torch
 
     if device.startswith("cuda") and torch.cuda.is_available():

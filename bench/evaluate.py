@@ -15,10 +15,16 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from torch import nn
 
 from bench import metrics
+from bench.data.images import write_png
+from bench.data.loaders import TestSet
+from bench.errors import BenchError
 from bench.perf import deblur_entry, device_name, inference_params, params_of, size_mb, time_calls
+from bench.store import sample_image_name
+from methods.layers import crop_to, pad_to_multiple
 
 if TYPE_CHECKING:
     from methods.registry import MethodAPI
@@ -44,20 +50,14 @@ def _mean(values: list[float | None], over_defined: bool = False) -> float | Non
 
 
 def _pad(x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
-    from methods.layers import pad_to_multiple
-
     return pad_to_multiple(x, 16)
 
 
 def _crop(x: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
-    from methods.layers import crop_to
-
     return crop_to(x, hw)
 
 
 def _progress(enabled: bool):
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
     return Progress(TextColumn("[bold]evaluate[/] {task.description}"), BarColumn(), MofNCompleteColumn(),
                     TimeRemainingColumn(), disable=not enabled, transient=True)
 
@@ -86,9 +86,6 @@ def _write_samples(out_dir: Path, sid: str, blur: np.ndarray, deblurred: np.ndar
                    sharp: np.ndarray) -> None:
     """The sample images of the run record (`bench.store.sample_image_name`): blur, deblurred, N frames and
     the N true frames."""
-    from bench.data.images import write_png
-    from bench.store import sample_image_name
-
     write_png(out_dir / sample_image_name(sid, "blur"), blur)
     write_png(out_dir / sample_image_name(sid, "deblurred"), deblurred)
     for t in range(frames.shape[0]):
@@ -120,13 +117,9 @@ def score_set(method: MethodAPI, nets: nn.Module, set_folder: Path, profile: Any
     `{"status": "finished", "aggregate": {...}, "samples": [{"id", ...}], "metric_definitions": {...}}` with
     the keys of docs/DESIGN.md "Store"; every value is a plain JSON float or None (never NaN).
     `scored(i, total, item, (deblurred, frames, sharp))` is called after each sample."""
-    from bench.data.loaders import TestSet
-
     device = torch.device(device)
     data = TestSet(set_folder, split="test", limit=profile.data.test_limit or None)
     if len(data) == 0:
-        from bench.errors import BenchError
-
         raise BenchError(f"{set_folder}: the test split is empty; prepare the set again (bench prepare)")
     nets = method.for_inference(nets, device)
 

@@ -37,10 +37,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import cv2
 import torch
 from torch import nn
 
-from bench.data.loaders import to_float
+from bench.data.loaders import make_loader, to_float
 from bench.errors import BenchError
 
 if TYPE_CHECKING:
@@ -207,8 +208,6 @@ class BatchStream:
             self._thread = threading.Thread(target=self._fill, name="bench-batches", daemon=True)
             self._thread.start()
         elif execution.loader == "process":
-            from bench.data.loaders import make_loader
-
             self._iter = iter(make_loader(dataset, execution.workers, execution.device))
         else:
             self._iter = (dataset[i] for i in range(len(dataset)))
@@ -264,8 +263,6 @@ class BatchStream:
 
 def _one_opencv_thread() -> None:
     """OpenCV's own pool would spread a crop over the cores the step uses; one thread makes the batches."""
-    import cv2
-
     cv2.setNumThreads(1)
 
 

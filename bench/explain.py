@@ -18,7 +18,16 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from bench.code_identity import run_code, stage_code
+from bench.config import resolve_profile
+from bench.data.manifest import MANIFEST, default_data_dir, set_name
+from bench.devices import resolve_device
 from bench.errors import BenchError
+from bench.fileio import read_json
+from bench.registry import get_method
+from bench.run import _resolve_set, identity, stored_result
+from bench.store import CONFIG, METRICS, load_payload, load_weights, runs_dir
+from bench.train import CKPT, CKPT_FIX, STAGE_JSON, stage_keys
 
 if TYPE_CHECKING:
     from bench.run import Identity, RunSpec
@@ -56,14 +65,6 @@ class RunPlan:
 
 def explain(spec: RunSpec) -> RunPlan:
     """The plan of one `bench run` (module docstring)."""
-    from bench.code_identity import run_code, stage_code
-    from bench.config import resolve_profile
-    from bench.data.manifest import MANIFEST, default_data_dir, set_name
-    from bench.devices import resolve_device
-    from bench.registry import get_method
-    from bench.run import _resolve_set, identity
-    from bench.train import stage_keys
-
     method = get_method(spec.method, spec.frames)
     profile = resolve_profile(spec.profile, spec.overrides)
     device = resolve_device(spec.device or profile.train.device)
@@ -82,12 +83,9 @@ def explain(spec: RunSpec) -> RunPlan:
         return RunPlan(**base, prepared=False, run_id=None, action="compute", why=why, stages=plans)
     eval_folder = _resolve_set(data_dir, spec.eval_data, spec.frames) if spec.eval_data else set_folder
     if spec.weights:
-        from bench.store import load_weights
-
         load_weights(spec.weights)  # a missing or foreign file is one line, as in bench run
     ident = identity(spec, method, profile, set_folder, eval_folder, device)
     action, why = _run_decision(spec, ident)
-    from bench.store import runs_dir
 
     stages_dir = runs_dir(spec.runs_dir) / "stages"
     keyed = stage_keys(method, profile, set_folder, spec.seed, device) if stages else {}
@@ -97,9 +95,6 @@ def explain(spec: RunSpec) -> RunPlan:
 
 def _run_decision(spec: RunSpec, ident: Identity) -> tuple[str, str]:
     """("reuse" | "compute", why) for the run's result, decided by `bench.run.stored_result`."""
-    from bench.run import stored_result
-    from bench.store import METRICS, runs_dir
-
     folder = runs_dir(spec.runs_dir) / ident.run_id
     out_dir = folder / "evals" / ident.evals_folder if ident.evals_folder else folder
     if spec.fresh:
@@ -113,9 +108,6 @@ def _run_decision(spec: RunSpec, ident: Identity) -> tuple[str, str]:
 def _other_code(store: Path, ident: Identity) -> str:
     """Why no result is stored under this id: a run of the same config and data made by other code, named
     with the stages whose keys differ, when there is one."""
-    from bench.fileio import read_json
-    from bench.store import CONFIG, METRICS
-
     want = ident.resolved
     for folder in sorted(store.glob(f"{want['method']}-*")):
         config, metrics = read_json(folder / CONFIG), read_json(folder / METRICS)
@@ -136,9 +128,6 @@ def _other_code(store: Path, ident: Identity) -> str:
 def _stage_plan(stage: Stage, key: str, identity: dict, stages_dir: Path, fresh: bool, run_reused: bool
                 ) -> StagePlan:
     """What the stage cache would do with one stage (`bench.train.StageRun.reuse` and `resume`)."""
-    from bench.fileio import read_json
-    from bench.train import CKPT, STAGE_JSON
-
     folder = stages_dir / key
     code = tuple(identity["code"])
     info = read_json(folder / STAGE_JSON)
@@ -157,9 +146,6 @@ def _stage_plan(stage: Stage, key: str, identity: dict, stages_dir: Path, fresh:
 
 
 def _resume_plan(stage: Stage, key: str, folder: Path, code: tuple[str, ...]) -> StagePlan:
-    from bench.store import load_payload
-    from bench.train import CKPT, CKPT_FIX
-
     try:
         done = load_payload(folder / CKPT, CKPT_FIX).get("iteration")
     except BenchError as err:
@@ -170,9 +156,6 @@ def _resume_plan(stage: Stage, key: str, folder: Path, code: tuple[str, ...]) ->
 def _nearest(stages_dir: Path, name: str, identity: dict) -> str:
     """Why a stage trains: the cached stage of the same name whose identity differs in the fewest entries,
     and what differs (for the code, which qualified names)."""
-    from bench.fileio import read_json
-    from bench.train import STAGE_JSON
-
     best: tuple[int, Path, dict] | None = None
     for path in sorted(stages_dir.glob(f"{name}-*/{STAGE_JSON}")):
         info = read_json(path)

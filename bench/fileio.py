@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import hashlib
 import io
 import json
@@ -378,8 +379,6 @@ class FolderLock:
         self._fh: Any = None
 
     def __enter__(self) -> FolderLock:
-        import fcntl
-
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._fh = open(self.path, "a+")
@@ -408,8 +407,6 @@ class FolderLock:
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        import fcntl
-
         if self._fh is not None:
             fcntl.flock(self._fh, fcntl.LOCK_UN)
             self._fh.close()

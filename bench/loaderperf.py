@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 
@@ -25,6 +26,9 @@ from bench.config import Profile, get_profile
 from bench.data.loaders import TrainSet, make_loader
 from bench.data.prepare import ensure_prepared
 from bench.devices import resolve_device
+from bench.env import cpu_name
+from bench.perf import device_name, synchronize
+from bench.train import LOCAL, PlannedBatches
 
 STAGES = {  # stage kind -> (fields read, the TrainConfig field of its batch size)
     "dm": (("blur", "center"), "batch_deblur"),
@@ -36,10 +40,6 @@ ROW_KEYS = ("stage", "workers", "samples_per_s", "batch", "crop", "frames", "res
 def measure(folder: Path, profile: Profile, stage: str, workers: int, batches: int,
             device: torch.device, seed: int = 0) -> dict:
     """One row: samples per second of `stage`'s batches through a real DataLoader with `workers`."""
-    from bench.env import cpu_name
-    from bench.perf import device_name, synchronize
-    from bench.train import LOCAL, PlannedBatches
-
     fields, batch_key = STAGES[stage]
     t = profile.train
     batch = int(getattr(t, batch_key))
@@ -79,8 +79,6 @@ def breakdown(folder: Path, profile: Profile, samples: int = 64, seed: int = 0) 
     wall time; `total_cpu` is the CPU time of the whole item, which on a shared machine is the closer
     measure of what one core can do (wall time includes waiting for a core).
     """
-    import cv2
-
     t = profile.train
     ds = TrainSet(folder, t.crop, zoom=(t.zoom_min, t.zoom_max), flip=t.flip, fields=("blur", "sharp"))
     rng = np.random.default_rng(seed)

@@ -12,6 +12,7 @@ with the numbers instead of a 40 GB allocation, an OOM kill or a machine swappin
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from typing import Any
 
@@ -32,6 +33,7 @@ BATCHES_IN_FLIGHT = 3  # the batch in the step, the one prefetched and the one b
 def available_memory(device: Any = None) -> int:
     """Bytes free for tensors on `device` (CUDA: free device memory; else free RAM)."""
     if getattr(device, "type", str(device)) == "cuda":
+        # late: bench.config reads this module, and `bench VERB --help` must not load torch
         import torch
 
         free, _total = torch.cuda.mem_get_info(device)
@@ -60,7 +62,7 @@ def require(need: float, have: float, what: str, fix: str) -> None:
 def parameter_bytes(method: Any, model: dict | None) -> int:
     """Bytes of float32 parameters of `method`'s networks at the widths in `model`, counted on the meta
     device (no memory is allocated)."""
-    import torch
+    import torch  # late (see available_memory)
 
     with torch.device("meta"):
         nets = method.build(model)
@@ -76,7 +78,7 @@ def forward_bytes_per_pixel(method: Any, nets: Any, frames: int, device: Any) ->
     Conservative on purpose: an overestimate only tiles (or refuses) earlier, an underestimate can kill the
     process.
     """
-    import torch
+    import torch  # late (see available_memory)
 
     peak = 0
 
@@ -119,9 +121,7 @@ def check_training_batches(method: Any, train: Any, frames: int, device: Any, pa
 def check_training(method: Any, profile: Any, frames: int, device: Any) -> None:
     """`check_training_batches` for the timing runs (`bench perf --train`, `bench run --dry-run`), which
     build the stages' batches without `check_run`."""
-    import dataclasses
-
-    import torch
+    import torch  # late (see available_memory)
 
     model = dataclasses.asdict(profile.model)
     params = parameter_bytes(method, model)
@@ -136,7 +136,7 @@ def check_run(method: Any, model: dict | None, frames: int, resolution: list[int
     """Refuse a run before its first step when its networks (exact, from the meta device), its training
     batches (`train`, a TrainConfig, when training) or the scoring of one full test frame (probe estimate)
     would not fit in the free memory of `device`."""
-    import torch
+    import torch  # late (see available_memory)
 
     have = available_memory(device)
     params = parameter_bytes(method, model)

@@ -18,8 +18,11 @@ direction, unit and kind (per sample or a cost), and `SAMPLE_METRICS`, `COST_MET
 
 from __future__ import annotations
 
+import contextlib
+import io
 import math
 import os
+import warnings
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -164,6 +167,7 @@ def ssim(a: np.ndarray, b: np.ndarray) -> float:
 
     Range [-1, 1], 1 for identical images. Needs h, w >= 11 (the 11x11 Gaussian window of sigma 1.5).
     """
+    # late: the report and bench.store read this module; scikit-image is slow to import
     from skimage.metrics import structural_similarity
 
     _check_pair(a, b, 3, "ssim")
@@ -317,10 +321,7 @@ def load_lpips() -> tuple[torch.nn.Module | None, str | None]:
 
 @lru_cache(maxsize=2)
 def _load_lpips_cached(path: str, _mtime: int) -> tuple[torch.nn.Module | None, str | None]:
-    import contextlib
-    import io
-    import warnings
-
+    # late: lpips and torch only when LPIPS is computed (the report reads this module without them)
     import lpips
     import torch
 
@@ -352,7 +353,7 @@ def lpips_distance(model: torch.nn.Module, a: np.ndarray, b: np.ndarray) -> floa
 
     Inputs go in as [0, 1] floats with `normalize=True`. Range [0, ~1], 0 for identical images.
     """
-    import torch
+    import torch  # late (see _load_lpips_cached)
 
     _check_pair(a, b, 3, "lpips_distance")
 

@@ -26,11 +26,13 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.profiler import ProfilerActivity, profile
 
-from bench.config import get_profile
+from bench.config import SIDE, get_profile
 from bench.devices import resolve_device
-from bench.env import environment
+from bench.env import cpu_name, environment
 from bench.errors import BenchError
+from bench.memory import available_memory, forward_bytes_per_pixel, require
 from bench.store import PerfResult, RunEnv, runs_dir, store_perf
 from methods import registry
 from methods.layers import count_params
@@ -44,7 +46,6 @@ def device_name(device: torch.device | str) -> str:
         return torch.cuda.get_device_name(device)
     if device.type == "mps":
         return "Apple MPS"
-    from bench.env import cpu_name
 
     return f"{cpu_name() or 'CPU'} ({torch.get_num_threads()} threads)"
 
@@ -254,8 +255,6 @@ def op_breakdown(fn: Callable[[], Any], top: int = 8) -> list[dict[str, Any]]:
     Rows `{"op", "calls", "self_s", "share"}`, largest first, `share` of the profiled total; the rest are
     summed into one `other` row. On CUDA the CPU self time is launch overhead, so this is a CPU tool.
     """
-    from torch.profiler import ProfilerActivity, profile
-
     with torch.inference_mode():
         fn()  # warm-up outside the profile: first calls pick algorithms and allocate
         with profile(activities=[ProfilerActivity.CPU]) as prof:
@@ -304,9 +303,6 @@ def deblur_entry(method: MethodAPI, nets: nn.Module) -> tuple[Callable[[torch.Te
 
 def parse_resolution(text: str) -> tuple[int, int]:
     """`WIDTHxHEIGHT` (e.g. 1280x704, the paper's GoPro test size) -> (height, width)."""
-    from bench.config import SIDE
-    from bench.errors import BenchError
-
     try:
         w, h = (int(v) for v in text.lower().split("x"))
     except ValueError:
@@ -320,8 +316,6 @@ def check_fits(method: MethodAPI, nets: nn.Module, frames: int, hw: tuple[int, i
                resolution: str) -> None:
     """Refuse a measurement whose forward pass would not fit in the free memory of `device`, from the
     parameters and the probe estimate of activations per pixel (`bench.memory`), before allocating it."""
-    from bench.memory import available_memory, forward_bytes_per_pixel, require
-
     h, w = hw
     pixels = (h + (-h) % 16) * (w + (-w) % 16)
     params = sum(p.numel() * p.element_size() for p in nets.parameters())

@@ -20,12 +20,21 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import torch
+import torch.distributed as td
+
+from bench.code_identity import run_code
 from bench.components import load_components
 from bench.config import Profile, resolve_profile, to_dict
-from bench.data.manifest import data_digest
+from bench.data.manifest import damaged_files, data_digest, default_data_dir, load_manifest, split_counts
+from bench.data.prepare import DATA_SEED, ensure_prepared
 from bench.devices import resolve_device
+from bench.env import environment
 from bench.errors import BenchError
+from bench.evaluate import evaluate
+from bench.execution import resolve_threads
 from bench.fileio import FolderLock, atomic_write_json, read_json, sha256_file, stable_hash
+from bench.memory import check_run
 from bench.registry import get_method
 from bench.store import (
     CONFIG,
@@ -45,7 +54,16 @@ from bench.store import (
     runs_dir,
     save_weights,
 )
-from bench.train import LOCAL, Dist, StageResult, barrier, stage_keys, train_method, trained_state_dicts
+from bench.train import (
+    LOCAL,
+    Dist,
+    StageResult,
+    barrier,
+    derive_seed,
+    stage_keys,
+    train_method,
+    trained_state_dicts,
+)
 
 if TYPE_CHECKING:
     from methods.registry import MethodAPI
@@ -112,8 +130,6 @@ def identity(spec: RunSpec, method: MethodAPI, profile: Profile, set_folder: Pat
              eval_folder: Path, device: Any) -> Identity:
     """The content-addressed identity of a run and of its evaluation (module docstring): the stages' keys
     (which follow their code) and the digest of the scoring code join the config and the data."""
-    from bench.code_identity import run_code
-
     digest = data_digest(set_folder)
     eval_digest = data_digest(eval_folder) if spec.eval_data else digest
     keys = {} if spec.weights else {name: key for name, (key, _) in
@@ -138,9 +154,6 @@ def _execute(spec: RunSpec, dist: Dist, log: Any, reading: ExitStack) -> RunOutc
     """`execute`, with the sets' shared locks handed to `reading`."""
     method = get_method(spec.method, spec.frames)
     profile = resolve_profile(spec.profile, spec.overrides)
-    import torch
-
-    from bench.execution import resolve_threads
 
     torch.set_num_threads(resolve_threads(profile.train.threads))  # training and scoring alike
     device = resolve_device(spec.device or profile.train.device, dist.local_rank)
@@ -173,8 +186,6 @@ def _execute(spec: RunSpec, dist: Dist, log: Any, reading: ExitStack) -> RunOutc
                 _write_config(folder, out_dir, spec, method, profile, ident, device)
         flag = [outcome is not None]
         if dist.active:
-            import torch.distributed as td
-
             td.broadcast_object_list(flag, 0)
         if flag[0]:
             return outcome if dist.main else None
@@ -215,9 +226,6 @@ def _check_inputs(method: Any, profile: Profile, set_folder: Path, eval_folder: 
                   weights: dict | None) -> None:
     """What would otherwise fail only after training: an empty split, or networks or test frames that do
     not fit in memory."""
-    from bench.data.manifest import load_manifest, split_counts
-    from bench.memory import check_run
-
     training = bool(method.stages) and weights is None
     if training and split_counts(load_manifest(set_folder))["train"] == 0:
         raise BenchError(f"{set_folder}: no training samples (every sequence is in the test split); give the "
@@ -232,9 +240,6 @@ def _check_inputs(method: Any, profile: Profile, set_folder: Path, eval_folder: 
 def _data(spec: RunSpec, profile: Profile, dist: Dist, log: Any, reading: ExitStack) -> tuple[Path, Path]:
     """(training set, set scored): rank 0 prepares the training set; the others wait, then find it. Both
     are verified under their shared locks, which `reading` holds from then on."""
-    from bench.data.manifest import default_data_dir
-    from bench.data.prepare import DATA_SEED, ensure_prepared
-
     data_dir = default_data_dir(spec.data_dir)
     source = spec.source or profile.data.source
 
@@ -255,8 +260,6 @@ def _data(spec: RunSpec, profile: Profile, dist: Dist, log: Any, reading: ExitSt
 def _hold_set(folder: Path, spec: RunSpec, log: Any, reading: ExitStack) -> Path:
     """Take the shared lock of a set given by `--eval-data` (held by `reading`), then verify it as
     `bench prepare` would: a damaged set is refused with the command that repairs it."""
-    from bench.data.manifest import damaged_files, load_manifest
-
     if not folder.is_symlink():  # as bench prepare: never a lock file in someone else's folder
         reading.enter_context(FolderLock(
             folder, shared=True, readonly_ok=True, hint="pass a writable --data-dir",
@@ -361,8 +364,6 @@ def _write_config(folder: Path, out_dir: Path, spec: RunSpec, method: MethodAPI,
                   ident: Identity, device: Any) -> None:
     """The run's config.json, and env.json beside the result about to be computed (an evaluation's own, so
     a later `--eval-data` never rewrites the environment of the run's own result)."""
-    from bench.env import environment
-
     stages = tuple({"name": s.name, "trains": list(s.trains), "lr": dict(s.lr),
                     "init_from": list(s.init_from), "batch": s.batch, "iters_keys": list(s.iters_keys)}
                    for s in method.stages)
@@ -380,8 +381,6 @@ def _write_config(folder: Path, out_dir: Path, spec: RunSpec, method: MethodAPI,
 def _train_and_score(spec: RunSpec, method: MethodAPI, profile: Profile, device: Any, sets: tuple[Path, Path],
                      folder: Path, out_dir: Path, ident: Identity, weights: dict | None, dist: Dist,
                      log: Any) -> RunOutcome | None:
-    from bench.evaluate import evaluate
-
     started = time.perf_counter()
     results: list[StageResult] = []
     if weights is not None:
@@ -415,10 +414,6 @@ def _train_and_score(spec: RunSpec, method: MethodAPI, profile: Profile, device:
 
 def _assemble(spec: RunSpec, method: MethodAPI, weights: dict, device: Any) -> Any:
     """The method's networks holding a `--weights` file's state dicts, on `device`, in eval mode."""
-    import torch
-
-    from bench.train import derive_seed
-
     torch.manual_seed(derive_seed(spec.seed, method.name, "assemble"))
     nets = method.build(weights["model"])
     for name in weights["state_dicts"]:

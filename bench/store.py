@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any
 
+from bench.config import ModelConfig, check_section
 from bench.errors import BenchError
 from bench.fileio import (
     UnreadableFile,
@@ -111,9 +112,7 @@ def load_payload(path: Path | str, fix: str, kind: str = "weights", fmt: str | N
     `torch.load(weights_only=True)`: plain tensors and builtins only, so a pickled object that would need code
     is refused, never run. Every failure is one BenchError line naming the file and `fix`: missing,
     unreadable, not a dict, or (with `fmt`) of another format."""
-    import torch
-
-    from bench.errors import BenchError
+    import torch  # late: torch-free verbs (list, report) read the store
 
     path = Path(path)
     if not path.is_file():
@@ -138,9 +137,7 @@ def load_weights(path: Path | str) -> dict:
 def _check_weights(path: Path, payload: dict) -> None:
     """Every field a reader will use, checked before use: a malformed file is one line, not a TypeError
     deep inside a network's constructor."""
-    import torch
-
-    from bench.config import ModelConfig, check_section
+    import torch  # late: torch-free verbs (list, report) read the store
 
     fix = "re-export it with bench run"
     method, frames, model, states = (payload.get(k) for k in ("method", "frames", "model", "state_dicts"))

@@ -43,16 +43,26 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
+import torch.distributed as td
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from torch import nn
 
 from bench.code_identity import stage_code
 from bench.components import load_components
 from bench.config import Profile, TrainConfig
-from bench.data.loaders import collate
+from bench.data.loaders import TrainSet, collate
 from bench.errors import BenchError
 from bench.execution import BatchStream, Execution, on_device, resolve_precision
 from bench.fileio import FolderLock, atomic_torch_save, atomic_write_json, read_json, sha256_file, stable_hash
 from bench.store import load_payload, stage_record_problem
+from bench.validation import Validation, validation_batch, validation_set
 
 if TYPE_CHECKING:
     from bench.validation import Validation
@@ -94,7 +104,6 @@ def dist_from_env(device_name: str = "auto") -> Dist:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
         return Dist()
-    import torch.distributed as td
 
     rank, local = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
     if not td.is_initialized():
@@ -107,15 +116,11 @@ def dist_from_env(device_name: str = "auto") -> Dist:
 
 def barrier(dist: Dist) -> None:
     if dist.active:
-        import torch.distributed as td
-
         td.barrier()
 
 
 def _average_gradients(params: list[nn.Parameter], dist: Dist) -> None:
     """Mean of the gradients over ranks with one flat all-reduce (what DDP's buckets do)."""
-    import torch.distributed as td
-
     grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
     flat = torch.cat([g.reshape(-1) for g in grads])
     td.all_reduce(flat)
@@ -380,15 +385,6 @@ class StageResult:
 
 
 def _progress(enabled: bool) -> Any:
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
     return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                     TextColumn("{task.fields[rate]} it/s  loss {task.fields[loss]}"), TimeElapsedColumn(),
                     TextColumn("ETA"), TimeRemainingColumn(), disable=not enabled, transient=False)
@@ -538,7 +534,6 @@ class StageRun:
                          f"from {ckpt}")
         elif self.dist.active:
             # Identical seeds give identical weights on every rank; the broadcast guards against drift.
-            import torch.distributed as td
 
             for p in self.params:
                 td.broadcast(p.data, 0)
@@ -586,8 +581,6 @@ class StageRun:
             loss, _parts = self.method.stage_loss(self.stage, self.nets, data)
         value = loss.detach().float()
         if self.dist.active:
-            import torch.distributed as td
-
             td.all_reduce(value)
             value /= self.dist.world
         value = float(value)
@@ -717,8 +710,6 @@ def open_stage(method: MethodAPI, stage: Stage, profile: Profile, set_folder: Pa
 
 def train_set(set_folder: Path, profile: Profile, stage: Stage) -> Any:
     """The prepared set's training split with the profile's augmentation, reading the stage's fields."""
-    from bench.data.loaders import TrainSet
-
     t = profile.train
     return TrainSet(set_folder, stage_crop(stage, profile), zoom=(t.zoom_min, t.zoom_max), flip=t.flip,
                     fields=stage.objective.fields)
@@ -733,8 +724,6 @@ def train_stage(method: MethodAPI, stage: Stage, profile: Profile, set_folder: P
     `trainset` replaces the set folder's `TrainSet` (tests): anything indexable by (index, aug_seed) that
     returns the objective's fields; `valset` then replaces the validation split (None: no validation curve).
     """
-    from bench.validation import Validation, validation_batch, validation_set
-
     run = open_stage(method, stage, profile, set_folder, seed, stages_dir, device,
                      {k: v.key for k, v in prior.items()}, dist, log)
     lock = (FolderLock(run.folder, on_wait=lambda p: log(f"waiting for another process training {p.parent}"))

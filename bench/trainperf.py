@@ -37,12 +37,17 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from bench.config import Profile, resolve_profile
+from bench.data.manifest import default_data_dir, load_manifest, split_counts
 from bench.data.prepare import DATA_SEED, ensure_prepared
 from bench.devices import resolve_device
+from bench.env import cpu_name
 from bench.errors import BenchError
-from bench.execution import on_device
+from bench.execution import on_device, resolve_threads
+from bench.fileio import atomic_write_json, stable_hash
+from bench.memory import check_training
 from bench.perf import PeakMemory, count_macs, device_name, matmul_rate, synchronize, time_calls
 from bench.registry import get_method
+from bench.store import DRY_RUNS, runs_dir
 from bench.train import derive_seed, open_stage, stage_crop, stage_iterations, train_set
 from methods import registry
 
@@ -111,8 +116,6 @@ def time_stage(method: MethodAPI, stage: Stage, profile: Profile, set_folder: Pa
 
 def step_rates(profile: Profile, device: torch.device, size: int = 2048) -> dict[str, float]:
     """`matmul_rates` measured with the threads the profile's training steps will use."""
-    from bench.execution import resolve_threads
-
     torch.set_num_threads(resolve_threads(profile.train.threads))
     return matmul_rates(device, size)
 
@@ -121,9 +124,6 @@ def time_method(method: MethodAPI, profile: Profile, set_folder: Path, device: t
                 warmup: int, rates: dict[str, float], seed: int = 0, log: Any = print) -> list[dict]:
     """`time_stage` rows of every stage of `method`, in training order; batches that cannot fit in memory
     are refused first."""
-    from bench.data.manifest import load_manifest
-    from bench.memory import check_training
-
     check_training(method, profile, int(load_manifest(set_folder)["frames"]), device)
     rows = []
     for stage in method.stages:
@@ -137,8 +137,6 @@ def time_method(method: MethodAPI, profile: Profile, set_folder: Path, device: t
 def _row(method: MethodAPI, stage: Stage, profile: Profile, run: Any, device: torch.device,
          waits: list[float], totals: list[float], macs: int, rates: dict[str, float], mem: PeakMemory,
          warmup: int) -> dict[str, Any]:
-    from bench.env import cpu_name
-
     execution = run.execution
     spent = sum(totals)
     train_macs = 3 * macs
@@ -167,8 +165,6 @@ def eval_estimate(method: MethodAPI, profile: Profile, set_folder: Path, device:
     """Seconds the evaluation's network passes would take: one video prediction per test sample, plus the
     runtime measurement's passes (`eval.runtime_repeats` + `eval.runtime_warmup`, video and deblurring), at
     the test split's resolution padded to 16, timed here on seeded untrained networks."""
-    from bench.data.manifest import load_manifest, split_counts
-
     manifest = load_manifest(set_folder)
     h, w = manifest["resolution"]
     n = int(manifest["frames"])
@@ -201,17 +197,12 @@ def project(rows: list[dict], evaluation: dict) -> dict:
 def dry_run(spec: Any, iterations: int, log: Any = print) -> tuple[dict, Path]:
     """`bench run --dry-run K`: time K iterations of every stage of the run `spec` describes, project the
     full profile and store the record under `<runs>/dryrun/` (never as a result; nothing trained is kept)."""
-    from bench.data.manifest import default_data_dir
-    from bench.fileio import atomic_write_json, stable_hash
-    from bench.store import DRY_RUNS, runs_dir
-
     method = get_method(spec.method, spec.frames)
     profile = resolve_profile(spec.profile, spec.overrides)
     device = resolve_device(spec.device or profile.train.device)
     set_folder = Path(ensure_prepared(spec.source or profile.data.source, spec.frames, profile,
                                       default_data_dir(spec.data_dir), DATA_SEED, root=spec.root,
                                       progress=spec.progress, log=log))
-    from bench.memory import check_training
 
     check_training(method, profile, spec.frames, device)  # before the matmul rates: seconds, not a minute
     rates = step_rates(profile, device)

@@ -28,7 +28,10 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
+from bench.data.loaders import TrainSet, collate, to_float
+from bench.data.manifest import load_manifest
 from bench.execution import on_device
+from bench.metrics import psnr, to_uint8
 
 if TYPE_CHECKING:
     from methods.registry import MethodAPI, Stage
@@ -44,9 +47,6 @@ def deblurring(stage: Stage) -> bool:
 
 def validation_set(set_folder: Path, crop: int, fields: tuple[str, ...]) -> Any:
     """The test split as fixed crops of the profile's size: no flip, zoom 1 unless the frame is smaller."""
-    from bench.data.loaders import TrainSet
-    from bench.data.manifest import load_manifest
-
     h, w = load_manifest(set_folder)["resolution"]
     return TrainSet(set_folder, crop, zoom=(1.0, max(1.0, crop / min(h, w))), flip=False, split=SPLIT,
                     fields=fields)
@@ -55,8 +55,6 @@ def validation_set(set_folder: Path, crop: int, fields: tuple[str, ...]) -> Any:
 def validation_batch(testset: Any, samples: int, fields: tuple[str, ...]) -> dict[str, torch.Tensor]:
     """`samples` items spread evenly over the split (repeating only when it holds fewer), as one batch of
     `fields` (`bench.data.loaders.collate`: uint8 images, converted on the device like a training batch)."""
-    from bench.data.loaders import collate
-
     count = len(testset)
     keys = [((i * count) // samples if samples <= count else i % count, i) for i in range(samples)]
     return collate(testset, keys, fields)
@@ -74,8 +72,6 @@ class Validation:
     @classmethod
     def of(cls, stage: Stage, batch: dict[str, torch.Tensor]) -> Validation:
         if deblurring(stage):
-            from bench.data.loaders import to_float
-
             data = to_float(batch)
             return cls("deblur_psnr", batch, _finite(mean_psnr(data["blur"], data["center"])))
         return cls("loss", batch)
@@ -109,7 +105,5 @@ def _finite(value: float) -> float | None:
 
 def mean_psnr(pred: torch.Tensor, true: torch.Tensor) -> float:
     """Mean over the batch of the PSNR (dB) of uint8-rounded images `(b, 3, h, w)` in [0, 1]."""
-    from bench.metrics import psnr, to_uint8
-
     a, b = to_uint8(pred).cpu().numpy(), to_uint8(true).cpu().numpy()
     return float(sum(psnr(x, y) for x, y in zip(a, b, strict=True)) / len(a))

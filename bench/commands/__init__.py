@@ -1,6 +1,9 @@
 """The `bench` verbs, one module each, and the cell formatting and output-path check they share."""
 
 import os
+from pathlib import Path
+
+from bench.errors import BenchError
 
 
 def number(x: float | None, spec: str) -> str:
@@ -17,10 +20,6 @@ def check_output(path: str | os.PathLike, option: str, folder: bool = False) -> 
     """Refuse an output path before any work (`bench perf --json` measures for minutes first): the path must
     be a regular file (`folder`: a folder) or not exist yet, and its nearest existing parent a folder this
     user may write to (the writers create the missing ones)."""
-    from pathlib import Path
-
-    from bench.errors import BenchError
-
     target = Path(path)
     kind = "folder" if folder else "file"
     if target.exists() or target.is_symlink():

@@ -6,9 +6,15 @@ import time
 from pathlib import Path
 
 import click
+from rich.console import Console
+from rich.table import Table
 
-from bench.config import DEFAULT_PROFILE
+from bench.config import DEFAULT_PROFILE, SEED, parse_int_list
+from bench.data.blur import check_frames
 from bench.errors import BenchError
+from bench.store import iter_runs
+from bench.store import runs_dir as resolve_runs_dir
+from bench.verdict import LEVEL, RESAMPLES
 
 
 def _fmt(value: float | None) -> str:
@@ -16,11 +22,6 @@ def _fmt(value: float | None) -> str:
 
 
 def print_table(rows: list[dict], frames: int, profile: str, wall_s: float) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    from bench.verdict import LEVEL, RESAMPLES
-
     table = Table(title=f"ablations: {profile} profile, N={frames} (means over the paired seeds and test "
                         f"samples; {LEVEL:.0%} paired-bootstrap interval, {RESAMPLES:,} resamples)")
     winners = {row["better"] for row in rows}
@@ -61,12 +62,9 @@ def command(only: str | None, profile: str, frames: int, seeds: str, data_dir: P
 
     Interrupted, the same command continues: finished runs and stages are cached in the store.
     """
+    # late: these load torch (and the methods), so `bench ablate --help` starts without them
     from bench.ablate import ablation_names, plan, table
-    from bench.config import SEED, parse_int_list
-    from bench.data.blur import check_frames
     from bench.run import RunSpec, execute
-    from bench.store import iter_runs
-    from bench.store import runs_dir as resolve_runs_dir
 
     known = ablation_names()
     variants = known if not only else [v.strip() for v in only.split(",") if v.strip()]

@@ -6,11 +6,17 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from bench.commands import check_output
+from bench.config import FPS, TILE, check_option
+from bench.data.blur import check_frames
 from bench.errors import BenchError
 
 
 def _formats(_ctx: click.Context, _param: click.Parameter, value: str) -> tuple[str, ...]:
+    # late: bench.infer loads torch; this callback runs only when the verb does, never for --help
     from bench.infer import FORMATS
 
     chosen = tuple(dict.fromkeys(v.strip().lower() for v in value.split(",") if v.strip()))
@@ -45,12 +51,7 @@ def command(photos: tuple[str, ...], method: str | None, frames: int | None, run
     (blur | deblurred | frames). A photo that cannot be read is reported and skipped; the others are still
     processed and the command exits non-zero at the end, listing the failures.
     """
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    from bench.commands import check_output
-    from bench.config import FPS, TILE, check_option
-    from bench.data.blur import check_frames
+    # late: bench.infer loads torch, so `bench infer --help` starts without it
     from bench.infer import expand_inputs, infer_photos, load_method
 
     check_option("--fps", fps, FPS)

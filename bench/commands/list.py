@@ -8,28 +8,31 @@ from pathlib import Path
 from typing import Any
 
 import click
+from rich.console import Console
+from rich.table import Table
+
+from bench.config import PROFILES
+from bench.data.manifest import default_data_dir, describe_sets
+from bench.store import iter_runs
+from bench.store import runs_dir as resolve_runs
 
 SECTIONS = ("methods", "datasets", "runs", "profiles")
 
 
 def methods_rows() -> list[dict]:
     """`methods.registry.summary()`: name, family, params, size_mb, components (stable keys)."""
-    from methods import registry
+    from methods import registry  # late: the methods load torch, which only `bench list` of methods needs
 
     return registry.summary()
 
 
 def dataset_rows(data_dir: Path) -> list[dict]:
-    from bench.data.manifest import describe_sets
-
     return describe_sets(data_dir)
 
 
 def run_rows(runs_dir: Path) -> list[dict]:
     """One row per stored run: its identity, data digest and headline metrics; status failed, incomplete,
     damaged or legacy (pre-digest) shown as such, with the one-line `problem` of an unusable entry."""
-    from bench.store import iter_runs
-
     rows = []
     for record in iter_runs(runs_dir):
         cfg, met = record.config, record.metrics
@@ -46,8 +49,6 @@ def run_rows(runs_dir: Path) -> list[dict]:
 
 
 def profile_rows() -> list[dict]:
-    from bench.config import PROFILES
-
     rows = []
     for p in PROFILES.values():
         t, d = p.train, p.data
@@ -62,7 +63,7 @@ def profile_rows() -> list[dict]:
 def paper_sizes(rows: list[dict]) -> dict[tuple[bool, str], float]:
     """(is a component row, row name) -> the paper's size in MB: a method's own figure (`Method.paper`), and a
     network's where an entry consists of that network alone (the DM, from `ours-static`: Table 1)."""
-    from methods import registry
+    from methods import registry  # late: the methods load torch, which only `bench list` of methods needs
 
     sizes: dict[tuple[bool, str], float] = {}
     for row in rows:
@@ -106,8 +107,6 @@ def _cell(value: Any) -> str:
 
 
 def _table(title: str, rows: list[dict], skip: tuple[str, ...] = ()) -> Any:
-    from rich.table import Table
-
     table = Table(title=title)
     if not rows:
         table.add_column("(none)")
@@ -131,9 +130,6 @@ def _table(title: str, rows: list[dict], skip: tuple[str, ...] = ()) -> Any:
 def command(show_methods: bool, show_datasets: bool, show_runs: bool, show_profiles: bool, as_json: bool,
             data_dir: Path | None, runs_dir: Path | None) -> None:
     """List methods, datasets, stored runs and profiles (all four when no section is named)."""
-    from bench.data.manifest import default_data_dir
-    from bench.store import runs_dir as resolve_runs
-
     wanted = [s for s, on in zip(SECTIONS, (show_methods, show_datasets, show_runs, show_profiles),
                                  strict=True) if on] or list(SECTIONS)
     store = resolve_runs(runs_dir)
@@ -145,7 +141,6 @@ def command(show_methods: bool, show_datasets: bool, show_runs: bool, show_profi
         payload = data[wanted[0]] if len(wanted) == 1 else data
         click.echo(json.dumps(payload, indent=2, default=str))
         return
-    from rich.console import Console
 
     console = Console()
     titles = {"methods": "methods", "datasets": "datasets", "runs": "runs", "profiles": "profiles"}

@@ -5,14 +5,17 @@ from __future__ import annotations
 import json
 
 import click
+from rich.console import Console
+from rich.table import Table
 
-from bench.commands import number, percent
+from bench.commands import check_output, number, percent
+from bench.config import MATMUL, TIMED, WARMUP, check_option, parse_int_list, processes_rule
+from bench.errors import BenchError
+from bench.fileio import atomic_write_text
+from bench.store import runs_dir
 
 
 def print_rows(rows: list[dict], rate: float) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
     console = Console()
     measured = [r for r in rows if not r.get("skipped")]
     device = rows[0]["device"] if rows else "?"
@@ -50,9 +53,6 @@ def print_rows(rows: list[dict], rate: float) -> None:
 
 
 def print_loader_rows(rows: list[dict]) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
     if not rows:
         return
     r0 = rows[0]
@@ -73,9 +73,6 @@ def print_loader_rows(rows: list[dict]) -> None:
 
 
 def print_train_rows(rows: list[dict]) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
     if not rows:
         return
     r0 = rows[0]
@@ -155,9 +152,6 @@ def command(methods_opt: str | None, resolution: str, device: str, repeats: int,
     loop's samples per second, data wait and MAC rate per stage."""
     # Imported here, not at the top: the measuring modules import torch, and this module is imported by
     # `bench perf --help` too (bench/cli.py imports a verb's module to run it).
-    from bench.config import parse_int_list
-    from bench.errors import BenchError
-    from bench.fileio import atomic_write_text
     from bench.loaderperf import run_loader
     from bench.perf import default_methods, run_perf, store_rows
     from bench.trainperf import run_train
@@ -205,9 +199,6 @@ def check_numbers(counts: dict[str, int], workers_text: str | None, json_path: s
     """Every count within its rule (a huge one would overflow or run for ever), the --loader worker counts
     within this machine's process cap (never started to find out), and the --json path and the store of
     --store (`store`: its --runs-dir; False without --store) writable: all before the first measurement."""
-    from bench.commands import check_output
-    from bench.config import MATMUL, TIMED, WARMUP, check_option, parse_int_list, processes_rule
-
     rules = {"--warmup": WARMUP, "--matmul-size": MATMUL}
     for option, value in counts.items():
         check_option(option, value, rules.get(option, TIMED))
@@ -216,6 +207,4 @@ def check_numbers(counts: dict[str, int], workers_text: str | None, json_path: s
     if json_path:
         check_output(json_path, "--json")
     if store is not False:
-        from bench.store import runs_dir
-
         check_output(runs_dir(store or None), "--runs-dir", folder=True)

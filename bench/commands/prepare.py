@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import click
 
+from bench.config import SEED, check_option, processes_rule
+from bench.data.blur import parse_frames
+
 
 @click.command(name="prepare")
 @click.option("--source", type=click.Choice(["synthetic", "gopro", "video"]), default=None,
@@ -49,8 +52,7 @@ def command(source: str | None, root: str | None, frames_text: str, profile: str
     video, a video that cannot be used gets one error line; the others are prepared and the command exits
     with status 2 at the end.
     """
-    from bench.config import SEED, check_option, processes_rule
-    from bench.data.blur import parse_frames
+    # late: these load OpenCV, slow to import, so `bench prepare --help` starts without it
     from bench.data.prepare import prepare
     from bench.data.video import VideoOptions
 

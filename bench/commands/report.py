@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import click
 
+from bench.commands import check_output
+from bench.report import build_report, parse_formats
+from bench.store import runs_dir
+
 
 def _runs_dir(option: str | None) -> Path:
-    try:
-        from bench.store import runs_dir
-    except ImportError:  # same semantics as the store's lookup: option, $BENCH_RUNS, ./runs
-        return Path(option or os.environ.get("BENCH_RUNS") or "runs")
     return Path(runs_dir(option))
 
 
@@ -30,9 +29,6 @@ def _runs_dir(option: str | None) -> Path:
 def command(runs_dir: str | None, out_dir: str, formats: str, profile: str | None,
             dataset: str | None) -> None:
     """Builds reports/ from the stored runs only: claims, tables (md/csv/tex), figures (png/pdf/gif)."""
-    from bench.commands import check_output
-    from bench.report import build_report, parse_formats
-
     chosen = parse_formats(formats)
     check_output(out_dir, "--out", folder=True)
     store = _runs_dir(runs_dir)

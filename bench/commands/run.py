@@ -9,9 +9,21 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
+from rich.console import Console
+from rich.table import Table
 
 from bench.commands import number, percent
-from bench.config import DEFAULT_PROFILE, parse_int_list
+from bench.config import (
+    DEFAULT_PROFILE,
+    SEED,
+    TIMED,
+    apply_overrides,
+    check_option,
+    get_profile,
+    parse_int_list,
+    processes_rule,
+)
+from bench.data.blur import check_frames
 from bench.errors import BenchError
 from bench.metrics import COST_METRICS, SAMPLE_METRICS, direction
 
@@ -31,9 +43,6 @@ def _fmt(value: object) -> str:
 
 def print_table(outcome: RunOutcome, floor: RunOutcome | None) -> None:
     """The aggregate metrics of a run beside the `blurred` floor (every method must beat it)."""
-    from rich.console import Console
-    from rich.table import Table
-
     met = outcome.metrics
     agg = met.aggregate
     table = Table(title=f"{met.method} on {met.eval_dataset} (data {met.eval_sha256[:12]}; {met.profile} "
@@ -56,6 +65,7 @@ def print_table(outcome: RunOutcome, floor: RunOutcome | None) -> None:
 
 
 def _dry_run(spec: object, iterations: int) -> tuple[dict, Path]:
+    # late: loads torch, so `bench run --help` starts without it
     from bench.trainperf import dry_run
 
     return dry_run(spec, iterations, log=click.echo)
@@ -71,9 +81,6 @@ def _duration(seconds: float) -> str:
 
 def print_dry_run(record: dict, path: Path) -> None:
     """Per stage: step time, data wait, peak memory, MAC-rate share and the projected time; then the total."""
-    from rich.console import Console
-    from rich.table import Table
-
     first = record["stages"][0] if record["stages"] else {}
     table = Table(title=f"dry run: {record['method']} ({record['profile']} profile) on {record['device']}, "
                         f"{record['iterations_run']} iterations per stage, precision "
@@ -120,6 +127,7 @@ def relaunch_argv(ctx: click.Context, drop: tuple[str, ...] = ("nproc",)) -> lis
 def _explain(method: str, weights: Path | None, floor: bool, runs: list[tuple[int, int]], common: dict,
              as_json: bool) -> None:
     """The plan of each (frames, seed) run, and of its `blurred` floor with --floor."""
+    # late: these load torch, so `bench run --help` starts without it
     from bench.explain import explain, plans_json, print_plans
     from bench.run import RunSpec
 
@@ -174,9 +182,6 @@ def command(method: str, profile: str, frames: str, seeds: str, overrides: tuple
             device: str | None, weights: Path | None, eval_data: str | None, nproc: int, fresh: bool,
             floor: bool, dry_run: int | None, explain: bool, as_json: bool, verify: str) -> None:
     """Train (or reuse) METHOD, evaluate it on the test split and store the results."""
-    from bench.config import SEED, TIMED, apply_overrides, check_option, get_profile, processes_rule
-    from bench.data.blur import check_frames
-
     frame_list = [check_frames(n) for n in parse_int_list(frames, "--frames")]
     seed_list = parse_int_list(seeds, "--seeds", "0,1,2", rule=SEED)
     apply_overrides(get_profile(profile), list(overrides))  # the whole profile validated before any work
@@ -198,6 +203,7 @@ def command(method: str, profile: str, frames: str, seeds: str, overrides: tuple
         _explain(method, weights, floor, runs, common, as_json)
         return
     if dry_run is not None:
+        # late: loads torch (see _explain)
         from bench.run import RunSpec
 
         if weights is not None or eval_data is not None or nproc > 1:
@@ -216,6 +222,7 @@ def command(method: str, profile: str, frames: str, seeds: str, overrides: tuple
         _relaunch(nproc, argv)
         return
 
+    # late: these load torch (see _explain)
     from bench.run import RunSpec, execute
     from bench.train import dist_from_env
 
@@ -241,6 +248,7 @@ def command(method: str, profile: str, frames: str, seeds: str, overrides: tuple
                 print_table(outcome, floor_outcome)
     finally:
         if dist.active:
+            # late: torch (see _explain)
             import torch.distributed as td
 
             td.destroy_process_group()

@@ -10,10 +10,12 @@ infer`'s videos and the report's animations.
 from __future__ import annotations
 
 import io
+import warnings
 from pathlib import Path
 
 import cv2
 import numpy as np
+from PIL import Image
 
 from bench.errors import BenchError
 from bench.fileio import atomic_write_bytes
@@ -43,10 +45,6 @@ def check_header(data: bytes, path: Path | str, max_pixels: int = MAX_PIXELS) ->
 
     Pillow parses only the header here (it is lazy); a format it does not recognise is left to OpenCV.
     """
-    import warnings
-
-    from PIL import Image
-
     too_big = (f"{path}: the header claims more than {max_pixels // 10**6} megapixels; replace the file or "
                "downscale the frames")
     try:
@@ -128,8 +126,6 @@ def encode_png(rgb: np.ndarray) -> bytes:
 def encode_gif(frames: np.ndarray, fps: float) -> bytes:
     """Frames `(n, h, w, 3)` uint8 -> an endlessly looping GIF over one palette shared by all frames (so
     colours do not flicker from frame to frame)."""
-    from PIL import Image
-
     n, h, w, _ = frames.shape
     # The palette comes from about a million sampled pixels: median cut on every pixel of nine 720p frames
     # takes seconds and picks nearly the same 256 colours.

@@ -78,6 +78,7 @@ def repair_command(folder: Path, manifest: dict | None = None) -> str:
     if m.get("gamma") is not None:
         parts.append(f"--gamma {m['gamma']}")
     if isinstance(m.get("video"), dict):
+        # late: bench.data.video loads OpenCV, and `bench list` reads manifests without it
         from bench.data.video import option_flags
 
         parts.extend(option_flags(m["video"]))

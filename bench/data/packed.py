@@ -25,9 +25,12 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
+import cv2
 import numpy as np
 
+from bench.data.images import read_rgb
 from bench.data.manifest import damaged_files
+from bench.data.workers import pool as workers_pool
 from bench.errors import BenchError
 from bench.fileio import AtomicFile, sha256_file
 
@@ -172,10 +175,6 @@ def _sequences(manifest: dict) -> dict[str, list[dict]]:
 
 def pack_sequence(job: tuple[str, str, list[list[str]], list[str]]) -> dict[str, tuple[str, bool]]:
     """Decode one sequence's PNGs (already verified against their digests) into its packed files."""
-    import cv2
-
-    from bench.data.images import read_rgb
-
     cv2.setNumThreads(1)  # parallelism comes from the process pool
     folder, sequence, windows, blurs = job
     pack = SequencePack(Path(folder), sequence)
@@ -205,8 +204,6 @@ def pack_existing(folder: Path, manifest: dict, workers: int = 1,
         windows = [list(s["sharp"]) for s in samples]
         jobs.append((str(folder), sequence, windows, [s["blur"] for s in samples]))
     if workers > 1 and len(jobs) > 1:
-        from bench.data.workers import pool as workers_pool
-
         with workers_pool(min(workers, len(jobs))) as pool:  # workers die with this process
             results = pool.map(pack_sequence, jobs)
     else:

@@ -26,7 +26,10 @@ from contextlib import ExitStack
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import cv2
 import numpy as np
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from bench import __version__
 from bench.config import Profile, get_profile
@@ -45,6 +48,7 @@ from bench.data.manifest import (
     set_name,
     split_counts,
 )
+from bench.data.synthetic import SyntheticSequence, render_identity
 from bench.data.workers import pool as workers_pool
 from bench.errors import BenchError
 from bench.fileio import FolderLock, atomic_write_bytes, atomic_write_json, clean_temporaries
@@ -78,8 +82,6 @@ def _frames(job: _Job) -> Iterator[tuple[int, np.ndarray, bytes, object]]:
             yield t, rgb, encode_png(rgb), None
         return
     if job.source == "synthetic":
-        from bench.data.synthetic import SyntheticSequence
-
         seq = SyntheticSequence(job.data_cfg, job.split, job.index, job.seed)
         for t in range(used):
             rgb, top = seq.render(t)
@@ -164,8 +166,6 @@ def _npy_bytes(array: np.ndarray) -> bytes:
 
 def build_sequence(job: _Job) -> dict:
     """Build one sequence into every requested set; returns its samples, digests and notes."""
-    import cv2
-
     cv2.setNumThreads(1)  # parallelism comes from the process pool; threads would only oversubscribe
     with_flow = job.source == "synthetic" and job.split == "test"  # training never needs flows
     per_set = []
@@ -316,9 +316,6 @@ def _run_jobs(jobs: list[_Job], workers: int, progress: bool) -> Iterator[dict]:
     """Results in job order (so the manifest does not depend on the worker count)."""
     bar = None
     if progress:
-        from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
         bar = Progress(TextColumn("prepare"), BarColumn(), MofNCompleteColumn(), TextColumn("sequences"),
                        TimeRemainingColumn(), console=Console(stderr=True), transient=True)
         task = bar.add_task("prepare", total=len(jobs))
@@ -534,8 +531,6 @@ def _discover(req: _Request, root: str | Path | None) -> _Source:
 
 def _identity_fields(req: _Request, root: Path | None) -> dict:
     """The manifest fields that say what a set was built from; an existing set must match them."""
-    from bench.data.synthetic import render_identity
-
     base = {
         "source": req.source,
         "profile": None if req.footage else req.prof.name,

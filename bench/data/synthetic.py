@@ -19,14 +19,15 @@ disjoint seed streams.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from bench.data.images import read_image
+from bench.config import DataConfig
+from bench.data.images import read_image, write_png
 
 # Colour photographs inside scikit-image's wheel, split so that no test scene shares a photo with training.
 # (The motorcycle stereo pair stays on one side: its two views show the same scene.)
@@ -48,6 +49,7 @@ def render_identity(cfg) -> dict:
 @lru_cache(maxsize=16)
 def photo(name: str) -> np.ndarray:
     """A scikit-image sample photograph as RGB uint8 `(h, w, 3)`, read from the installed package."""
+    # late: scikit-image is slow to import and only the synthetic source's photos need it
     import skimage
 
     return read_image(Path(skimage.__file__).parent / "data" / name)[0]
@@ -267,11 +269,6 @@ def write_footage_root(root: str | Path, height: int = 720, width: int = 1280, t
     GoPro split list, so the `train/` and `test/` folders decide the split. Frames already on disk are
     rewritten (atomically): the output depends only on the arguments.
     """
-    from dataclasses import replace
-
-    from bench.config import DataConfig
-    from bench.data.images import write_png
-
     if min(height, width) < 16 or length < 3 or train < 0 or test < 0 or train + test < 1:
         raise ValueError("write_footage_root wants frames of at least 16x16, length >= 3 and a sequence")
     motion = 8.0 * width / 160 if motion_px is None else float(motion_px)

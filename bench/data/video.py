@@ -55,6 +55,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from bench.data.gopro import check_special, entries, seeded_splits
@@ -213,8 +214,6 @@ def discover(root: Path, seed: int, options: VideoOptions) -> list[Clip]:
 def _quiet() -> Iterator[None]:
     """Silence OpenCV's own log while decoding: a damaged file makes it print warnings and errors
     ("Could not find decoder") straight to stderr, beside the one line that says what is wrong."""
-    import cv2
-
     level = cv2.utils.logging.getLogLevel()
     cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
     try:
@@ -226,8 +225,6 @@ def _quiet() -> Iterator[None]:
 def _open(path: str) -> object:
     """An opened `cv2.VideoCapture` on the FFmpeg backend (never the image-sequence one, which would read a
     `%d` in a file name as a pattern)."""
-    import cv2
-
     with _quiet():
         cap = cv2.VideoCapture(path, cv2.CAP_FFMPEG)
     if not cap.isOpened():
@@ -240,8 +237,6 @@ def _open(path: str) -> object:
 def probe(clip: Clip) -> Clip:
     """Read the header (frame rate, declared count) and the first frame (its size); place --start/--end and
     --resize."""
-    import cv2
-
     if os.path.getsize(clip.path) == 0:
         raise BenchError(f"{clip.path}: empty file (0 bytes); copy or export it again, or remove it")
     cap = _open(clip.path)
@@ -307,8 +302,6 @@ def _wanted(clip: Clip, t: int, kept: int) -> tuple[bool, bool]:
 
 def scan(clip: Clip) -> Clip:
     """First pass: decode up to the last frame kept (no conversion), check timing, count what is kept."""
-    import cv2
-
     cap = _open(clip.path)
     stamps: list[float] = []  # ms, every decoded frame from the first kept one on
     decoded = kept = 0
@@ -374,8 +367,6 @@ def read(clip: Clip, limit: int) -> Iterator[np.ndarray]:
 
 def to_rgb(bgr: np.ndarray, clip: Clip, index: int) -> np.ndarray:
     """A decoded BGR frame as RGB uint8 at the set's size; a frame of another size is refused."""
-    import cv2
-
     h, w = clip.size
     if bgr.dtype != np.uint8 or bgr.ndim != 3 or bgr.shape[2] != 3:
         raise BenchError(f"{clip.path}: frame {index} decodes as {bgr.dtype} {bgr.shape}, not 8-bit colour; "

@@ -10,6 +10,7 @@ the parent is gone.
 
 from __future__ import annotations
 
+import ctypes
 import multiprocessing as mp
 import os
 import signal
@@ -40,7 +41,6 @@ def _arm_death_signal() -> bool:
     """True when the kernel will SIGKILL this process as its parent dies (Linux only)."""
     if not sys.platform.startswith("linux"):
         return False
-    import ctypes
 
     try:
         libc = ctypes.CDLL(None, use_errno=True)

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from PIL import Image, ImageOps
 
 from bench.errors import BenchError
 
@@ -59,8 +60,6 @@ def read_photo(path: Path | str, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     Anything unreadable (truncated, random bytes, empty, a header claiming more than `max_pixels`) raises
     a one-line `BenchError` naming the file; the size is checked from the header, before decoding.
     """
-    from PIL import Image, ImageOps
-
     path = Path(path)
     try:
         with warnings.catch_warnings():
@@ -90,8 +89,6 @@ def read_photo(path: Path | str, max_pixels: int = MAX_PIXELS) -> np.ndarray:
 
 def _to_rgb(im: Any) -> np.ndarray:
     """A decoded PIL image of any mode to RGB uint8 `(h, w, 3)`."""
-    from PIL import Image
-
     if im.mode.startswith("I"):  # "I;16*" (16-bit PNG) and "I": treated as 16-bit intensities
         a = np.asarray(im).astype(np.float64)
         gray = np.clip(np.round(a / 257.0), 0, 255).astype(np.uint8)  # 65535 -> 255

@@ -6,7 +6,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from bench import store
 from bench.components import load_components
+from bench.data.blur import check_frames
+from bench.devices import resolve_device
 from bench.errors import BenchError
 from bench.registry import get_method
 
@@ -40,13 +43,9 @@ def load_method(method: str | None = None, frames: int | None = None, run: str |
     the latest finished run of `method` (default `ours`) at `frames` (default 9) is used. Parameter-free
     methods (no training stages) need no weights. Every failure is a one-line `BenchError`.
     """
-    from bench import store
-
     if run and checkpoint:
         raise BenchError("pass either --run or --checkpoint, not both")
     if frames is not None:
-        from bench.data.blur import check_frames
-
         check_frames(frames)
     root = store.runs_dir(runs_option)
     if checkpoint or run:
@@ -100,7 +99,6 @@ def load_method(method: str | None = None, frames: int | None = None, run: str |
         load_components(nets, states, source=source, fix=f"re-export the {name} run")
     elif not source:
         source = "no weights (parameter-free)"
-    from bench.devices import resolve_device
 
     dev = resolve_device((device or "auto").lower())
     nets = entry.for_inference(nets, dev)

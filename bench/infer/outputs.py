@@ -7,9 +7,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from bench.data.images import encode_gif, encode_png
+from bench.data.video import _quiet
 from bench.errors import BenchError
 from bench.outputs import OutputFolder
 
@@ -22,10 +24,6 @@ def encode_mp4(frames: np.ndarray, fps: float, scratch: Path) -> bytes:
     """Frames `(n, h, w, 3)` uint8 -> MP4 (mp4v) bytes. OpenCV writes only to a path: `scratch`, a temporary
     of the suite's (`OutputFolder.scratch`), removed here; the caller writes the bytes atomically. Odd sizes
     get their last row/column repeated (mp4v needs even sizes)."""
-    import cv2
-
-    from bench.data.video import _quiet  # also keeps FFmpeg's own messages off stderr
-
     n, h, w, _ = frames.shape
     frames = np.pad(frames, ((0, 0), (0, h % 2), (0, w % 2), (0, 0)), mode="edge")
     try:
@@ -61,8 +59,6 @@ def free_bytes(folder: Path) -> int:
 
 def _frames_in(video: Path) -> int:
     """Frames OpenCV decodes from `video` (a cut file, from a full disk, has no index and gives none)."""
-    import cv2
-
     cap = cv2.VideoCapture(str(video))
     try:
         count = 0
@@ -86,8 +82,6 @@ def make_strip(blur: np.ndarray, deblurred: np.ndarray, frames: np.ndarray,
                height: int = STRIP_HEIGHT, gap: int = 4) -> np.ndarray:
     """blur | deblurred | frame 1 .. frame N side by side, each panel scaled to `height` (never up), with
     white gaps: `(ph, (n+2)*pw + (n+1)*gap, 3)` uint8."""
-    import cv2
-
     h, w = blur.shape[:2]
     ph = min(h, height)
     pw = max(1, int(round(w * ph / h)))

@@ -5,11 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import torch
 
 from bench import memory
+from bench.config import TILE, check_option
 from bench.errors import BenchError
 from bench.infer.loading import LoadedMethod
 from bench.memory import available_memory
+from methods.layers import crop_to, pad_to_multiple
 
 OVERLAP = 32  # pixels shared by neighbouring tiles, blended with linear ramps
 MIN_TILE = 96  # smaller tiles see too little context to be worth running
@@ -33,8 +36,6 @@ def plan_tile(loaded: LoadedMethod, height: int, width: int, tile: int | None = 
     multiple of 16 whose forward fits `budget` (default: half the free memory) next to the full-size
     output buffers. A photo whose outputs alone do not fit raises a one-line error."""
     if tile is not None:
-        from bench.config import TILE, check_option
-
         check_option("--tile", tile, TILE)
         return tile if tile < max(height, width) else None
     if height * width <= SMALL_PHOTO:
@@ -57,10 +58,6 @@ def plan_tile(loaded: LoadedMethod, height: int, width: int, tile: int | None = 
 
 def _forward(loaded: LoadedMethod, x: Any) -> tuple[Any, Any]:
     """One padded forward pass: `x (1,3,h,w)` -> deblurred `(3,h,w)`, frames `(n,3,h,w)`, on the CPU."""
-    import torch
-
-    from methods.layers import crop_to, pad_to_multiple
-
     xp, size = pad_to_multiple(x.to(loaded.device), 16)  # (1, 3, H16, W16)
     with torch.inference_mode():
         pred = loaded.method.predict(loaded.nets, xp, loaded.frames)
@@ -91,10 +88,6 @@ def _starts(total: int, size: int, stride: int) -> list[int]:
 def _tiled(loaded: LoadedMethod, x: Any, tile: int, overlap: int = OVERLAP) -> tuple[Any, Any]:
     """Overlapping tiles of side `tile`, blended; each tile's frame order is made to agree with its
     already placed neighbours (time reversal is equally valid for the model, Eq. 6)."""
-    import torch
-
-    from methods.layers import crop_to, pad_to_multiple
-
     xp, size = pad_to_multiple(x, 16)  # (1, 3, H, W), H and W multiples of 16
     _, _, H, W = xp.shape
     n = loaded.frames
@@ -139,8 +132,6 @@ def predict_photo(loaded: LoadedMethod, rgb: np.ndarray, tile: int | None = None
     still runs out (CUDA, or a failed CPU allocation) the tile side is halved until it fits or falls
     below MIN_TILE.
     """
-    import torch
-
     h, w = rgb.shape[:2]
     x = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).float().div(255)[None]  # (1, 3, h, w)
     side = plan_tile(loaded, h, w, tile, name=name)

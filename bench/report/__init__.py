@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from bench.env import git_commit
 from bench.errors import BenchError
 from bench.outputs import OutputFolder
 from bench.report import paper
@@ -179,8 +180,6 @@ def provenance_marks(ctx: Context) -> list[str]:
 
 
 def _provenance(ctx: Context, out: Path) -> list[str]:
-    from bench.env import git_commit
-
     done = finished(ctx.runs)
     dates = sorted(d for d in done["date"] if d)
     seeds = sorted({int(s) for s in done["seed"] if s >= 0})

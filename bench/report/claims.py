@@ -102,7 +102,7 @@ def registered_claims() -> tuple[list[tuple[str, Claim]], str]:
     claim on a metric outside the vocabulary (`bench.metrics.check_claimable`) is left out, named in the note.
     """
     try:
-        from methods import registry
+        from methods import registry  # late: loads torch, and a registry that fails must not stop the report
 
         pairs = [(name, claim) for name in registry.names() for claim in registry.get(name).claims]
     except Exception as err:  # noqa: BLE001 - any failure of the registry is reported, not raised
@@ -121,7 +121,7 @@ def registered_claims() -> tuple[list[tuple[str, Claim]], str]:
 def registered_methods() -> list[MethodAPI]:
     """The registry's entries in registration order; none when it does not load (see `registered_claims`)."""
     try:
-        from methods import registry
+        from methods import registry  # late: loads torch, and a registry that fails must not stop the report
 
         return [registry.get(name) for name in registry.names()]
     except Exception:  # noqa: BLE001
@@ -203,6 +203,7 @@ def untrained(samples: pd.DataFrame, variant: str) -> bool:
 def paper_size_mb(name: str) -> float:
     """Size in MB (float32, 10^6 bytes) of the networks `name` runs at test time, built at the paper's widths:
     an exact count from the registry, whatever profile the runs used."""
+    # late: these load torch, needed only when a claim on size is checked
     from bench.perf import size_mb
     from methods import registry
     from methods.layers import count_params

@@ -18,7 +18,7 @@ from typing import Any
 
 import pandas as pd
 
-from bench.metrics import arrow, lower_is_better
+from bench.metrics import DEFINITIONS, arrow, lower_is_better
 from bench.report import paper
 from bench.report.claims import (
     METRIC_LABELS,
@@ -166,10 +166,6 @@ def deblur_methods() -> list[tuple[str, str]]:
 
 def metric_definitions() -> dict[str, str]:
     """One-line definitions from `bench.metrics.DEFINITIONS` (the code that computed the stored numbers)."""
-    try:
-        from bench.metrics import DEFINITIONS
-    except ImportError:  # the report must still render from a store alone
-        return {}
     return dict(DEFINITIONS)
 
 
