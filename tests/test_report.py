@@ -551,7 +551,7 @@ def test_damaged_sample_images_are_skipped_with_one_line_each(tmp_path: Path) ->
     runs = tmp_path / "runs"
     for method in ("ours", "blurred"):
         make_run(runs, method, 7, 0, samples=1, **base_values(method, 0))
-    samples = runs / "ours-7f-s0" / "samples"
+    samples = find(runs, "ours-7f-s0") / "samples"
     (samples / "s0_frame2.png").write_bytes(b"not a png at all")  # garbage
     (samples / "s0_truth3.png").write_bytes((samples / "s0_truth3.png").read_bytes()[:60])  # truncated
     (samples / "s0_deblurred.png").write_bytes(b"")  # empty
