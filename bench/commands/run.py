@@ -24,8 +24,11 @@ from bench.config import (
     processes_rule,
 )
 from bench.data.blur import check_frames
+from bench.env import cpu_name
 from bench.errors import BenchError
-from bench.metrics import COST_METRICS, SAMPLE_METRICS, direction
+from bench.metrics import COST_METRICS, SAMPLE_METRICS, VOCABULARY, direction
+from bench.store import runs_dir as store_folder
+from bench.verdict import HELD
 
 if TYPE_CHECKING:
     from bench.run import RunOutcome
@@ -62,6 +65,40 @@ def print_table(outcome: RunOutcome, floor: RunOutcome | None) -> None:
         console.print(f"LPIPS: {agg['deblur_lpips_note']}")
     state = "reused the finished run" if outcome.cached else "wrote"
     console.print(f"{state}: {outcome.metrics_path}")
+
+
+def print_verdicts(outcome: RunOutcome, floor: RunOutcome | None, runs: Path | None) -> None:
+    """One line per floor and metric: does the run just scored beat it (bench/floor_verdict.py), then
+    the whole verdict with the machine that produced it."""
+    # late: loads the registry's networks (torch), like the rest of this command's work
+    from bench.floor_verdict import clears_every_floor, floor_verdicts
+
+    met = outcome.metrics
+    scored = {floor.metrics.method: floor.metrics} if floor is not None else {}
+    verdicts = floor_verdicts(outcome.path, met, store_folder(runs), scored)
+    if not verdicts:
+        return
+    console = Console()
+    console.print(f"Against the floors ({met.eval_dataset}, N = {met.frames}, seed {met.seed}; paired "
+                  "bootstrap over the test samples, 95% interval):")
+    for v in verdicts:
+        label = f"{VOCABULARY[v.metric].label} ({direction(v.metric)})"
+        if v.judgement is None:
+            console.print(f"  {label} vs {v.floor}: not stored; `{v.how_to_score}` scores it")
+            continue
+        j = v.judgement
+        word = "beats" if j.verdict == HELD else "does NOT beat"
+        console.print(f"  {label}: {met.method} {j.better:.3f} {word} {v.floor} {j.worse:.3f} "
+                      f"(gain {j.gain:+.3f}, interval [{j.ci_low:+.3f}, {j.ci_high:+.3f}])")
+    clears = clears_every_floor(verdicts)
+    execution = {s: info.get("execution") or {} for s, info in met.training.items()}
+    how = {f"{e.get('precision', '?')}, threads {e.get('threads', '?')}" for e in execution.values() if e}
+    machine = f"{cpu_name()}; {', '.join(sorted(how)) or 'no training'}"
+    if clears is True:
+        console.print(f"{met.method} clears every floor judged here ({machine}).")
+    elif clears is False:
+        console.print(f"{met.method} does NOT clear every floor on this machine ({machine}); the committed "
+                      "snapshot's verdict may differ: see docs/DESIGN.md \"Profiles\".")
 
 
 def _dry_run(spec: object, iterations: int) -> tuple[dict, Path]:
@@ -246,6 +283,8 @@ def command(method: str, profile: str, frames: str, seeds: str, overrides: tuple
                                          progress=True, verify=verify)
                     floor_outcome = execute(floor_spec, log=log)
                 print_table(outcome, floor_outcome)
+                if outcome is not None:
+                    print_verdicts(outcome, floor_outcome, runs_dir)
     finally:
         if dist.active:
             # late: torch (see _explain)
