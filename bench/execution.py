@@ -202,7 +202,7 @@ class BatchStream:
         self._thread: threading.Thread | None = None
         self._iter: Iterator | None = None
         if execution.loader == "thread":
-            _one_opencv_thread()
+            one_opencv_thread()
             self._queue: queue.Queue = queue.Queue(maxsize=PREFETCH)
             self._stop = threading.Event()
             self._thread = threading.Thread(target=self._fill, name="bench-batches", daemon=True)
@@ -261,7 +261,7 @@ class BatchStream:
         self.close()
 
 
-def _one_opencv_thread() -> None:
+def one_opencv_thread() -> None:
     """OpenCV's own pool would spread a crop over the cores the step uses; one thread makes the batches."""
     cv2.setNumThreads(1)
 

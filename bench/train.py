@@ -384,10 +384,12 @@ class StageResult:
                 "probe_loss": self.probe_loss, "validation": self.validation, "execution": self.execution}
 
 
-def _progress(enabled: bool) -> Any:
+def progress_bar(enabled: bool, console: Any = None) -> Any:
+    """The training loop's progress bar (rich `Progress`; `console`: where it draws, default the terminal)."""
     return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                     TextColumn("{task.fields[rate]} it/s  loss {task.fields[loss]}"), TimeElapsedColumn(),
-                    TextColumn("ETA"), TimeRemainingColumn(), disable=not enabled, transient=False)
+                    TextColumn("ETA"), TimeRemainingColumn(), disable=not enabled, transient=False,
+                    console=console)
 
 
 @dataclass
@@ -612,12 +614,14 @@ class StageRun:
         self.write_status("failed", error=msg, done=it)
         raise TrainingDiverged(msg)
 
+    def planned(self, trainset: Any, start: int, total: int) -> PlannedBatches:
+        """The batches of iterations `start` .. `total` - 1 (this rank's share), each made when indexed."""
+        return PlannedBatches(trainset, self.seed, self.stream, start, total, self.result.batch, self.dist,
+                              self.stage.objective.fields)
+
     def batches(self, trainset: Any, start: int, total: int) -> BatchStream:
-        """The batches of iterations `start` .. `total` - 1 (this rank's share), made ahead as the execution
-        says."""
-        planned = PlannedBatches(trainset, self.seed, self.stream, start, total, self.result.batch, self.dist,
-                                 self.stage.objective.fields)
-        return BatchStream(planned, self.execution)
+        """`planned`'s batches, made ahead as the execution says."""
+        return BatchStream(self.planned(trainset, start, total), self.execution)
 
     def train(self, trainset: Any, progress: bool) -> tuple[float, float]:
         """Iterations `start` .. `total`, checkpointed, logged and validated; returns (data wait, step time),
@@ -626,7 +630,7 @@ class StageRun:
         scaler = self.execution.scaler()
         wait_s, step_s, session_start = 0.0, 0.0, time.perf_counter()
         with self.batches(trainset, self.start, self.total) as batches, \
-                _progress(progress and self.dist.main) as bar:
+                progress_bar(progress and self.dist.main) as bar:
             task = bar.add_task(f"{self.method.name}: {self.stage.name}", total=self.total,
                                 completed=self.start, rate="-", loss="-")
             for it in range(self.start, self.total):

@@ -11,6 +11,13 @@ algorithm selection and compilation):
 
 - `step_s`: median seconds per iteration, the wait for its batch included; `samples_per_s`: batch times
   timed steps over their summed time; `data_wait_share`: the share of that time spent waiting for batches.
+- the gap between the loop and its bare step, with `bare=True` (`bench perf --train`): `bare_samples_per_s`,
+  the same step over batches made beforehand (`time_bare`); `batch_cpu_s`, the CPU seconds of one thread
+  making one batch as the loop's batch thread makes it; `validation_s_per_step` and `checkpoint_s_per_step`,
+  one validation score and one checkpoint write amortised over the profile's `val_every` and `ckpt_every`;
+  `progress_cpu_share`, the CPU a live progress bar takes per second; and `loop_efficiency`, bare step
+  time over the loop's time per iteration (its step and batch wait plus the amortised validation and
+  checkpoint), the share of the bare step's speed the loop keeps.
 - `peak_mem_mb`: `bench.perf.PeakMemory` over warm-up and timed steps (CUDA: the most allocated above the
   start; CPU: resident memory above the start, sampled), MB = 10^6 bytes.
 - `train_macs`: 3 x the forward MACs of one step (backward costs about twice the forward), counted with
@@ -26,6 +33,7 @@ under `runs/dryrun/`, never as a result.
 
 from __future__ import annotations
 
+import io
 import statistics
 import tempfile
 import time
@@ -35,6 +43,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
+from rich.console import Console
 
 from bench.config import Profile, resolve_profile
 from bench.data.manifest import default_data_dir, load_manifest, split_counts
@@ -42,13 +51,14 @@ from bench.data.prepare import DATA_SEED, ensure_prepared
 from bench.devices import resolve_device
 from bench.env import cpu_name
 from bench.errors import BenchError
-from bench.execution import on_device, resolve_threads
+from bench.execution import on_device, one_opencv_thread, resolve_threads
 from bench.fileio import atomic_write_json, stable_hash
 from bench.memory import check_training
 from bench.perf import PeakMemory, count_macs, device_name, matmul_rate, synchronize, time_calls
 from bench.registry import get_method
 from bench.store import DRY_RUNS, runs_dir
-from bench.train import derive_seed, open_stage, stage_crop, stage_iterations, train_set
+from bench.train import derive_seed, open_stage, progress_bar, stage_crop, stage_iterations, train_set
+from bench.validation import Validation, validation_batch, validation_set
 from methods import registry
 
 if TYPE_CHECKING:
@@ -81,8 +91,10 @@ def forward_macs(method: MethodAPI, stage: Stage, profile: Profile, batch: dict[
 
 def time_stage(method: MethodAPI, stage: Stage, profile: Profile, set_folder: Path, device: torch.device,
                steps: int, warmup: int, rates: dict[str, float], seed: int = 0, trainset: Any = None,
-               log: Any = print) -> dict[str, Any]:
-    """One stage's row: `warmup` untimed then `steps` timed iterations of the training loop's step."""
+               log: Any = print, bare: bool = False) -> dict[str, Any]:
+    """One stage's row: `warmup` untimed then `steps` timed iterations of the training loop's step; with
+    `bare`, the gap to the bare step too (`loop_gap`)."""
+    own_set = trainset is None
     with tempfile.TemporaryDirectory(prefix="bench-timing-") as scratch:
         run = open_stage(method, stage, profile, set_folder, seed, Path(scratch), device,
                          {name: NOT_LOADED for name in stage.init_from}, log=log)
@@ -108,10 +120,81 @@ def time_stage(method: MethodAPI, stage: Stage, profile: Profile, set_folder: Pa
                     totals.append(t2 - t0)
             cpu = time.process_time() - cpu_start
         macs = forward_macs(method, stage, profile, first, device)
+        gap = loop_gap(run, trainset, warmup, steps, scaler, totals, set_folder if own_set else None) \
+            if bare else {}
     row = _row(method, stage, profile, run, device, waits, totals, macs, rates, mem, warmup)
     # CPU seconds of this process (every thread: the step's and the loader's) per timed step: on a machine
     # shared with other jobs, the measure of the work that waiting for a core does not inflate.
-    return dict(row, cpu_s_per_step=cpu / len(totals))
+    return dict(row, cpu_s_per_step=cpu / len(totals), **gap)
+
+
+BARE_BATCHES = 8  # distinct batches the bare step cycles over: real data, a few MB
+
+
+def time_bare(run: Any, trainset: Any, warmup: int, steps: int, scaler: Any
+              ) -> tuple[list[float], list[float]]:
+    """The stage's step alone, `warmup` untimed then `steps` timed, over `BARE_BATCHES` batches made
+    beforehand, and the CPU seconds this thread took to make each of them (OpenCV on one thread, as in
+    the loop's batch thread): (step seconds, batch CPU seconds)."""
+    planned = run.planned(trainset, 0, warmup + steps)
+    one_opencv_thread()
+    made, cpu = [], []
+    for i in range(min(BARE_BATCHES, len(planned))):
+        c0 = time.thread_time()
+        made.append(planned[i])
+        cpu.append(time.thread_time() - c0)
+    totals = []
+    for it in range(warmup + steps):
+        t0 = time.perf_counter()
+        run.step(it, made[it % len(made)], scaler)
+        synchronize(run.device)
+        if it >= warmup:
+            totals.append(time.perf_counter() - t0)
+    return totals, cpu
+
+
+def _timed(fn: Callable[[], Any]) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def progress_cpu_share(seconds: float = 1.0, rate: float = 20.0) -> float:
+    """CPU seconds per second that a live progress bar (the loop's, drawn on a terminal) costs this process
+    while it is updated `rate` times a second, over the same loop without it."""
+    def cpu_of(bar: Any) -> float:
+        task = bar.add_task("timing", total=10**9, rate="-", loss="-")
+        c0, end = time.process_time(), time.perf_counter() + seconds
+        while time.perf_counter() < end:
+            bar.update(task, advance=1, rate="1.00", loss="0.1")
+            time.sleep(1 / rate)
+        return time.process_time() - c0
+
+    with progress_bar(False) as off:
+        idle = cpu_of(off)
+    with progress_bar(True, Console(file=io.StringIO(), force_terminal=True, width=120)) as on:
+        live = cpu_of(on)
+    return max(0.0, live - idle) / seconds
+
+
+def loop_gap(run: Any, trainset: Any, warmup: int, steps: int, scaler: Any, loop: list[float],
+             set_folder: Path | None) -> dict[str, Any]:
+    """What the loop adds to its bare step (`time_bare`), each cost named; `loop` holds the loop's timed
+    iterations (step and batch wait). Validation is scored only on a prepared set (`set_folder`)."""
+    t, stage = run.profile.train, run.stage
+    bare, batch_cpu = time_bare(run, trainset, warmup, steps, scaler)
+    validation = 0.0
+    if set_folder is not None and t.val_every:
+        fields = stage.objective.fields
+        valset = validation_set(set_folder, stage_crop(stage, run.profile), fields)
+        run.validation = Validation.of(stage, validation_batch(valset, t.val_samples, fields))
+        validation = _timed(lambda: run.validate(1)) / t.val_every
+    checkpoint = _timed(lambda: run.save(1)) / t.ckpt_every
+    bare_s, loop_s = statistics.fmean(bare), statistics.fmean(loop) + validation + checkpoint
+    return {"bare_samples_per_s": run.result.batch / bare_s, "bare_step_s": statistics.median(bare),
+            "batch_cpu_s": statistics.median(batch_cpu), "validation_s_per_step": validation,
+            "checkpoint_s_per_step": checkpoint, "progress_cpu_share": progress_cpu_share(),
+            "loop_efficiency": bare_s / loop_s}
 
 
 def step_rates(profile: Profile, device: torch.device, size: int = 2048) -> dict[str, float]:
@@ -121,16 +204,17 @@ def step_rates(profile: Profile, device: torch.device, size: int = 2048) -> dict
 
 
 def time_method(method: MethodAPI, profile: Profile, set_folder: Path, device: torch.device, steps: int,
-                warmup: int, rates: dict[str, float], seed: int = 0, log: Any = print) -> list[dict]:
-    """`time_stage` rows of every stage of `method`, in training order; batches that cannot fit in memory
-    are refused first."""
+                warmup: int, rates: dict[str, float], seed: int = 0, log: Any = print, bare: bool = False
+                ) -> list[dict]:
+    """`time_stage` rows of every stage of `method`, in training order (with `bare`, each with its gap to
+    the bare step); batches that cannot fit in memory are refused first."""
     check_training(method, profile, int(load_manifest(set_folder)["frames"]), device)
     rows = []
     for stage in method.stages:
         log(f"timing {method.name} stage {stage.name} on {device_name(device)}: {warmup} untimed and "
             f"{steps} timed steps")
         rows.append(time_stage(method, stage, profile, set_folder, device, steps, warmup, rates, seed=seed,
-                               log=log))
+                               log=log, bare=bare))
     return rows
 
 
@@ -242,5 +326,5 @@ def run_train(methods: list[str], profile_name: str, overrides: list[str], devic
         if n not in folders:  # verified once: verification hashes every file of the set
             folders[n] = ensure_prepared(source, n, profile, data_dir, DATA_SEED, root=root, progress=True,
                                          log=log)
-        rows += time_method(method, profile, folders[n], dev, steps, warmup, rates, log=log)
+        rows += time_method(method, profile, folders[n], dev, steps, warmup, rates, log=log, bare=True)
     return rows

@@ -72,6 +72,10 @@ def print_loader_rows(rows: list[dict]) -> None:
                       + ", ".join(f"{k} {v:.2f} ms" for k, v in parts.items()))
 
 
+def _ms(seconds: float | None) -> float | None:
+    return None if seconds is None else 1000 * seconds
+
+
 def print_train_rows(rows: list[dict]) -> None:
     if not rows:
         return
@@ -79,21 +83,30 @@ def print_train_rows(rows: list[dict]) -> None:
     loader = r0["loader"] + (f" ({r0['workers']} workers)" if r0["loader"] == "process" else "")
     table = Table(title=f"bench perf --train: {r0['device']}, {r0['threads']} threads, {r0['precision']}, "
                         f"batches from {loader}")
-    for col in ("stage", "layout", "crop x b", "samples/s", "wait", "peak MB", "MAC %", "MAC % fp32"):
+    for col in ("stage", "layout", "crop x b", "samples/s", "bare/s", "loop/bare", "batch CPU ms",
+                "val ms/it", "ckpt ms/it", "wait", "peak MB", "MAC %"):
         table.add_column(col, justify="left" if col in ("stage", "layout") else "right")
     for r in rows:
         table.add_row(f"{r['method']}/{r['stage']}", "CL" if r["channels_last"] else "contig",
                       f"{r['crop']} x {r['batch']}", number(r["samples_per_s"], ".1f"),
+                      number(r.get("bare_samples_per_s"), ".1f"),
+                      percent(r.get("loop_efficiency"), ".0f") + "%",
+                      number(_ms(r.get("batch_cpu_s")), ".1f"),
+                      number(_ms(r.get("validation_s_per_step")), ".2f"),
+                      number(_ms(r.get("checkpoint_s_per_step")), ".2f"),
                       percent(r["data_wait_share"], ".1f") + "%", number(r["peak_mem_mb"], ".0f"),
-                      percent(r["mac_rate_fraction"], ".2f"),
-                      percent(r["mac_rate_fraction_fp32"], ".2f"))
+                      percent(r["mac_rate_fraction"], ".2f"))
     console = Console()
     console.print(table)
     console.print(f"CPU: {r0['cpu']}. layout CL: the stage's channels_last_train components channels-last; "
+                  "bare/s: the same step over batches made beforehand; loop/bare: bare step time over the "
+                  "loop's time per iteration, validation and checkpoints amortised (val, ckpt: ms per "
+                  "iteration at the profile's cadence); batch CPU: one thread's CPU time to make one batch; "
+                  f"a live progress bar costs {percent(r0.get('progress_cpu_share'), '.1f')}% of a core; "
                   "wait: share of step time waiting for the next batch; MAC %: 3 x forward MACs per step "
                   "against the dense matmul rate measured in this run in the step's dtype "
-                  f"({r0['matmul_rate'] / 1e9:.1f} GMAC/s in {r0['matmul_dtype']}) and in float32 "
-                  f"({r0['matmul_rate_fp32'] / 1e9:.1f} GMAC/s); peak memory: {r0['peak_mem_how']}")
+                  f"({r0['matmul_rate'] / 1e9:.1f} GMAC/s in {r0['matmul_dtype']}; "
+                  f"{r0['matmul_rate_fp32'] / 1e9:.1f} GMAC/s in float32); peak memory: {r0['peak_mem_how']}")
 
 
 @click.command("perf")
