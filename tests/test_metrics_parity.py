@@ -1,4 +1,4 @@
-"""Parity of bench/metrics.py with the metric code other projects publish (issue 24, item 5).
+"""Parity of bench/metrics.py with the metric code other projects publish.
 
 The numbers below were produced by each project's own code, run outside this repository (in /tmp/parity on
 the development machine, torch 2.14.1 CPU, numpy 2.2.6, OpenCV 4.12.0, torchmetrics 1.9.0), on the fixed
