@@ -446,7 +446,8 @@ def load_lpips() -> tuple[torch.nn.Module | None, str | None]:
     """
     path = alexnet_cache_path()
     if not path.is_file():
-        return None, f"LPIPS not computed: AlexNet weights not cached at {path} (no download attempted)"
+        return None, (f"LPIPS not computed: AlexNet weights not cached at {path} (no download attempted; "
+                      "`bench fetch-weights lpips` fetches them)")
     return _load_lpips_cached(str(path), path.stat().st_mtime_ns)
 
 
