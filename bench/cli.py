@@ -22,6 +22,7 @@ VERBS = {
     "infer": "runs a trained method on your own blurred photos",
     "perf": "measures runtime and size of every method side by side",
     "list": "lists methods, datasets, profiles and stored runs",
+    "fetch-weights": "downloads third-party weights on request (lpips: torchvision's AlexNet), hash-checked",
 }
 
 
@@ -32,7 +33,7 @@ class LazyGroup(click.Group):
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
         if name not in VERBS:
             return None
-        module = importlib.import_module(f"bench.commands.{name}")
+        module = importlib.import_module(f"bench.commands.{name.replace('-', '_')}")
         return module.command
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:

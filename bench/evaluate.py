@@ -64,9 +64,11 @@ def _progress(enabled: bool):
 
 def score_sample(deblurred: np.ndarray, frames: np.ndarray, sharp: np.ndarray,
                  flows: np.ndarray | None = None, true_flows: np.ndarray | None = None,
-                 lpips_model: nn.Module | None = None) -> dict[str, float | None]:
+                 lpips_model: nn.Module | None = None, blur: np.ndarray | None = None,
+                 gamma: float | None = None) -> dict[str, float | None]:
     """Every per-sample metric (docs/DESIGN.md "Metrics") from uint8 arrays: deblurred `(h, w, 3)`, frames
-    and sharp `(N, h, w, 3)`; flows `(N, h, w, 2)` in pixels or None. Values are raw floats (inf possible)."""
+    and sharp `(N, h, w, 3)`; flows `(N, h, w, 2)` in pixels or None; the blurred input `(h, w, 3)` and the
+    set's gamma for the reblur PSNR (None without a blur). Values are raw floats (inf possible)."""
     centre = sharp[sharp.shape[0] // 2]
     return {
         "deblur_psnr": metrics.psnr(deblurred, centre),
@@ -76,6 +78,10 @@ def score_sample(deblurred: np.ndarray, frames: np.ndarray, sharp: np.ndarray,
         "eq6": metrics.eq6_error(frames, sharp),
         "ppsnr": metrics.ppsnr(frames, sharp),
         "pwpsnr": metrics.pwpsnr(frames, sharp),
+        "pooled_psnr": metrics.pooled_psnr(frames, sharp),
+        "b2v_psnr": metrics.b2v_psnr(frames, sharp),
+        "b2v_pwpsnr": metrics.b2v_pwpsnr(frames, sharp),
+        "reblur_psnr": None if blur is None else metrics.reblur_psnr(frames, blur, gamma),
         "mid_psnr": metrics.mid_psnr(frames, sharp),
         "motion_ratio": metrics.motion_ratio(frames, sharp),
         "epe": None if flows is None or true_flows is None else metrics.flow_epe(flows, true_flows),
@@ -153,7 +159,9 @@ def score_set(method: MethodAPI, nets: nn.Module, set_folder: Path, profile: Any
         if pred.flows is not None and item.get("flow") is not None:
             flows = metrics.to_numpy_flows(_crop(pred.flows, hw)[0])  # (N, H, W, 2)
             true_flows = metrics.to_numpy_flows(item["flow"])  # (N, H, W, 2)
-        row = score_sample(deblurred, frames, sharp, flows, true_flows, lpips_model)
+        blur_u8 = metrics.to_numpy_images(item["blur"])  # (H, W, 3), exactly the stored uint8 blur
+        row = score_sample(deblurred, frames, sharp, flows, true_flows, lpips_model, blur_u8,
+                           data.manifest["gamma"])
         samples.append({"id": item["id"], **{k: _json_float(v) for k, v in row.items()}})
         if scored is not None:
             scored(i, len(data), item, (deblurred, frames, sharp))

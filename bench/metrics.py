@@ -57,6 +57,10 @@ VOCABULARY: dict[str, Metric] = {
     "eq6": Metric("Eq. 6 error", "lower"),
     "ppsnr": Metric("pPSNR", "higher", "dB"),
     "pwpsnr": Metric("PW-PSNR", "higher", "dB"),
+    "pooled_psnr": Metric("pooled PSNR", "higher", "dB"),
+    "b2v_psnr": Metric("blur2vid PSNR", "higher", "dB"),
+    "b2v_pwpsnr": Metric("blur2vid PW-PSNR", "higher", "dB"),
+    "reblur_psnr": Metric("reblur PSNR", "higher", "dB"),
     "mid_psnr": Metric("middle-frame PSNR", "higher", "dB"),
     "motion_ratio": Metric("motion ratio", "one"),  # 0 a still video, >1 flicker
     "epe": Metric("flow EPE", "lower", "px"),
@@ -114,10 +118,23 @@ DEFINITIONS: dict[str, str] = {
     "eq6": "paper's Eq. 6 error on [0,255] float64 frames: sum over n=1..floor(N/2), m=N+1-n, of "
     "mean||x^_n+x^_m|-|x_n+x_m|| + mean||x^_n-x^_m|-|x_n-x_m||, means over pixels and channels; "
     "invariant to reversing the order; lower is better",
-    "ppsnr": "pPSNR (HyperCUT, CVPR 2023): max over {predicted order, reversed order} of the mean over the N "
-    "frames of per-frame PSNR",
-    "pwpsnr": "PW-PSNR (blur2vid, 2025): 10 log10(255^2 / mean_p min_d (1/N) sum_t (x^d_t(p)-x_t(p))^2), "
-    "the order d (predicted or reversed) chosen per pixel p; squared errors averaged over the 3 channels",
+    "ppsnr": "pPSNR (HyperCUT, CVPR 2023, utils/metrics.py calculate_pPSNR): max over {predicted order, "
+    "reversed order} of the mean over the N frames of per-frame PSNR",
+    "pwpsnr": "PW-PSNR after blur2vid (2025): "
+    "10 log10(255^2 / mean_p min_d (1/N) sum_t (x^d_t(p)-x_t(p))^2), the order d (predicted or reversed) "
+    "chosen per pixel p (an RGB triple: squared errors averaged over the 3 channels first); full resolution. "
+    "blur2vid's own code chooses per pixel and channel: b2v_pwpsnr",
+    "pooled_psnr": "pooled PSNR (Animation-from-Blur, ECCV 2022, valid_vaegan.py): one MSE over all N "
+    "frames, pixels and channels, 10 log10(255^2 / MSE), the better of the predicted and reversed orders",
+    "b2v_psnr": "blur2vid's per-clip PSNR (extra/moMets-parallel-gopro.py): both videos first halved in "
+    "each side with cv2.INTER_AREA (extra/downsample_results.py), then max over {predicted, reversed} "
+    "order of the mean over frames of per-frame PSNR (pPSNR's reading at half resolution)",
+    "b2v_pwpsnr": "blur2vid's pixel-wise PSNR as its code computes it: both videos halved (cv2.INTER_AREA), "
+    "then 10 log10(1 / mean_e min_d mean_t (x^d_t(e)-x_t(e))^2) on [0,1] values, the order d chosen per "
+    "pixel AND channel e",
+    "reblur_psnr": "reblur PSNR: the N predicted frames averaged as the set's blur was made (in linear light "
+    "(v/255)^gamma when the set has a gamma, else the stored values), not rounded, vs the blurred input "
+    "(uint8), 10 log10(255^2 / MSE) over pixels and channels; order-invariant",
     "mid_psnr": "PSNR of the predicted middle frame (n=(N+1)/2) vs the true middle frame",
     "motion_ratio": "motion of the predicted video over the true one: mean_n mean|x^_{n+1}-x^_n| / "
     "mean_n mean|x_{n+1}-x_n| on [0,255] frames; 0 for a still video, 1 when it moves as much as the truth; "
@@ -201,10 +218,15 @@ def _frame_psnrs(pred: np.ndarray, true: np.ndarray) -> list[float]:
 
 
 def ppsnr(pred: np.ndarray, true: np.ndarray) -> float:
-    """pPSNR (HyperCUT, CVPR 2023) of two uint8 videos `(N, h, w, 3)`, in dB.
+    """pPSNR of two uint8 videos `(N, h, w, 3)`, in dB.
 
-    max( mean_t PSNR(x^_t, x_t), mean_t PSNR(x^_{N+1-t}, x_t) ): per-frame PSNR averaged over the N frames,
-    the better of the predicted order and its reverse. Range [0, inf).
+    Source: HyperCUT (Pham et al., CVPR 2023), github.com/VinAIResearch/HyperCUT, utils/metrics.py
+    `calculate_pPSNR`. Reading: max( mean_t PSNR(x^_t, x_t), mean_t PSNR(x^_{N+1-t}, x_t) ), per-frame PSNR
+    10 log10(255^2 / MSE) with the MSE over a frame's pixels and channels, averaged over the N frames; the
+    better of the predicted order and its reverse, chosen per sequence. [0, 255] RGB, full resolution, no
+    border crop. HyperCUT scores its network's float output un-normalised to [0, 255] without rounding; we
+    score uint8 frames (the rounding moves a score by the rounding noise only). Equal to HyperCUT's code
+    within 1e-4 dB (tests/test_metrics_parity.py). Range [0, inf).
     """
     _check_pair(pred, true, 4, "ppsnr")
     forward = float(np.mean(_frame_psnrs(pred, true)))
@@ -213,12 +235,19 @@ def ppsnr(pred: np.ndarray, true: np.ndarray) -> float:
 
 
 def pwpsnr(pred: np.ndarray, true: np.ndarray) -> float:
-    """PW-PSNR (blur2vid, 2025) of two uint8 videos `(N, h, w, 3)`, in dB.
+    """PW-PSNR, pixel-wise best-of-orders PSNR after blur2vid, of two uint8 videos `(N, h, w, 3)`, in dB.
 
     10 log10(255^2 / mean_p min_d (1/N) sum_t (x^d_t(p) - x_t(p))^2) with d in {predicted, reversed}: the
-    direction is chosen per pixel location p (a pixel's squared error is averaged over its 3 channels).
-    Since a mean of minima is at most the minimum of means, PW-PSNR is at least the whole-video PSNR of the
-    better order. Range [0, inf).
+    direction is chosen per pixel location p, a pixel being the RGB triple (its squared error is averaged
+    over the 3 channels before the minimum). [0, 255], float64, full resolution, no border crop. Since a mean
+    of minima is at most the minimum of means, PW-PSNR is at least the whole-video PSNR of the better order.
+    Range [0, inf).
+
+    This is the suite's reading of blur2vid's definition (Tedla et al., SIGGRAPH Asia 2025), kept unchanged
+    so stored runs stay comparable. blur2vid's own code (github.com/tedlasai/blur2vid,
+    extra/moMets-parallel-gopro.py, `scorePWPSNR`) differs in two ways that move numbers: it takes the
+    minimum per pixel *and channel* (so its value is never below ours on the same frames), and it scores
+    videos halved in size. `b2v_pwpsnr` is that code's reading.
     """
     _check_pair(pred, true, 4, "pwpsnr")
     p = pred.astype(np.float64)  # (N, h, w, 3)
@@ -226,6 +255,108 @@ def pwpsnr(pred: np.ndarray, true: np.ndarray) -> float:
     err_fwd = np.mean((p - t) ** 2, axis=(0, 3))  # (h, w)
     err_bwd = np.mean((p[::-1] - t) ** 2, axis=(0, 3))  # (h, w)
     return _psnr_of_mse(float(np.mean(np.minimum(err_fwd, err_bwd))))
+
+
+def pooled_psnr(pred: np.ndarray, true: np.ndarray) -> float:
+    """Pooled best-of-orders PSNR of two uint8 videos `(N, h, w, 3)`, in dB.
+
+    Source: Animation-from-Blur (Zhong et al., ECCV 2022), github.com/zzh-tech/Animation-from-Blur,
+    valid_vaegan.py `evaluate` (the "valid max." line): the N frames are stacked into one tensor and
+    `torchmetrics.functional.psnr(..., data_range=255)` takes ONE MSE over every frame, pixel and channel
+    (pooled, not a mean of per-frame PSNRs); the better of the predicted and reversed orders is kept. [0, 255]
+    RGB, full resolution, no border crop. Their predictions are float, clamped to [0, 255] and not rounded;
+    ours are uint8. Their set score is the mean over samples (an AverageMeter weighted by N, equal for one N),
+    as our aggregate is; with `--num_sampling` > 1 they also keep the best of several sampled guidances, which
+    a deterministic method does not have. Pooling weights a badly predicted frame by its MSE rather than its
+    dB, so the value is at most pPSNR's. Range [0, inf).
+    """
+    _check_pair(pred, true, 4, "pooled_psnr")
+    return max(psnr(pred, true), psnr(pred[::-1], true))
+
+
+def half_size(video: np.ndarray) -> np.ndarray:
+    """blur2vid's 2x downsampling of uint8 frames `(N, h, w, 3)` -> `(N, h // 2, w // 2, 3)` uint8.
+
+    Source: github.com/tedlasai/blur2vid, extra/downsample_results.py `downsample_image`: cv2.resize to
+    (w // 2, h // 2) with INTER_AREA on the 8-bit frame (OpenCV rounds the result to uint8). Needs h, w >= 2.
+    """
+    # late: OpenCV is slow to import and the report reads this module without it
+    import cv2
+
+    if video.ndim != 4 or video.shape[-1] != 3 or video.shape[1] < 2 or video.shape[2] < 2:
+        raise ValueError(f"half_size: expected (n, h, w, 3) frames with h, w >= 2, got {video.shape}")
+    size = (video.shape[2] // 2, video.shape[1] // 2)  # OpenCV's (width, height)
+    return np.stack([cv2.resize(np.ascontiguousarray(f), size, interpolation=cv2.INTER_AREA) for f in video])
+
+
+def b2v_psnr(pred: np.ndarray, true: np.ndarray) -> float:
+    """blur2vid's per-clip best-of-order mean PSNR of two uint8 videos `(N, h, w, 3)`, in dB.
+
+    Source: blur2vid (Tedla et al., SIGGRAPH Asia 2025), github.com/tedlasai/blur2vid,
+    extra/moMets-parallel-gopro.py (`scorePSNR`, reduced in `main`: mean over frames, then the max over the
+    two directions, then the mean over clips). Reading: both videos are first halved in each side
+    (`half_size`, their extra/downsample_results.py, which their GoPro results tree goes through), then per
+    frame PSNR 10 log10(1 / MSE) on [0, 1] values (= 255^2 / MSE on [0, 255]), MSE over a frame's pixels and
+    channels, averaged over the N frames, the better of the predicted and reversed orders per clip. RGB, no
+    border crop; they compute in float32, we in float64. On the same frames this is pPSNR's reading; what
+    moves the number is the resolution: halving averages away pixel noise, several dB on noisy frames.
+    Range [0, inf).
+    """
+    _check_pair(pred, true, 4, "b2v_psnr")
+    return ppsnr(half_size(pred), half_size(true))
+
+
+def b2v_pwpsnr(pred: np.ndarray, true: np.ndarray) -> float:
+    """blur2vid's pixel-wise PSNR as its published code computes it: two uint8 videos `(N, h, w, 3)`, in dB.
+
+    Source: github.com/tedlasai/blur2vid, extra/moMets-parallel-gopro.py `scorePWPSNR`:
+    10 log10(1 / mean_e min_d mean_t (x^d_t(e) - x_t(e))^2) on [0, 1] values, d in {predicted, reversed}, the
+    order chosen per element e = (row, column, channel), on videos first halved (`half_size`). RGB, no border
+    crop; float32 there, float64 here. Differs from `pwpsnr` (the suite's reading, per RGB pixel, full
+    resolution) by the channel-wise choice (never lower) and by the resolution. Range [0, inf).
+    """
+    _check_pair(pred, true, 4, "b2v_pwpsnr")
+    p = half_size(pred).astype(np.float64)  # (N, h/2, w/2, 3)
+    t = half_size(true).astype(np.float64)
+    err_fwd = np.mean((p - t) ** 2, axis=0)  # (h/2, w/2, 3)
+    err_bwd = np.mean((p[::-1] - t) ** 2, axis=0)
+    return _psnr_of_mse(float(np.mean(np.minimum(err_fwd, err_bwd))))
+
+
+def reblur(frames: np.ndarray, gamma: float | None = None) -> np.ndarray:
+    """The blur N frames make, unrounded: uint8 `(N, h, w, 3)` -> float64 `(h, w, 3)` in [0, 255].
+
+    The suite's blur builder (bench/data/blur.py `WindowBlur`, docs/DESIGN.md "Data") without its final
+    rounding: the mean of the frames, in linear light 255 * mean((v / 255)^gamma)^(1 / gamma) when `gamma` is
+    given, else of the stored values. So np.rint of it is the set's stored blur of the true frames.
+    """
+    if frames.ndim != 4 or frames.shape[-1] != 3:
+        raise ValueError(f"reblur: expected (n, h, w, 3) frames, got {frames.shape}")
+    x = frames.astype(np.float64)
+    if gamma is None:
+        return np.mean(x, axis=0)
+    return 255.0 * np.mean((x / 255.0) ** gamma, axis=0) ** (1.0 / gamma)
+
+
+def reblur_psnr(pred: np.ndarray, blur: np.ndarray, gamma: float | None = None) -> float:
+    """Reblur PSNR in dB: predicted uint8 frames `(N, h, w, 3)` averaged back into a blur vs a reference blur.
+
+    PSNR 10 log10(255^2 / MSE) of `reblur(pred, gamma)` (float64, not rounded) against `blur` `(h, w, 3)` on
+    [0, 255]: in the suite the blurred input itself (uint8) with the set's gamma (None: the mean of stored
+    values, as the paper; 2.2: linear light), over every pixel and channel, full resolution, no border crop.
+    Order-invariant; it checks that the frames explain the input, not that they are sharp.
+
+    Source of the idea: blur2vid (github.com/tedlasai/blur2vid, extra/moMets-parallel-gopro.py
+    `scoreBlurryPSNR`). Their reading differs: the reference is the ground-truth frames reblurred the same
+    way (float, never rounded) rather than the input, the gamma is always 2.2 whatever made the input, values
+    are float32 in [0, 1], and their GoPro videos are halved first. Given `reblur(true, 2.2)` as `blur` and
+    gamma 2.2, this function computes their reading at the resolution given (tests/test_metrics_parity.py).
+    Range [0, inf).
+    """
+    if blur.ndim != 3 or pred.shape[1:] != blur.shape:
+        raise ValueError(f"reblur_psnr: frames {pred.shape} do not match blur {blur.shape}")
+    d = reblur(pred, gamma) - blur.astype(np.float64)
+    return _psnr_of_mse(float(np.mean(d * d)))
 
 
 def mid_psnr(pred: np.ndarray, true: np.ndarray) -> float:
@@ -315,7 +446,8 @@ def load_lpips() -> tuple[torch.nn.Module | None, str | None]:
     """
     path = alexnet_cache_path()
     if not path.is_file():
-        return None, f"LPIPS not computed: AlexNet weights not cached at {path} (no download attempted)"
+        return None, (f"LPIPS not computed: AlexNet weights not cached at {path} (no download attempted; "
+                      "`bench fetch-weights lpips` fetches them)")
     return _load_lpips_cached(str(path), path.stat().st_mtime_ns)
 
 

@@ -34,4 +34,4 @@ def test_bench_help_imports_no_torch_and_no_verb() -> None:
 
 @pytest.mark.parametrize("verb", list(VERBS))
 def test_a_verbs_help_imports_no_torch_and_only_its_own_module(verb: str) -> None:
-    assert _loaded([verb, "--help"]) == f"LOADED [] ['bench.commands.{verb}']"
+    assert _loaded([verb, "--help"]) == f"LOADED [] ['bench.commands.{verb.replace('-', '_')}']"

@@ -138,7 +138,7 @@ def test_no_import_circle_in_bench_or_methods() -> None:
 # docs/DESIGN.md "Parts": the floors of bench/, bottom up, by the name under bench/ (a package or a module).
 FLOORS = (
     ("errors", "fileio", "metrics", "verdict", "devices", "env", "code_identity", "registry", "components"),
-    ("config", "outputs", "store", "memory"),
+    ("config", "outputs", "store", "memory", "fetch"),
     ("data",),
     ("execution", "evaluate", "validation", "train", "perf", "loaderperf", "trainperf", "run", "floor_verdict",
      "explain", "ablate", "report", "infer"),

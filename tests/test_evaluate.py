@@ -85,6 +85,8 @@ def test_blurred_floor_scores_match_direct_computation(smoke_set, no_lpips, tmp_
         psnr.append(metrics.psnr(blur, sharp[len(sharp) // 2]))
     assert agg["eq6"] == pytest.approx(np.mean(eq6), rel=1e-12)
     assert agg["deblur_psnr"] == pytest.approx(np.mean(psnr), rel=1e-12)
+    # Averaged back in the set's way, N copies of the blur are the blur: an infinite reblur PSNR, stored null.
+    assert all(s["reblur_psnr"] is None for s in out["samples"]) and agg["reblur_psnr"] is None
     assert agg["eq6"] > 0
     # A repeated frame does not move: motion ratio 0 for every sample (the truth moves in this set).
     assert agg["motion_ratio"] == 0.0 and all(s["motion_ratio"] == 0.0 for s in out["samples"])
@@ -113,6 +115,18 @@ def test_true_centre_oracle_and_flows(smoke_set, no_lpips) -> None:
     assert agg["deblur_ssim"] == pytest.approx(1.0)
     assert agg["params"] == 12 and agg["size_mb"] == pytest.approx(48e-6)
     truth = _truth(smoke_set)
+    # Every order-invariant metric of the field is scored per sample, from the same uint8 frames.
+    for got, item in zip(out["samples"], truth, strict=True):
+        sharp = metrics.to_numpy_images(item["sharp"])  # (N, h, w, 3)
+        still = np.repeat(sharp[len(sharp) // 2][None], len(sharp), axis=0)  # the oracle's video
+        blur = metrics.to_numpy_images(item["blur"])  # (h, w, 3)
+        want = {"pooled_psnr": metrics.pooled_psnr(still, sharp), "b2v_psnr": metrics.b2v_psnr(still, sharp),
+                "b2v_pwpsnr": metrics.b2v_pwpsnr(still, sharp),
+                "reblur_psnr": metrics.reblur_psnr(still, blur, None)}
+        assert want["b2v_psnr"] == np.inf  # the centre frame is exact, so its per-frame PSNR is inf
+        for key, value in want.items():
+            stored = value if np.isfinite(value) else None  # inf is stored as null
+            assert got[key] == (None if stored is None else pytest.approx(stored, rel=1e-12)), key
     if truth[0]["flow"] is not None:  # zero flows: EPE is the mean length of the true flows
         lengths = [float(torch.linalg.vector_norm(t["flow"].double(), dim=1).mean()) for t in truth]
         assert agg["epe"] == pytest.approx(np.mean(lengths), rel=1e-9)

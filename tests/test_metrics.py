@@ -225,3 +225,69 @@ def test_the_vocabulary_is_the_one_source_of_metric_names_and_directions() -> No
     metrics.check_claimable("eq6", "a claim")
     with pytest.raises(BenchError, match="motion_ratio"):
         metrics.check_claimable("motion_ratio", "a claim")  # best at one: no verdict can favour a side
+
+
+def _noisy(true: np.ndarray, sigmas: list[float], seed: int = 5) -> np.ndarray:
+    noise = np.random.default_rng(seed).normal(size=true.shape) * np.asarray(sigmas)[:, None, None, None]
+    return np.clip(np.rint(true + noise), 0, 255).astype(np.uint8)
+
+
+def test_pooled_psnr_is_one_mse_over_the_video_best_order() -> None:
+    true = _rng_video(5, 12, 14)
+    pred = _noisy(true, [2, 4, 8, 16, 32])
+    pooled = metrics.pooled_psnr(pred, true)
+    assert pooled == pytest.approx(metrics.psnr(pred, true), abs=1e-12)  # the forward order is the better
+    assert metrics.pooled_psnr(pred[::-1].copy(), true) == pytest.approx(pooled, abs=1e-12)
+    # A mean of per-frame dB favours the good frames; one pooled MSE is dominated by the worst ones.
+    assert pooled < metrics.ppsnr(pred, true) - 1.0
+    same = _noisy(true, [6] * 5)
+    assert metrics.pooled_psnr(same, true) == pytest.approx(metrics.ppsnr(same, true), abs=0.05)
+
+
+def test_half_size_averages_two_by_two_blocks() -> None:
+    block = np.kron(_rng_video(2, 3, 4), np.ones((1, 2, 2, 1), np.uint8))  # (2, 6, 8, 3), 2x2 blocks
+    assert np.array_equal(metrics.half_size(block), _rng_video(2, 3, 4))
+    odd = _rng_video(3, 9, 11)
+    assert metrics.half_size(odd).shape == (3, 4, 5, 3)  # OpenCV's (w // 2, h // 2)
+    with pytest.raises(ValueError, match="h, w >= 2"):
+        metrics.half_size(_rng_video(3, 1, 8))
+
+
+def test_blur2vid_metrics_score_the_halved_videos() -> None:
+    true = _rng_video(7, 16, 20)
+    pred = _noisy(true, [10] * 7)
+    half_pred, half_true = metrics.half_size(pred), metrics.half_size(true)
+    assert metrics.b2v_psnr(pred, true) == pytest.approx(metrics.ppsnr(half_pred, half_true), abs=1e-12)
+    assert metrics.b2v_psnr(pred, true) > metrics.ppsnr(pred, true) + 3  # halving averages noise away
+    rev = pred[::-1].copy()
+    assert metrics.b2v_pwpsnr(rev, true) == pytest.approx(metrics.b2v_pwpsnr(pred, true), abs=1e-12)
+    # Choosing the order per channel beats choosing it per RGB pixel (the suite's pwpsnr) on the same frames.
+    other = _rng_video(7, 16, 20, seed=9)
+    assert metrics.b2v_pwpsnr(other, true) > metrics.pwpsnr(metrics.half_size(other), half_true) + 0.1
+    assert metrics.b2v_psnr(true, true) == math.inf
+
+
+def test_reblur_is_the_set_blur_before_rounding() -> None:
+    from bench.data.blur import blur_frames
+
+    frames = _rng_video(7, 10, 12)
+    for gamma in (None, 2.2):
+        soft = metrics.reblur(frames, gamma)
+        assert soft.dtype == np.float64 and soft.shape == (10, 12, 3)
+        assert np.array_equal(np.clip(np.rint(soft), 0, 255).astype(np.uint8), blur_frames(frames, gamma))
+
+
+def test_reblur_psnr_of_the_truth_is_only_rounding_and_ignores_order() -> None:
+    from bench.data.blur import blur_frames
+
+    true = _rng_video(7, 10, 12)
+    for gamma in (None, 2.2):
+        blur = blur_frames(true, gamma)
+        # The stored blur differs from the unrounded reblur by at most 0.5: MSE <= 1/4, so >= 54.2 dB.
+        assert metrics.reblur_psnr(true, blur, gamma) > 54.1
+        reverse = metrics.reblur_psnr(true[::-1].copy(), blur, gamma)
+        assert reverse == pytest.approx(metrics.reblur_psnr(true, blur, gamma), abs=1e-9)
+        still = np.repeat(true[3:4], 7, axis=0)  # a video that does not explain the blur
+        assert metrics.reblur_psnr(still, blur, gamma) < 20
+    with pytest.raises(ValueError, match="do not match"):
+        metrics.reblur_psnr(true, blur[:5], 2.2)
