@@ -22,6 +22,8 @@ VERBS = {
     "infer": "runs a trained method on your own blurred photos",
     "perf": "measures runtime and size of every method side by side",
     "list": "lists methods, datasets, profiles and stored runs",
+    "export": "writes a prepared set's samples as plain files for another method's code",
+    "score": "scores any method's predicted frames on a set and stores them as a run",
 }
 
 
