@@ -92,7 +92,7 @@ def check_label(label: str, registered: list[str]) -> str:
                          "starting with a letter or digit), e.g. --name my-method")
     clash = next((m for m in registered if m.lower() == label.lower()), None)
     if clash is not None:
-        raise BenchError(f"--name {label}: the name of the registered method {clash} (bench list --methods); "
+        raise BenchError(f"--name {label}: taken by the registered method {clash} (bench list --methods); "
                          f"choose another --name, e.g. {label}-ext")
     return label
 

@@ -239,7 +239,7 @@ def test_videos_are_read_as_frames(store, tmp_path, capsys, monkeypatch) -> None
 
 def test_labels_refused_before_any_work(store, tmp_path, capsys, monkeypatch) -> None:
     pred = _copy(store, tmp_path)
-    for label, says in (("ours", "the name of the registered method ours"), ("Blurred", "method blurred"),
+    for label, says in (("ours", "taken by the registered method ours"), ("Blurred", "method blurred"),
                         ("no/slash", "not a valid label"), ("-x", "not a valid label")):
         err = _refused(capsys, monkeypatch, store, pred, tmp_path, label)
         assert says in err and err.count("\n") == 1
@@ -249,3 +249,10 @@ def test_the_test_split_of_the_set_is_what_is_scored(store) -> None:
     ids = [s["id"] for s in load_manifest(store["data"] / SET)["samples"] if s["split"] == "test"]
     assert sorted(p.name for p in (store["root"] / "ours-pred").iterdir() if not p.name.startswith(".")) == \
         sorted(ids)
+
+
+def test_save_predictions_takes_one_run(store, tmp_path, capsys, monkeypatch) -> None:
+    code, _, err = bench(capsys, monkeypatch, "run", "--method", "blurred", "--profile", "smoke", "--seeds",
+                         "0,1", "--save-predictions", str(tmp_path / "p"), "--runs-dir", str(tmp_path / "r"))
+    assert code == 2 and "one --frames and one --seeds" in err and err.count("\n") == 1
+    assert not (tmp_path / "p").exists() and not (tmp_path / "r").exists()
