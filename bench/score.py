@@ -267,7 +267,7 @@ def score_predictions(data: TestSet, pred: Path, found: dict[str, Found], profil
             continue
         centre[DEBLURRED if deblurred is not None else "the middle predicted frame"] += 1
         deblurred = frames[len(frames) // 2] if deblurred is None else deblurred
-        row = score_sample(deblurred, frames, sharp, None, None, lpips_model)
+        row = score_sample(deblurred, frames, sharp, lpips_model=lpips_model)  # no flows: epe null
         samples.append(stored_row(item["id"], row))
     if problems:
         raise BadPredictions(pred, problems)
