@@ -23,6 +23,8 @@ VERBS = {
     "perf": "measures runtime and size of every method side by side",
     "list": "lists methods, datasets, profiles and stored runs",
     "fetch-weights": "downloads third-party weights on request (lpips: torchvision's AlexNet), hash-checked",
+    "export": "writes a prepared set's samples as plain files for another method's code",
+    "score": "scores any method's predicted frames on a set and stores them as a run",
 }
 
 

@@ -68,6 +68,13 @@ SCORING: tuple[str, ...] = (
     "methods.registry:Method.predict", "methods.registry:Method.deblur",
     "methods.registry:Method.for_inference",
 )
+# The code `bench score` runs that shapes an outside method's scores: reading its prediction files and the
+# set's truth, and the per-sample metrics and their means that `score_set` uses too.
+EXTERNAL_SCORING: tuple[str, ...] = (
+    "bench.score:score_predictions", "bench.data.loaders:_SetBase.__init__",
+    "bench.data.loaders:_SetBase._load", "bench.data.loaders:TestSet.__init__",
+    "bench.data.loaders:TestSet.__getitem__",
+)
 # Functions and constants reached from the code above that shape no weight or score: progress, sample
 # images, messages, file reads whose content is verified by digest elsewhere.
 LEFT_OUT = frozenset({
@@ -104,6 +111,13 @@ def run_code(method: MethodAPI, model: dict | None) -> dict[str, str]:
         roots.append(component.cls)
         roots.extend(type(module) for module in _build_on_meta(component, model).modules())
     return closure_digests(roots)
+
+
+def external_code() -> dict[str, str]:
+    """{qualified name: digest} of the code `bench score` runs on an outside method's predictions
+    (`EXTERNAL_SCORING` and everything it reaches: the frame readers, `score_sample`, the metrics): what the
+    id of a scored prediction folder follows, as `run_code` is for a run."""
+    return closure_digests(_named(EXTERNAL_SCORING))
 
 
 def _named(names: Iterable[str]) -> list[Any]:

@@ -88,6 +88,18 @@ def score_sample(deblurred: np.ndarray, frames: np.ndarray, sharp: np.ndarray,
     }
 
 
+def stored_row(sample_id: str, row: dict[str, float | None]) -> dict[str, Any]:
+    """A "samples" row of metrics.json: the sample's id and its `score_sample` values as plain JSON floats or
+    None (an infinite PSNR of a perfect frame, a NaN motion ratio)."""
+    return {"id": sample_id, **{k: _json_float(v) for k, v in row.items()}}
+
+
+def mean_scores(samples: list[dict]) -> dict[str, float | None]:
+    """The aggregate of every per-sample metric (`metrics.SAMPLE_METRICS`) over stored rows: the mean, None
+    when a sample lacks it, except the metrics averaged over the samples where they are defined."""
+    return {k: _mean([s[k] for s in samples], k in metrics.MEAN_OVER_DEFINED) for k in metrics.SAMPLE_METRICS}
+
+
 def _write_samples(out_dir: Path, sid: str, blur: np.ndarray, deblurred: np.ndarray, frames: np.ndarray,
                    sharp: np.ndarray) -> None:
     """The sample images of the run record (`bench.store.sample_image_name`): blur, deblurred, N frames and
@@ -162,7 +174,7 @@ def score_set(method: MethodAPI, nets: nn.Module, set_folder: Path, profile: Any
         blur_u8 = metrics.to_numpy_images(item["blur"])  # (H, W, 3), exactly the stored uint8 blur
         row = score_sample(deblurred, frames, sharp, flows, true_flows, lpips_model, blur_u8,
                            data.manifest["gamma"])
-        samples.append({"id": item["id"], **{k: _json_float(v) for k, v in row.items()}})
+        samples.append(stored_row(item["id"], row))
         if scored is not None:
             scored(i, len(data), item, (deblurred, frames, sharp))
 
@@ -178,8 +190,7 @@ def _aggregate(samples: list[dict], method: Any, nets: nn.Module,
     """The per-sample metrics averaged (`_mean`), then the costs measured once: runtimes, parameters."""
     runtime = _runtimes(method, nets, first_inputs, n_frames, device, profile)
     params = inference_params(method, nets)
-    aggregate: dict[str, Any] = {k: _mean([s[k] for s in samples], k in metrics.MEAN_OVER_DEFINED)
-                                 for k in metrics.SAMPLE_METRICS}
+    aggregate: dict[str, Any] = mean_scores(samples)
     if aggregate["deblur_lpips"] is None:
         aggregate["deblur_lpips_note"] = lpips_note or "LPIPS not computed for every sample"
     aggregate.update({

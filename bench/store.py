@@ -173,6 +173,10 @@ STORE_FOLDERS = ("stages", "perf", DRY_RUNS)  # folders of the store that hold n
 SAMPLE_ROLES = ("blur", "deblurred", "frame", "truth")  # frame and truth carry a 1-based frame number
 
 
+EXTERNAL = "external"  # RunConfig.family of predictions scored by `bench score` (bench/score.py): no
+#   stages, the prediction folder in `weights_from` and the digest of its files in `weights_from_sha256`
+
+
 class RecordError(BenchError):
     """A store file that does not follow the run record; `kind` is "damaged" or "legacy" (pre-digest)."""
 
@@ -245,7 +249,7 @@ class RunConfig:
 
     run_id: str  # `<method>-<hash>`, the folder's name
     method: str  # registry name
-    family: str  # "paper" | "ablation" | "baseline"
+    family: str  # "paper" | "ablation" | "baseline" | EXTERNAL (`bench score`: another method's files)
     profile: str  # profile name (smoke, quick, paper)
     overrides: tuple[str, ...]  # the `--set KEY=VALUE` items, as given
     resolved_profile: dict  # every profile field after the overrides

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from contextlib import ExitStack
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -12,7 +13,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from bench.commands import number, percent
+from bench.commands import check_output, number, percent
 from bench.config import (
     DEFAULT_PROFILE,
     SEED,
@@ -141,6 +142,31 @@ def print_dry_run(record: dict, path: Path) -> None:
     console.print(f"stored (timing only, not a result): {path}")
 
 
+def _check_save(save_to: str, frame_list: list[int], seed_list: list[int], nproc: int,
+                planning: bool) -> None:
+    """Before any work: --save-predictions writes one run's predictions into one folder."""
+    if len(frame_list) > 1 or len(seed_list) > 1 or nproc > 1 or planning:
+        raise BenchError("--save-predictions writes one run's frames: give one --frames and one --seeds, "
+                         "without --nproc, --explain or --dry-run")
+    check_output(save_to, "--save-predictions", folder=True)
+
+
+def _save(outcome: RunOutcome, save_to: str, eval_data: str | None, data_dir: Path | None,
+          device: str) -> None:
+    """The predictions of the run just made (or reused) on the set it scored, into `save_to`."""
+    # late: these load torch (see _explain)
+    from bench.data.manifest import default_data_dir
+    from bench.devices import resolve_device
+    from bench.export import open_set, save_predictions
+
+    name = eval_data if eval_data and Path(eval_data).is_dir() else outcome.metrics.eval_dataset
+    with ExitStack() as hold:
+        folder = open_set(name, default_data_dir(data_dir), hold, option="--save-predictions: set")
+        written = save_predictions(outcome.path, folder, save_to, resolve_device(device))
+    click.echo(f"wrote {len(written)} predicted frames and deblurred images under {save_to} (bench score "
+               f"--set {folder.name} --pred {save_to} --name LABEL scores them)")
+
+
 def relaunch_argv(ctx: click.Context, drop: tuple[str, ...] = ("nproc",)) -> list[str]:
     """The arguments that parse back to this command's parameters (every option, defaults included) less
     those in `drop`: each process torchrun starts is given them, so a new option needs no edit here."""
@@ -214,10 +240,14 @@ def _relaunch(nproc: int, argv: list[str]) -> None:
 @click.option("--json", "as_json", is_flag=True, help="with --explain: print it as JSON")
 @click.option("--verify", type=click.Choice(["fast", "full"]), default="fast", show_default=True,
               help="fast: re-hash only set files whose size, mtime or inode changed; full: every file")
+@click.option("--save-predictions", "save_to", default=None, metavar="DIR",
+              help="also write the run's predicted frames on the scored test split into DIR, in the layout "
+                   "bench score reads (<sample>/frame_01.png ..., <sample>/deblurred.png)")
 def command(method: str, profile: str, frames: str, seeds: str, overrides: tuple[str, ...],
             data_dir: Path | None, runs_dir: Path | None, source: str | None, root: Path | None,
             device: str | None, weights: Path | None, eval_data: str | None, nproc: int, fresh: bool,
-            floor: bool, dry_run: int | None, explain: bool, as_json: bool, verify: str) -> None:
+            floor: bool, dry_run: int | None, explain: bool, as_json: bool, verify: str,
+            save_to: str | None) -> None:
     """Train (or reuse) METHOD, evaluate it on the test split and store the results."""
     frame_list = [check_frames(n) for n in parse_int_list(frames, "--frames")]
     seed_list = parse_int_list(seeds, "--seeds", "0,1,2", rule=SEED)
@@ -230,6 +260,8 @@ def command(method: str, profile: str, frames: str, seeds: str, overrides: tuple
                          "leave --eval-data out to score on the run's own test split")
     if as_json and not explain:
         raise BenchError("--json: prints the plan of --explain; add --explain")
+    if save_to is not None:
+        _check_save(save_to, frame_list, seed_list, nproc, explain or dry_run is not None)
     if explain:
         if dry_run is not None:
             raise BenchError("--explain and --dry-run: give one of them")
@@ -283,6 +315,8 @@ def command(method: str, profile: str, frames: str, seeds: str, overrides: tuple
                                          progress=True, verify=verify)
                     floor_outcome = execute(floor_spec, log=log)
                 print_table(outcome, floor_outcome)
+                if save_to is not None:
+                    _save(outcome, save_to, eval_data, data_dir, device or get_profile(profile).train.device)
                 if outcome is not None:
                     print_verdicts(outcome, floor_outcome, runs_dir)
     finally:

@@ -28,8 +28,10 @@ from bench.outputs import OutputFolder
 from bench.report import paper
 from bench.report.claims import (
     CLAIM_COLUMNS,
+    EXTERNAL_SOURCE,
     PERF_COMMAND,
     evaluate_claims,
+    external_claims,
     finished,
     fmt,
     registered_ablations,
@@ -139,6 +141,10 @@ def claims_table(ctx: Context, rows: list[dict]) -> Table:
                             for r in rows], columns=list(CLAIM_COLUMNS))
     notes = ctx.header() + [RULE, _timing_note(ctx), f"Deblurring claims at N={ctx.frames['deblur']}, "
                             f"ablations at N={ctx.frames['ablation']}. " + EQ6_PAIRING]
+    if any(r["source"] == EXTERNAL_SOURCE for r in rows):
+        notes.append(f"Claims from `{EXTERNAL_SOURCE}` are not the paper's: one per metric for each outside "
+                     "method's scored predictions (ours beats LABEL), judged by the same rule on the same "
+                     "samples; an outside method's one set of predictions stands for every seed.")
     registry_note = registered_claims()[1]
     if registry_note:
         notes.append(registry_note)
@@ -243,7 +249,7 @@ def build_report(runs_dir: Path, out: Path, formats: set[str], profile: str | No
                          f"stored profiles: {', '.join(sorted(set(runs['profile'])))}")
     result = ReportResult(readme=out / "README.md")
     ctx.perf, perf_problems = latest_perf(runs_dir, "paper")
-    result.claims = evaluate_claims(ctx.samples, ctx.frames, ctx.perf)
+    result.claims = evaluate_claims(ctx.samples, ctx.frames, ctx.perf, external_claims(ctx.runs))
     result.problems = perf_problems
     tables = [claims_table(ctx, result.claims), *all_tables(ctx)]
     writers = {"md": Table.markdown, "csv": Table.csv, "tex": Table.latex}

@@ -24,7 +24,7 @@ import pandas as pd
 
 from bench import store
 from bench.errors import BenchError
-from bench.metrics import VOCABULARY, check_claimable, lower_is_better
+from bench.metrics import CLAIMABLE, VOCABULARY, check_claimable, lower_is_better
 from bench.report.load import EXTRA_METRICS, METRICS
 from bench.verdict import HELD, NOT_HELD, NOT_MEASURED, Judgement, judge, judge_size, judge_speed
 
@@ -116,6 +116,36 @@ def registered_claims() -> tuple[list[tuple[str, Claim]], str]:
             refused.append(f"left out: {err}")
     rank = {source: i for i, source in enumerate(SOURCE_ORDER)}
     return sorted(kept, key=lambda p: rank.get(p[1].source, len(SOURCE_ORDER))), "; ".join(refused)
+
+
+EXTERNAL_SOURCE = "bench score"  # the source of the claims derived for outside methods' predictions
+
+
+def external_variants(runs: pd.DataFrame) -> list[tuple[str, int]]:
+    """(variant, N) of every finished score of an outside method's predictions (`bench score`) in `runs`."""
+    done = finished(runs)
+    done = done[done["family"] == store.EXTERNAL]
+    return sorted(set(zip(done["variant"], done["frames"].astype(int), strict=True)))
+
+
+def external_claims(runs: pd.DataFrame) -> list[tuple[str, Claim]]:
+    """(owner, claim) "ours beats LABEL" for each outside method's scored predictions in `runs`, one per
+    per-sample metric with a direction that LABEL has a score in, at LABEL's N: derived from the stored
+    runs, never registered, so scoring a new method needs no edit anywhere. None when the registry (which
+    defines `Claim`) does not load."""
+    pairs = []
+    try:
+        from methods.registry import Claim  # late: loads torch, and a registry that fails must not stop it
+    except Exception:  # noqa: BLE001 - reported by `registered_claims`
+        return []
+    done = finished(runs)
+    for variant, n in external_variants(runs):
+        rows = done[(done["variant"] == variant) & (done["frames"] == n)]
+        for key in CLAIMABLE:
+            if VOCABULARY[key].per_sample and rows[key].notna().any():
+                text = f"ours beats {variant} in {METRIC_LABELS[key]} at N={n}"
+                pairs.append((variant, Claim(text, EXTERNAL_SOURCE, key, worse=variant, frames=n)))
+    return pairs
 
 
 def registered_methods() -> list[MethodAPI]:
@@ -281,14 +311,15 @@ CLAIM_COLUMNS = ("claim", "source", "metric", "kind", "paper", "ours", "improvem
                  "ci_low", "ci_high", "seeds", "samples", "evidence", "note", "missing")
 
 
-def evaluate_claims(samples: pd.DataFrame, frames: dict[str, int],
-                    perf: PerfResult | None = None) -> list[dict]:
+def evaluate_claims(samples: pd.DataFrame, frames: dict[str, int], perf: PerfResult | None = None,
+                    extra: list[tuple[str, Claim]] | None = None) -> list[dict]:
     """Every registered claim decided; `samples` are the per-sample scores of the report's finished runs
     (`load_samples`), `frames` resolves "deblur"/"video"/"ablation" to an N, `perf` is the stored paper-size
     timing (or None).
 
     Rows: claim, source, metric, kind, paper, ours, improvement, verdict, gain, ci_low, ci_high, seeds,
-    samples, evidence, note, missing ("method@N").
+    samples, evidence, note, missing ("method@N"). `extra` claims (`external_claims`) follow the registered
+    ones, decided by the same rule.
     """
     pairs, _note = registered_claims()
-    return [evaluate_claim(samples, perf, owner, claim, frames) for owner, claim in pairs]
+    return [evaluate_claim(samples, perf, owner, claim, frames) for owner, claim in [*pairs, *(extra or [])]]

@@ -29,8 +29,8 @@ EXTRA_METRICS: tuple[str, ...] = ("train_time_s",)
 PARSED = "parsed_metrics"  # the column holding the row's parsed metrics.json (RunMetrics, or None)
 
 COLUMNS: tuple[str, ...] = (
-    "run_id", "path", "method", "variant", "profile", "dataset", "data_sha256", "source", "frames", "seed",
-    "overrides", "trained", "status", "error", "eval_set", "device", "commit", "date", "lpips_note",
+    "run_id", "path", "method", "family", "variant", "profile", "dataset", "data_sha256", "source", "frames",
+    "seed", "overrides", "trained", "status", "error", "eval_set", "device", "commit", "date", "lpips_note",
 ) + METRICS + EXTRA_METRICS + (PARSED,)
 
 
@@ -55,6 +55,7 @@ def _row(record: RunRecord, path: Path, eval_set: str, evaluation: EvalRecord | 
     agg = metrics.aggregate if finished else {}
     row = {
         "run_id": record.path.name, "path": str(path), "method": method,
+        "family": cfg.family if cfg else "",  # store.EXTERNAL: another method's files (bench score)
         # Runs with overrides are a different experiment from the method's default; never pool them.
         "variant": f"{method} [{overrides}]" if overrides else method,
         "profile": cfg.profile if cfg else "", "dataset": cfg.dataset if cfg else "",

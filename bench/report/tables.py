@@ -22,6 +22,7 @@ from bench.metrics import DEFINITIONS, arrow, lower_is_better
 from bench.report import paper
 from bench.report.claims import (
     METRIC_LABELS,
+    external_variants,
     finished,
     fmt,
     per_sample,
@@ -32,10 +33,12 @@ from bench.report.claims import (
     untrained,
 )
 from bench.report.load import load_samples
+from bench.store import EXTERNAL
 from bench.verdict import NOT_MEASURED, RULE, judge
 
 COMPARABILITY = ("**{label} ({data}): these numbers are NOT comparable with the paper's GoPro "
                  "numbers**; the paper's values are shown for reference only.")
+EXTERNAL_ROLE = "outside method (bench score)"  # the role of an outside method's scored predictions
 EQ6_PAIRING = ("Eq. 6 pairs frame n with its mirror N+1-n (the paper writes x_{N-n}; the mirror is the "
                "reading that makes it ordering-invariant). pPSNR as HyperCUT (CVPR 2023), PW-PSNR as "
                "blur2vid (2025).")
@@ -267,6 +270,7 @@ def deblur_table(ctx: Context) -> Table:
     columns: dict[str, list[str]] = {}
     numeric = []
     measured = dict(deblur_methods())
+    measured.update({v: f"{v} (bench score)" for v, _ in external_variants(ctx.runs)})
     for row in paper.table1():
         values = [fmt(row.psnr, "deblur_psnr"), fmt(row.ssim, "deblur_ssim"), "—", _as_printed(row.time_s),
                   _as_printed(row.size_mb), "—", row.hardware, "—"]
@@ -339,7 +343,8 @@ def video_table(ctx: Context) -> Table:
     the floors (the rows of the registry's floors) and the paper's Eq. 6 beside (docs/DESIGN.md "Metrics":
     the floors put the paper's figures in perspective; the motion ratio shows which answers do not move)."""
     metrics = ["eq6", "ppsnr", "pwpsnr", "mid_psnr", "motion_ratio", "epe"]
-    roles = video_methods()
+    roles = video_methods() + [(v, EXTERNAL_ROLE) for v in dict.fromkeys(v for v, _ in
+                                                                      external_variants(ctx.runs))]
     base = floor_method()
     below = f"Below `{base or 'floor'}` floor by"
     display, numeric = [], []
@@ -482,7 +487,12 @@ def evals_table(ctx: Context) -> Table:
     """Cross-dataset evaluations (`bench run --eval-data SET`): each run scored on another set's test split,
     one row per (run, set); never pooled with the runs' own test scores."""
     metrics = ["deblur_psnr", "deblur_ssim", "eq6", "ppsnr", "pwpsnr", "mid_psnr"]
-    rows = ctx.runs[(ctx.runs["eval_set"] != "") & (ctx.runs["status"] == "finished")]
+    rows = ctx.runs[(ctx.runs["eval_set"] != "") & (ctx.runs["status"] == "finished")].copy()
+    outside = finished(ctx.runs)
+    outside = outside[outside["family"] == EXTERNAL].copy()
+    # an outside method's predictions: trained elsewhere, on data this suite does not know
+    outside["eval_set"], outside["dataset"] = outside["dataset"], EXTERNAL_ROLE
+    rows = pd.concat([rows, outside]) if len(outside) else rows
     cols = ["run_id", "variant", "frames", "seed", "dataset", "eval_set", *metrics, "device"]
     numeric = rows[cols].rename(columns={"dataset": "trained_on", "eval_set": "evaluated_on"})
     display = numeric.copy()
@@ -490,7 +500,8 @@ def evals_table(ctx: Context) -> Table:
         display[m] = [fmt(v, m) for v in numeric[m]]
     display = display.rename(columns={m: METRIC_LABELS[m] for m in metrics})
     notes = ctx.header() + ["Each row: a run trained on one set, scored on another set's test split "
-                            "(stored under runs/<run-id>/evals/<set>/).", EQ6_PAIRING]
+                            "(stored under runs/<run-id>/evals/<set>/), or an outside method's predictions "
+                            "scored by `bench score` (trained on its own data).", EQ6_PAIRING]
     return Table("cross_dataset", "Cross-dataset evaluations", notes, display.astype(str), numeric)
 
 
