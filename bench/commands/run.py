@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 from contextlib import ExitStack
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -308,11 +309,8 @@ def command(method: str, profile: str, frames: str, seeds: str, overrides: tuple
                 if not dist.main:
                     continue
                 floor_outcome = None
-                if floor and method != "blurred":
-                    floor_spec = RunSpec(method="blurred", profile=profile, frames=n, seed=seed,
-                                         overrides=tuple(overrides), data_dir=data_dir, runs_dir=runs_dir,
-                                         source=source, root=root, device=device, eval_data=eval_data,
-                                         progress=True, verify=verify)
+                if floor and method != "blurred":  # the same data and settings; it trains nothing
+                    floor_spec = replace(spec, method="blurred", weights=None, fresh=False, progress=True)
                     floor_outcome = execute(floor_spec, log=log)
                 print_table(outcome, floor_outcome)
                 if save_to is not None:
