@@ -316,8 +316,8 @@ VIEWER_NOTE = ("Each set shows `bench report --samples K` test samples, the same
                "lowest seed): the first is its worst sample, the last its best. Each player is the "
                "lowest-seed run of its method; its frames are the ones the run stored, or made again from "
                "the run's weights.pt and set against its stored scores (each player says which, and whether "
-               "they reproduce). Strips are JPEG for size; every number comes from the lossless frames the "
-               "run scored.")
+               "they reproduce). Strips are lossy WebP for size; every number comes from the lossless frames "
+               "the run scored.")
 
 
 def opening_marks(ctx: Context) -> list[str]:
@@ -348,15 +348,14 @@ def _readme(ctx: Context, runs: pd.DataFrame, result: ReportResult, claims: Tabl
             provenance: list[tuple[str, str]]) -> str:
     lines = ["# Blurred Moments Bench: report", ""]
     lines += [line for mark in opening_marks(ctx) for line in (mark, "")]
+    page = f" The same report as one page, with a sample viewer: [{PAGE}]({PAGE})." if result.page else ""
     lines += ["Reproduction of Purohit, Shah, Rajagopalan, *Bringing Alive Blurred Moments*, CVPR 2019. "
-              "Built by `bench report` from stored runs only.", "",
+              f"Built by `bench report` from stored runs only.{page}", "",
               "## Provenance", "", "| | |", "|---|---|", *(f"| {k} | {v} |" for k, v in provenance), "",
               "## Claims", "", *claims.markdown().splitlines()[2:], "",
               "## Eq. 6 floors beside the paper's figures", "", *_findings(ctx), "",
               "## Missing and failed runs", ""]
     lines += [f"- {m}" for m in missing_lines(ctx, runs, result)]
-    if result.page is not None:
-        lines += ["", f"The same report as one page, with a sample viewer: [{PAGE}]({PAGE})."]
     lines += ["", *_links(out, result.tables, result.figures), "## Metric definitions", ""]
     lines += [f"- `{k}`: {v}" for k, v in ctx.definitions.items()] or ["- see bench/metrics.py"]
     lines += ["", f"- {EQ6_PAIRING}", ""]

@@ -131,10 +131,18 @@
     return box;
   }
 
-  function metricTable(metrics) {
+  function definedKeys(s) {  // the metrics some player of this sample has a value of
+    return Object.keys(data.metrics).filter(function (key) {
+      return Object.keys(s.players).some(function (m) {
+        var v = s.players[m].metrics[key];
+        return v !== null && v !== undefined;
+      });
+    });
+  }
+
+  function metricTable(metrics, keys) {
     var table = make("table", "metrics");
-    Object.keys(data.metrics).forEach(function (key) {
-      if (metrics[key] === null || metrics[key] === undefined) { return; }  // undefined for this method
+    keys.forEach(function (key) {
       var row = make("tr");
       row.appendChild(make("th", "", data.metrics[key].label));
       row.appendChild(make("td", "", fmt(key, metrics[key])));
@@ -164,11 +172,12 @@
     blur.alt = "blurred input of " + s.id;
     blur.style.width = displayWidth(s) + "px";
     grid.appendChild(card("blurred input", blur, "input"));
+    var keys = definedKeys(s);
     set.methods.forEach(function (m) {
       var p = s.players[m];
       var body = make("div");
       body.appendChild(sprite(p.strip, s, n));
-      body.appendChild(metricTable(p.metrics));
+      body.appendChild(metricTable(p.metrics, keys));
       body.appendChild(make("p", "source", (p.source ? p.source + (p.note ? "; " + p.note : "") : p.note) +
         " (run " + p.run_id + ", seed " + p.seed + ")"));
       var c = card(m, body, p.note.indexOf("DIFFERS") >= 0 ? "differs" : "");
