@@ -127,6 +127,19 @@ def test_viewer_without_the_set_says_why_and_keeps_stored_frames(runs: Path, tmp
 
 
 @pytest.mark.slow
+def test_a_smaller_viewer_removes_the_strips_it_no_longer_needs(runs: Path, smoke_data: Path,
+                                                                 tmp_path: Path) -> None:
+    out = tmp_path / "reports"
+    user = out / "viewer" / "notes.txt"  # a file of the user's inside viewer/ stays
+    user.parent.mkdir(parents=True)
+    user.write_text("mine")
+    two = build_report(runs, out, parse_formats("md,html"), samples=2, data_dir=smoke_data)
+    one = build_report(runs, out, parse_formats("md,html"), samples=1, data_dir=smoke_data)
+    assert len(one.viewer) < len(two.viewer)
+    assert sorted((out / "viewer").rglob("*.webp")) == sorted(one.viewer) and user.read_text() == "mine"
+
+
+@pytest.mark.slow
 def test_a_users_index_html_is_never_replaced(runs: Path, tmp_path: Path) -> None:
     out = tmp_path / "site"
     out.mkdir()
@@ -193,10 +206,13 @@ def test_page_in_a_real_browser(page: Path, chromium: str, tmp_path: Path) -> No
         stepped = _viewer_state(b)
         assert stepped["label"] == "frame 4 / 7" and set(stepped["frames"]) == {"3"}
         assert {p.split()[0] for p in stepped["positions"]} == {"50%"}  # frame 4 of 7: halfway along
+        b.js("document.getElementById('viewer').scrollIntoView()")
+        b.js("document.dispatchEvent(new KeyboardEvent('keydown', {key: 'ArrowLeft'}))")
+        assert set(_viewer_state(b)["frames"]) == {"2"}  # the arrow keys step too
         b.js("document.getElementById('v-play').click()")
         time.sleep(0.7)
         b.js("document.getElementById('v-play').click()")
-        assert _viewer_state(b)["frames"][0] != "3"  # playing moved every player on together
+        assert _viewer_state(b)["frames"][0] != "2"  # playing moved every player on together
         assert len(set(_viewer_state(b)["frames"])) == 1
         b.js("document.querySelector('#v-methods input').click()")  # hide the first method
         assert b.js("document.querySelector('#v-players [data-method=\"ours\"]').hidden") is True

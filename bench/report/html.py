@@ -114,7 +114,7 @@ def _viewer(page: Page) -> list[str]:
             '<button id="v-next" type="button">next &rarr;</button>'
             '<button id="v-play" type="button">Play</button>'
             '<input id="v-frame" type="range" min="0" max="0" value="0" step="1" aria-label="frame">'
-            '<span id="v-frame-label"></span></div>',
+            '<span id="v-frame-label"></span><span class="notes">(or the arrow keys; p plays)</span></div>',
             '<div class="toolbar"><span>Methods:</span><div id="v-methods"></div></div>',
             '<p id="v-sample-note"></p>', '<div id="v-players"></div>']
     shown = {k: m for k, m in VOCABULARY.items() if m.per_sample}

@@ -247,6 +247,19 @@
   el("v-next").addEventListener("click", function () { show(state.pos + 1); });
   el("v-play").addEventListener("click", function () { play(!state.timer); });
   el("v-frame").addEventListener("input", function () { play(false); setFrame(parseInt(el("v-frame").value, 10)); });
+  // Arrow keys step the frames and "p" plays or pauses, while the viewer is on screen and no control has focus.
+  document.addEventListener("keydown", function (e) {
+    var box = el("viewer").getBoundingClientRect(), target = e.target;
+    var inControl = target && target.closest && target.closest("select, input, textarea, button");
+    if (box.bottom < 0 || box.top > window.innerHeight || inControl) { return; }
+    if (e.key === "ArrowRight" || e.key === "ArrowLeft") {
+      play(false);
+      setFrame(state.frame + (e.key === "ArrowRight" ? 1 : -1));
+      e.preventDefault();
+    } else if (e.key === "p") {
+      play(!state.timer);
+    }
+  });
   chooseSet(0);
   window.benchViewer = { state: state, show: show, setFrame: setFrame, play: play, chooseSet: chooseSet };
 })();
