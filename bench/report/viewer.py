@@ -11,11 +11,12 @@ Where the frames come from: a run stores the PNGs of its first `eval.samples_sav
 `weights.pt`, checked against the sha256 its metrics.json recorded; parameter-free methods need none) on the
 sample of the prepared set the run scored (found under the data home, its manifest's sha256 equal to the
 recorded one), exactly as `bench.evaluate.score_set` predicts: float32, padded to a multiple of 16, cropped
-back, rounded to uint8. The frames are then scored again (`bench.evaluate.score_sample`, LPIPS aside) and
-set against the stored per-sample scores: a player whose frames do not reproduce them says so, with the
-difference. The report still trains nothing and never replaces a stored score. Storing every sample's
-frames in every run instead would cost the store (and the paper profile's 1,111 test samples at 1280x720)
-far more than re-running K samples does; storing only a fixed few could never show a method's worst sample.
+back, rounded to uint8. The frames are then scored again (PSNR, Eq. 6 and pPSNR, by the functions
+`bench.evaluate.score_sample` calls) and set against the stored per-sample scores: a player whose frames do
+not reproduce them says so, with the difference. The report still trains nothing and never replaces a stored
+score. Storing every sample's frames in every run instead would cost the store (and the paper profile's 1,111
+test samples at 1280x720) far more than re-running K samples does; storing only a fixed few could never show
+a method's worst sample.
 
 Each player is one WebP strip (quality `WEBP_QUALITY`, the N frames side by side), which keeps the committed
 snapshot small (measured on the quick profile's 128x160 frames: 36 KB a 9-frame strip, against 58 KB as
@@ -42,7 +43,6 @@ from bench.data.images import read_image
 from bench.data.loaders import TestSet
 from bench.data.manifest import default_data_dir
 from bench.errors import BenchError
-from bench.evaluate import score_sample
 from bench.fileio import sha256_file
 from bench.registry import get_method
 from bench.report.claims import finished
@@ -55,7 +55,7 @@ RANK_METRIC = "eq6"  # the per-sample score the samples are chosen by (lower is 
 WEBP_QUALITY = 85  # of the viewer's strips: no visible loss at these sizes, about a quarter of PNG's bytes
 REPRODUCED = 0.01  # largest |difference| (dB or Eq. 6 units) between re-scored and stored scores that counts
 #   as the same frames: float32 on another thread count may move a few pixels by one level, nothing more
-CHECKED = ("deblur_psnr", "eq6", "ppsnr")  # the stored scores re-inferred frames must reproduce
+CHECKED = ("deblur_psnr", "eq6", "ppsnr")  # the stored scores frames made again must reproduce (`rescore`)
 Write = Callable[[Path, bytes], Path]
 
 
@@ -85,8 +85,11 @@ class Frames:
 class RunFrames:
     """The frames of one run's test samples: the PNGs the run stored, else its networks run again."""
 
-    def __init__(self, run: pd.Series, data_dir: Path | None) -> None:
+    def __init__(self, run: pd.Series, data_dir: Path | None, shared: dict | None = None) -> None:
         self.run = run
+        # The last test sample read, by (set folder, id): every run of a set shows the same sample in turn,
+        # so one decoded copy serves them all and memory stays one sample whatever the resolution.
+        self.shared = shared if shared is not None else {}
         self.stored = store.read_sample_images(Path(run["path"]) / "samples")
         self.data_dir = data_dir
         self._model: tuple[Any, Any, TestSet, dict[str, int]] | None = None
@@ -154,7 +157,11 @@ class RunFrames:
         method, nets, data, index = self._load()
         if sid not in index:
             raise BenchError(f"{self.run['run_id']}: sample {sid} is not in its test split")
-        item = data[index[sid]]
+        key = (data.folder, sid)
+        if key not in self.shared:
+            self.shared.clear()
+            self.shared[key] = data[index[sid]]
+        item = self.shared[key]
         n = item["sharp"].shape[0]
         blur, hw = pad_to_multiple(item["blur"][None], 16)  # (1, 3, H16, W16)
         center = pad_to_multiple(item["sharp"][n // 2][None], 16)[0] if method.uses_true_center else None
@@ -163,10 +170,17 @@ class RunFrames:
         deblurred = metrics.to_numpy_images(crop_to(pred.deblurred, hw)[0])  # (H, W, 3)
         frames = metrics.to_numpy_images(crop_to(pred.frames, hw)[0])  # (N, H, W, 3)
         truth = metrics.to_numpy_images(item["sharp"])  # (N, H, W, 3)
-        scores = score_sample(deblurred, frames, truth)
         how = "made again from the run's weights" if method.stages else "made again (no weights to load)"
-        return Frames(metrics.to_numpy_images(item["blur"]), frames, truth, how,
-                      {k: scores[k] for k in CHECKED})
+        blurred_input = metrics.to_numpy_images(item["blur"])  # (H, W, 3)
+        return Frames(blurred_input, frames, truth, how, rescore(deblurred, frames, truth))
+
+
+def rescore(deblurred: np.ndarray, frames: np.ndarray, truth: np.ndarray) -> dict[str, float | None]:
+    """The `CHECKED` scores of frames made again, by the functions `bench.evaluate.score_sample` calls
+    (deblurred `(h, w, 3)`, frames and truth `(N, h, w, 3)`, uint8); None where undefined (inf PSNR)."""
+    scores = {"deblur_psnr": metrics.psnr(deblurred, truth[truth.shape[0] // 2]),
+              "eq6": metrics.eq6_error(frames, truth), "ppsnr": metrics.ppsnr(frames, truth)}
+    return {k: (float(v) if v is not None and math.isfinite(v) else None) for k, v in scores.items()}
 
 
 def reproduction_note(made: Frames, stored: dict[str, float | None]) -> str:
@@ -224,7 +238,8 @@ def viewer_set(ctx: Context, n: int, k: int, out: Path, write: Write, data_dir: 
     scores = {v: _sample_scores(ctx, runs[v]["run_id"]) for v in variants}
     ref = pd.Series({sid: s.get(RANK_METRIC) for sid, s in scores[reference].items()}, dtype=float)
     chosen = choose_samples(ref, k)
-    sources = {v: RunFrames(runs[v], data_dir) for v in variants}
+    shared: dict = {}
+    sources = {v: RunFrames(runs[v], data_dir, shared) for v in variants}
     written, problems, samples = [], [], []
     for sid, rank in chosen:
         folder = out / "viewer" / f"{n}f" / _safe(sid)
