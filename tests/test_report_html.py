@@ -171,6 +171,22 @@ def _shots(tmp_path: Path) -> Path:
     return folder
 
 
+def test_the_browser_check_sees_errors_and_broken_links(chromium: str, tmp_path: Path) -> None:
+    """The checks below can fail: a missing image, a console error and an uncaught exception are each seen."""
+    (tmp_path / "bad.html").write_text('<img src="missing.png"><script>console.error("seen"); nothing();'
+                                       "</script>")
+    b = Browser(chromium, tmp_path / "profile")
+    try:
+        b.open((tmp_path / "bad.html").as_uri())
+        time.sleep(0.3)
+        found = b.problems()
+    finally:
+        b.close()
+    assert any(p.startswith("request failed") for p in found), found
+    assert any("console.error" in p and "seen" in p for p in found), found
+    assert any(p.startswith("exception") and "nothing" in p for p in found), found
+
+
 def _viewer_state(b: Browser) -> dict:
     return b.js("""(() => ({note: document.getElementById('v-sample-note').textContent,
         frames: [...document.querySelectorAll('#v-players .sprite')].map(s => s.getAttribute('data-frame')),

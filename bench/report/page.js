@@ -119,7 +119,7 @@
     var box = make("div", "sprite");
     var width = displayWidth(s);
     box.style.width = width + "px";
-    box.style.height = Math.round(width * s.height / s.width) + "px";
+    box.style.height = Math.round(s.width ? width * s.height / s.width : width * 0.75) + "px";  // no frames: 4:3
     if (path) {
       box.style.backgroundImage = "url('" + path + "')";
       box.style.backgroundSize = (n * 100) + "% 100%";
