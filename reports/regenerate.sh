@@ -47,4 +47,4 @@ fi
 # The size and speed claims are judged at the paper's sizes: time the paper-sized networks (untrained) at
 # the paper's 1280x704 and keep the result in the runs store, where the report reads it.
 "$bench" perf --profile paper --frames 7 --repeats 5 --store
-"$bench" report --format md,csv,tex,png,gif
+"$bench" report --format md,csv,tex,png,gif,html

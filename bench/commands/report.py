@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from bench.commands import check_output
+from bench.config import Range, check_option
 from bench.report import build_report, parse_formats
 from bench.store import runs_dir
 
@@ -20,21 +21,30 @@ def _runs_dir(option: str | None) -> Path:
 @click.option("--out", "out_dir", default="reports", show_default=True,
               help="folder the report is written to; files there that bench report did not write are never "
                    "replaced or deleted (it stops instead, naming the file)")
-@click.option("--format", "formats", default="md,csv,tex,png,pdf,gif", show_default=True,
-              help="comma-separated outputs: md,csv,tex (tables), png,pdf,gif (figures); README.md always")
+@click.option("--format", "formats", default="md,csv,tex,png,pdf,gif,html", show_default=True,
+              help="comma-separated outputs: md,csv,tex (tables), png,pdf,gif (figures), html (index.html "
+                   "with the sample viewer); README.md always")
+@click.option("--samples", default=8, show_default=True, type=int,
+              help="html: test samples per N in the sample viewer (the reference's worst and best included)")
+@click.option("--data-dir", envvar="BENCH_DATA", default=None,
+              help="html: data home of the prepared sets, for the viewer's frames the runs did not store "
+                   "(env BENCH_DATA, else ./datasets)")
 @click.option("--profile", default=None,
               help="report this profile's runs (default: the one with most finished runs)")
 @click.option("--dataset", default=None,
               help="only runs on this prepared set or family, e.g. synthetic-quick or gopro")
-def command(runs_dir: str | None, out_dir: str, formats: str, profile: str | None,
-            dataset: str | None) -> None:
-    """Builds reports/ from the stored runs only: claims, tables (md/csv/tex), figures (png/pdf/gif)."""
+def command(runs_dir: str | None, out_dir: str, formats: str, samples: int, data_dir: str | None,
+            profile: str | None, dataset: str | None) -> None:
+    """Builds reports/ from the stored runs: claims, tables, figures and index.html with its viewer."""
     chosen = parse_formats(formats)
+    check_option("--samples", samples, Range(0, 1000))
     check_output(out_dir, "--out", folder=True)
     store = _runs_dir(runs_dir)
     out = Path(out_dir)
-    result = build_report(store, out, chosen, profile=profile, dataset=dataset)
-    for line in result.problems + result.damaged_images:  # each also in the README's "Missing and failed"
+    result = build_report(store, out, chosen, profile=profile, dataset=dataset, samples=samples,
+                          data_dir=Path(data_dir) if data_dir else None)
+    # Each also in the README's "Missing and failed".
+    for line in result.problems + result.damaged_images + result.viewer_problems:
         click.echo(f"warning: {line}", err=True)
     held = sum(c["verdict"] == "held" for c in result.claims)
     measured = sum(c["verdict"] != "not measured" for c in result.claims)
@@ -45,3 +55,5 @@ def command(runs_dir: str | None, out_dir: str, formats: str, profile: str | Non
     click.echo(f"wrote {result.readme}, {len({p.stem for p in result.tables})} tables "
                f"({', '.join(kinds) or 'none'}) under {out / 'tables'} and {len(result.figures)} figure "
                f"files ({', '.join(fig_kinds) or 'none'}) under {out / 'figures'}")
+    if result.page is not None:
+        click.echo(f"wrote {result.page} and {len(result.viewer)} viewer strips under {out / 'viewer'}")

@@ -3,7 +3,9 @@ re-scores.
 
 `build_report(runs_dir, out, formats, profile, dataset)` writes `out/README.md` (provenance, the claims table,
 missing and failed runs, links), `out/tables/<name>.{md,csv,tex}` (each CSV plain data; the tables' titles
-and notes in `out/tables/provenance.json`) and `out/figures/*.{png,pdf,gif}`.
+and notes in `out/tables/provenance.json`), `out/figures/*.{png,pdf,gif}` and, with the `html` format,
+`out/index.html` (`bench.report.html`) with its sample viewer's strips under `out/viewer/`
+(`bench.report.viewer`).
 
 `out` may hold other files (`--out .` in a project): the report goes through `bench.outputs.OutputFolder`, so
 it replaces or deletes only files it wrote itself (recorded in `out/.bench-outputs.json`). When a name it
@@ -19,13 +21,14 @@ import math
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
 from bench.env import git_commit
 from bench.errors import BenchError
 from bench.outputs import OutputFolder
-from bench.report import paper
+from bench.report import html, paper
 from bench.report.claims import (
     CLAIM_COLUMNS,
     EXTERNAL_SOURCE,
@@ -50,7 +53,8 @@ from bench.report.tables import (
 from bench.store import latest_perf
 from bench.verdict import RULE
 
-FORMATS = ("md", "csv", "tex", "png", "pdf", "gif")
+FORMATS = ("md", "csv", "tex", "png", "pdf", "gif", "html")
+PAGE = "index.html"  # the html format's page, beside README.md
 PROVENANCE = "provenance.json"  # beside the CSVs under tables/: their titles and notes
 
 
@@ -63,6 +67,9 @@ class ReportResult:
     claims: list[dict] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)  # damaged stored timings, one line each
     damaged_images: list[str] = field(default_factory=list)  # sample PNGs the figures skipped, one line each
+    page: Path | None = None  # index.html, with the html format
+    viewer: list[Path] = field(default_factory=list)  # the viewer's strips under viewer/
+    viewer_problems: list[str] = field(default_factory=list)  # players without frames, one line each
 
 
 def parse_formats(text: str) -> set[str]:
@@ -185,13 +192,14 @@ def provenance_marks(ctx: Context) -> list[str]:
     return marks
 
 
-def _provenance(ctx: Context, out: Path) -> list[str]:
+def provenance_rows(ctx: Context, out: Path) -> list[tuple[str, str]]:
+    """(what, value) rows of the provenance table that README.md and index.html open with."""
     done = finished(ctx.runs)
     dates = sorted(d for d in done["date"] if d)
     seeds = sorted({int(s) for s in done["seed"] if s >= 0})
     here = git_commit(outputs=out)  # the report's own files are not its code
     commits = _commits(ctx)
-    rows = [("Data", ctx.data_text), ("Profile", ctx.profile or "—"), ("Overrides", ctx.overrides or "none"),
+    return [("Data", ctx.data_text), ("Profile", ctx.profile or "—"), ("Overrides", ctx.overrides or "none"),
             ("Device", "; ".join(sorted({d for d in done["device"] if d})) or "—"),
             ("Commits of the results", ", ".join(f"{c or 'unknown'} ({commits[c]} results)"
                                                  for c in sorted(commits)) or "—"),
@@ -200,7 +208,6 @@ def _provenance(ctx: Context, out: Path) -> list[str]:
             ("Seeds", ", ".join(map(str, seeds)) or "—"),
             ("Runs", f"{len(done)} finished of {len(ctx.runs)} selected; {len(ctx.all_runs)} in the store"),
             ("Report built", _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"))]
-    return ["| | |", "|---|---|"] + [f"| {k} | {v} |" for k, v in rows]
 
 
 def _findings(ctx: Context) -> list[str]:
@@ -237,8 +244,10 @@ def _links(out: Path, tables: list[Path], figures: list[Path]) -> list[str]:
 
 
 def build_report(runs_dir: Path, out: Path, formats: set[str], profile: str | None = None,
-                 dataset: str | None = None) -> ReportResult:
-    """Write the whole report from the runs in `runs_dir`; see the module docstring for the layout."""
+                 dataset: str | None = None, samples: int = 8, data_dir: Path | None = None) -> ReportResult:
+    """Write the whole report from the runs in `runs_dir`; see the module docstring for the layout.
+    `samples` and `data_dir` serve the html page's viewer (`bench.report.viewer`): K samples per N, and the
+    prepared sets' home."""
     runs = load_runs(runs_dir)
     if runs.empty:
         raise BenchError(f"no runs in {runs_dir}; make some with `bench run --method ours` "
@@ -247,7 +256,7 @@ def build_report(runs_dir: Path, out: Path, formats: set[str], profile: str | No
     if ctx.runs.empty:
         raise BenchError(f"no runs in {runs_dir} match profile={profile!r} dataset={dataset!r}; "
                          f"stored profiles: {', '.join(sorted(set(runs['profile'])))}")
-    result = ReportResult(readme=out / "README.md")
+    result = ReportResult(readme=out / "README.md", page=out / PAGE if "html" in formats else None)
     ctx.perf, perf_problems = latest_perf(runs_dir, "paper")
     result.claims = evaluate_claims(ctx.samples, ctx.frames, ctx.perf, external_claims(ctx.runs))
     result.problems = perf_problems
@@ -258,7 +267,7 @@ def build_report(runs_dir: Path, out: Path, formats: set[str], profile: str | No
     if "csv" in formats:  # the CSVs are plain data; their titles and notes live beside them
         targets[out / "tables" / PROVENANCE] = provenance_json(tables)
     folder = OutputFolder(out, "report")
-    folder.check([result.readme, *targets])  # refused before anything is written (or locked)
+    folder.check([result.readme, *targets, *([result.page] if result.page else [])])  # before any write
     with folder:
         for path, data in targets.items():
             result.tables.append(folder.write(path, data))
@@ -267,36 +276,92 @@ def build_report(runs_dir: Path, out: Path, formats: set[str], profile: str | No
         images = SampleImages()
         result.figures = all_figures(ctx, out / "figures", formats, folder.write, images)
         result.damaged_images = images.problems
+        viewer_docs = _viewer(ctx, result, samples, out, folder.write, data_dir) if result.page else []
         # A run that is gone must not leave its figure behind: this verb's own files of the rebuilt formats
         # that this report did not write go; the user's files, whatever their names, stay.
-        folder.remove_stale(lambda rel: rel.split("/")[0] in ("tables", "figures")
-                            and rel.rsplit(".", 1)[-1] in formats)
+        folder.remove_stale(lambda rel: (rel.split("/")[0] in ("tables", "figures")
+                                         and rel.rsplit(".", 1)[-1] in formats)
+                            or (rel.startswith("viewer/") and "html" in formats))
         result.missing = missing_runs(ctx)
-        folder.write(result.readme, _readme(ctx, runs, result, tables[0], out).encode("utf-8"))
+        provenance = provenance_rows(ctx, out)
+        folder.write(result.readme, _readme(ctx, runs, result, tables[0], out, provenance).encode("utf-8"))
+        if result.page:
+            page = _page(ctx, runs, result, tables, out, provenance, viewer_docs)
+            folder.write(result.page, html.render(page).encode("utf-8"))
     return result
 
 
-def _readme(ctx: Context, runs: pd.DataFrame, result: ReportResult, claims: Table, out: Path) -> str:
-    lines = ["# Blurred Moments Bench: report", ""]
-    lines += [line for mark in provenance_marks(ctx) for line in (mark, "")]
+def _viewer(ctx: Context, result: ReportResult, k: int, out: Path, write: Any,
+            data_dir: Path | None) -> list[dict]:
+    """The viewer's strips written, its per-N documents returned (`bench.report.viewer`)."""
+    from bench.report.viewer import viewer  # torch only for the viewer's frames
+
+    sets = viewer(ctx, k, out, write, data_dir)
+    result.viewer = [p for s in sets for p in s.written]
+    result.viewer_problems = [p for s in sets for p in s.problems]
+    return [s.doc for s in sets]
+
+
+def _page(ctx: Context, runs: pd.DataFrame, result: ReportResult, tables: list[Table], out: Path,
+          provenance: list[tuple[str, str]], viewer_docs: list[dict]) -> html.Page:
+    files: dict[str, list[str]] = {}
+    for p in result.tables:
+        files.setdefault(p.stem, []).append(p.relative_to(out).as_posix())
+    note = VIEWER_NOTE
     if not ctx.comparable:
-        lines += [f"> **Built from {ctx.data_label.lower()} ({ctx.data_text}). Its numbers are NOT "
-                  "comparable with the paper's GoPro numbers**; the paper's figures are shown beside ours "
-                  "for reference only.", ""]
+        note += f" {ctx.data_label}: NOT comparable with the paper's GoPro numbers."
+    return html.Page(marks=opening_marks(ctx), provenance=provenance, claims=tables[0],
+                     findings=_findings(ctx), missing=missing_lines(ctx, runs, result), tables=tables[1:],
+                     files=files, figures=[p.relative_to(out).as_posix() for p in result.figures],
+                     definitions=dict(ctx.definitions), footnotes=[EQ6_PAIRING], viewer=viewer_docs,
+                     viewer_note=note)
+
+
+VIEWER_NOTE = ("Each set shows `bench report --samples K` test samples, the same for every method, at evenly "
+               "spaced ranks of the reference method's stored per-sample Eq. 6 (`ours` where present, its "
+               "lowest seed): the first is its worst sample, the last its best. Each player is the "
+               "lowest-seed run of its method; its frames are the ones the run stored, or made again from "
+               "the run's weights.pt and set against its stored scores (each player says which, and whether "
+               "they reproduce). Strips are lossy WebP for size; every number comes from the lossless frames "
+               "the run scored.")
+
+
+def opening_marks(ctx: Context) -> list[str]:
+    """The Markdown warnings README.md and index.html open with: provenance, then comparability."""
+    marks = provenance_marks(ctx)
+    if not ctx.comparable:
+        marks.append(f"> **Built from {ctx.data_label.lower()} ({ctx.data_text}). Its numbers are NOT "
+                     "comparable with the paper's GoPro numbers**; the paper's figures are shown beside ours "
+                     "for reference only.")
+    return marks
+
+
+def missing_lines(ctx: Context, runs: pd.DataFrame, result: ReportResult) -> list[str]:
+    """The "Missing and failed runs" items (Markdown, one per line, without the list dash)."""
+    lines = list(result.missing) or ["none missing"]
+    lines += [f"failed/unfinished: {f}" for f in failed_runs(ctx)]
+    lines += [f"damaged stored timing, not used: {p}" for p in result.problems]
+    lines += [f"damaged sample image, left out of the figures: {p}" for p in result.damaged_images]
+    lines += [f"sample viewer, no frames: {p}" for p in result.viewer_problems]
+    others = sorted(set(runs["profile"]) - {ctx.profile})
+    if others:
+        lines.append(f"other profiles in the store, not in this report: {', '.join(others)} "
+                     "(`bench report --profile NAME`)")
+    return lines
+
+
+def _readme(ctx: Context, runs: pd.DataFrame, result: ReportResult, claims: Table, out: Path,
+            provenance: list[tuple[str, str]]) -> str:
+    lines = ["# Blurred Moments Bench: report", ""]
+    lines += [line for mark in opening_marks(ctx) for line in (mark, "")]
+    page = f" The same report as one page, with a sample viewer: [{PAGE}]({PAGE})." if result.page else ""
     lines += ["Reproduction of Purohit, Shah, Rajagopalan, *Bringing Alive Blurred Moments*, CVPR 2019. "
-              "Built by `bench report` from stored runs only.", "",
-              "## Provenance", "", *_provenance(ctx, out), "",
+              f"Built by `bench report` from stored runs only.{page}", "",
+              "## Provenance", "", "| | |", "|---|---|", *(f"| {k} | {v} |" for k, v in provenance), "",
               "## Claims", "", *claims.markdown().splitlines()[2:], "",
               "## Eq. 6 floors beside the paper's figures", "", *_findings(ctx), "",
               "## Missing and failed runs", ""]
-    lines += [f"- {m}" for m in result.missing] or ["- none missing"]
-    lines += [f"- failed/unfinished: {f}" for f in failed_runs(ctx)]
-    lines += [f"- damaged stored timing, not used: {p}" for p in result.problems]
-    lines += [f"- damaged sample image, left out of the figures: {p}" for p in result.damaged_images]
-    others = sorted(set(runs["profile"]) - {ctx.profile})
-    if others:
-        lines.append(f"- other profiles in the store, not in this report: {', '.join(others)} "
-                     "(`bench report --profile NAME`)")
+    lines += [f"- {m}" for m in missing_lines(ctx, runs, result)]
     lines += ["", *_links(out, result.tables, result.figures), "## Metric definitions", ""]
     lines += [f"- `{k}`: {v}" for k, v in ctx.definitions.items()] or ["- see bench/metrics.py"]
     lines += ["", f"- {EQ6_PAIRING}", ""]

@@ -155,14 +155,14 @@ def eq6_vs_blur(ctx: Context, out: Path, formats: set[str], write: Write) -> lis
     return save(fig, out / "eq6_vs_blur_size", formats, write)
 
 
-def _first_runs(ctx: Context, n: int) -> dict[str, pd.Series]:
+def first_runs(ctx: Context, n: int) -> dict[str, pd.Series]:
     """The lowest-seed finished run of each variant at N (the one whose samples are shown): its row."""
     done = finished(ctx.runs)
     done = done[done["frames"] == n].sort_values(["seed", "run_id"])
     return {v: g.iloc[0] for v, g in done.groupby("variant", sort=True)}
 
 
-def _order(variants: list[str]) -> list[str]:
+def ordered(variants: list[str]) -> list[str]:
     main = [m for m, _ in video_methods() if m in variants]
     return main + sorted(v for v in variants if v not in main)
 
@@ -192,7 +192,7 @@ def strips(ctx: Context, out: Path, formats: set[str], write: Write, images: Sam
     its N frames."""
     written = []
     for n in sorted(set(finished(ctx.runs)["frames"])):
-        runs = _first_runs(ctx, n)
+        runs = first_runs(ctx, n)
         samples = {v: load_sample_images(run["path"]) for v, run in runs.items()}
         ids = sorted({sid for found in samples.values() for sid in found})
         for sid in ids:
@@ -201,7 +201,7 @@ def strips(ctx: Context, out: Path, formats: set[str], write: Write, images: Sam
             blur = next((s[sid]["blur"] for s in samples.values() if sid in s and s[sid].get("blur")), None)
             true_frames = truth["truth"] if truth else []
             rows.append(("input / truth", [images.read(blur)] + [images.read(p) for p in true_frames]))
-            for variant in _order([v for v in samples if sid in samples[v]]):
+            for variant in ordered([v for v in samples if sid in samples[v]]):
                 entry = samples[variant][sid]
                 rows.append((variant, [images.read(entry.get("deblurred"))]
                              + [images.read(p) for p in entry["frame"]]))
@@ -261,7 +261,7 @@ def gifs(ctx: Context, out: Path, write: Write, images: SampleImages) -> list[Pa
     stored test sample; none for a method whose sample holds a damaged image (named in `images.problems`)."""
     written = []
     for n in sorted(set(finished(ctx.runs)["frames"])):
-        runs = _first_runs(ctx, n)
+        runs = first_runs(ctx, n)
         samples = {v: load_sample_images(run["path"]) for v, run in runs.items()}
         for variant, found in samples.items():
             sid = next((s for s in sorted(found) if found[s]["frame"] and found[s]["truth"]), None)
@@ -283,8 +283,8 @@ def _stage_panels(ctx: Context) -> list[dict]:
     each N: stages shared by several variants (the DM of every `ours` variant) are drawn once."""
     panels: dict[str, dict] = {}
     for n in sorted(set(finished(ctx.runs)["frames"])):
-        runs = _first_runs(ctx, n)
-        for variant in _order(list(runs)):
+        runs = first_runs(ctx, n)
+        for variant in ordered(list(runs)):
             run = runs[variant]
             curves, summaries = load_curves(run["path"]), load_stage_summaries(run[PARSED])
             for stage in dict.fromkeys([*curves, *summaries]):
