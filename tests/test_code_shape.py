@@ -141,7 +141,7 @@ FLOORS = (
     ("config", "outputs", "store", "memory"),
     ("data",),
     ("execution", "evaluate", "validation", "train", "perf", "loaderperf", "trainperf", "run", "explain",
-     "ablate", "report", "infer"),
+     "ablate", "report", "infer", "parallel"),
     ("commands", "cli"),
 )
 
