@@ -418,6 +418,7 @@ class StageRun:
     optimizer: Any = None  # torch.optim.Adam over the trained components, one group each
     params: list[nn.Parameter] = field(default_factory=list)  # in optimizer order (the all-reduce's order)
     parallel: Any = None  # the step's networks in DDP (`parallel_step` makes it at its first call)
+    monitor: Any = None  # receives training and validation points as they happen (bench.boards.StageBoard)
     base_lrs: list[float] = field(default_factory=list)  # each group's rate before the schedule's factor
     start: int = 0  # first iteration of this session
     curve: list[list[float]] = field(default_factory=list)  # [iteration, window mean loss]
@@ -553,6 +554,9 @@ class StageRun:
 
         self.validation.record(iteration, self.validation.score(self.method, self.stage, self.nets,
                                                                 self.device, stage_loss))
+        if self.monitor is not None:
+            self.monitor.validation(iteration, self.validation, self.method, self.stage, self.nets,
+                                    self.device)
 
     def save(self, iteration: int) -> None:
         """The checkpoint, every tensor on the CPU, so it resumes on any device (Adam's moments move back to
@@ -671,6 +675,8 @@ class StageRun:
                 t2 = time.perf_counter()
                 wait_s, step_s = wait_s + (t1 - t0), step_s + (t2 - t0)
                 self.elapsed += t2 - t0
+                if self.monitor is not None:
+                    self.monitor.step(it + 1, value, t1 - t0, t2 - t0, self.optimizer.param_groups)
                 self.window = [self.window[0] + value, self.window[1] + 1]
                 done = it + 1
                 if done % t.log_every == 0 or done == self.total:
@@ -752,11 +758,12 @@ def train_set(set_folder: Path, profile: Profile, stage: Stage) -> Any:
 def train_stage(method: MethodAPI, stage: Stage, profile: Profile, set_folder: Path, seed: int,
                 stages_dir: Path, device: torch.device, prior: dict[str, StageResult], dist: Dist = LOCAL,
                 progress: bool = True, fresh: bool = False, log: Any = print,
-                trainset: Any = None, valset: Any = None) -> StageResult:
+                trainset: Any = None, valset: Any = None, boards: Any = None) -> StageResult:
     """Train one stage (or reuse / resume its cached folder) and return where its weights are.
 
     `trainset` replaces the set folder's `TrainSet` (tests): anything indexable by (index, aug_seed) that
     returns the objective's fields; `valset` then replaces the validation split (None: no validation curve).
+    `boards` (`bench.boards.Boards`, `bench run --tensorboard`) receives the stage's progress on rank 0.
     """
     run = open_stage(method, stage, profile, set_folder, seed, stages_dir, device,
                      {k: v.key for k, v in prior.items()}, dist, log)
@@ -776,13 +783,15 @@ def train_stage(method: MethodAPI, stage: Stage, profile: Profile, set_folder: P
             if valset is not None and t.val_every:
                 run.validation = Validation.of(stage, validation_batch(valset, t.val_samples,
                                                                        stage.objective.fields))
+            if boards is not None:
+                run.monitor = boards.stage(stage, run.result.batch, run.total)
         run.resume()
         return run.finish(*run.train(trainset, progress))
 
 
 def train_method(method: MethodAPI, profile: Profile, set_folder: Path, seed: int, stages_dir: Path,
                  device: torch.device, dist: Dist = LOCAL, progress: bool = True, fresh: bool = False,
-                 log: Any = print, trainset: Any = None, valset: Any = None
+                 log: Any = print, trainset: Any = None, valset: Any = None, boards: Any = None
                  ) -> tuple[nn.ModuleDict, list[StageResult]]:
     """Run every stage of `method` in order and return its networks with the trained weights loaded."""
     results: dict[str, StageResult] = {}
@@ -790,7 +799,7 @@ def train_method(method: MethodAPI, profile: Profile, set_folder: Path, seed: in
         prior = {name: results[name] for name in stage.init_from}
         results[stage.name] = train_stage(method, stage, profile, set_folder, seed, stages_dir, device, prior,
                                           dist=dist, progress=progress, fresh=fresh, log=log,
-                                          trainset=trainset, valset=valset)
+                                          trainset=trainset, valset=valset, boards=boards)
     nets = assemble(method, profile, seed, list(results.values()))
     return nets.to(device), list(results.values())
 

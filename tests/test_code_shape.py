@@ -141,7 +141,7 @@ FLOORS = (
     ("config", "outputs", "store", "memory"),
     ("data",),
     ("execution", "evaluate", "validation", "train", "perf", "loaderperf", "trainperf", "run", "explain",
-     "ablate", "report", "infer", "parallel"),
+     "ablate", "report", "infer", "parallel", "boards"),
     ("commands", "cli"),
 )
 

@@ -140,6 +140,14 @@ def _explain(method: str, weights: Path | None, floor: bool, runs: list[tuple[in
         print_plans(plans, click.echo)
 
 
+def _require_tensorboard() -> None:
+    """--tensorboard without the optional package: refused before any work."""
+    # late: loads torch (see _explain)
+    from bench.boards import require_tensorboard
+
+    require_tensorboard()
+
+
 def _relaunch(nproc: int, argv: list[str]) -> None:
     """Start `nproc` copies of this command under torchrun (PyTorch's own launcher) and wait for them."""
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
@@ -177,10 +185,14 @@ def _relaunch(nproc: int, argv: list[str]) -> None:
 @click.option("--json", "as_json", is_flag=True, help="with --explain: print it as JSON")
 @click.option("--verify", type=click.Choice(["fast", "full"]), default="fast", show_default=True,
               help="fast: re-hash only set files whose size, mtime or inode changed; full: every file")
+@click.option("--tensorboard", is_flag=True,
+              help="write TensorBoard event files of the stages it trains under <run folder>/tensorboard/ "
+                   "(needs the .[tensorboard] extra)")
 def command(method: str, profile: str, frames: str, seeds: str, overrides: tuple[str, ...],
             data_dir: Path | None, runs_dir: Path | None, source: str | None, root: Path | None,
             device: str | None, weights: Path | None, eval_data: str | None, nproc: int, fresh: bool,
-            floor: bool, dry_run: int | None, explain: bool, as_json: bool, verify: str) -> None:
+            floor: bool, dry_run: int | None, explain: bool, as_json: bool, verify: str,
+            tensorboard: bool) -> None:
     """Train (or reuse) METHOD, evaluate it on the test split and store the results."""
     frame_list = [check_frames(n) for n in parse_int_list(frames, "--frames")]
     seed_list = parse_int_list(seeds, "--seeds", "0,1,2", rule=SEED)
@@ -217,6 +229,8 @@ def command(method: str, profile: str, frames: str, seeds: str, overrides: tuple
                        root=root, device=device)
         print_dry_run(*_dry_run(spec, dry_run))
         return
+    if tensorboard:
+        _require_tensorboard()
     if nproc > 1 and "WORLD_SIZE" not in os.environ:
         argv = relaunch_argv(click.get_current_context())
         _relaunch(nproc, argv)
@@ -234,7 +248,8 @@ def command(method: str, profile: str, frames: str, seeds: str, overrides: tuple
                 spec = RunSpec(method=method, profile=profile, frames=n, seed=seed,
                                overrides=tuple(overrides), data_dir=data_dir, runs_dir=runs_dir,
                                source=source, root=root, device=device, weights=weights,
-                               eval_data=eval_data, fresh=fresh, progress=dist.main, verify=verify)
+                               eval_data=eval_data, fresh=fresh, progress=dist.main, verify=verify,
+                               tensorboard=tensorboard)
                 outcome = execute(spec, dist=dist, log=log)
                 if not dist.main:
                     continue
