@@ -12,7 +12,7 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from bench.boards import FOLDER, Boards, require_tensorboard, validation_grid
+from bench.boards import FOLDER, Boards, StageBoard, require_tensorboard, validation_grid
 from bench.config import get_profile
 from bench.errors import BenchError
 from bench.registry import get_method
@@ -92,3 +92,18 @@ def test_a_tensorboard_run_keeps_its_run_id_and_a_run_without_it_writes_no_event
     assert [p for p in runs.iterdir() if p.name.startswith("ours-static-")] == [run]  # the same run id
     acc = _events(run / FOLDER / "dm")
     assert TRAIN_TAGS <= set(acc.Tags()["scalars"]) and acc.Tags()["images"] == ["validation/grid"]
+
+
+def test_a_resumed_stage_replaces_what_the_killed_session_logged_past_its_checkpoint(tmp_path):
+    groups = [{"name": "dm", "lr": 1e-4}]
+    killed = StageBoard(tmp_path, batch=2, log_every=2, total=8)
+    for done in range(1, 8):  # killed after iteration 7; its checkpoint was at 4
+        killed.step(done, loss=1.0, wait_s=0.0, step_s=0.1, groups=groups)
+    killed.close()
+    resumed = StageBoard(tmp_path, batch=2, log_every=2, total=8)
+    for done in range(5, 9):
+        resumed.step(done, loss=2.0, wait_s=0.0, step_s=0.1, groups=groups)
+    resumed.close()
+    assert len(list(tmp_path.iterdir())) == 2  # one event file per session
+    points = [(e.step, e.value) for e in _events(tmp_path).Scalars("train/loss")]
+    assert points == [(2, 1.0), (4, 1.0), (6, 2.0), (8, 2.0)]
