@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import shutil
 import time
-from contextlib import ExitStack
+from contextlib import ExitStack, nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 import torch.distributed as td
 
+from bench.boards import Boards
 from bench.code_identity import run_code
 from bench.components import load_components
 from bench.config import Profile, resolve_profile, to_dict
@@ -88,6 +89,7 @@ class RunSpec:
     fresh: bool = False  # retrain every stage and re-evaluate, ignoring caches
     progress: bool = True
     verify: str = "fast"  # how the sets read are verified: "fast" (stat record) or "full" (hash every file)
+    tensorboard: bool = False  # event files of the trained stages under <run>/tensorboard/ (bench.boards)
 
 
 @dataclass
@@ -386,8 +388,10 @@ def _train_and_score(spec: RunSpec, method: MethodAPI, profile: Profile, device:
     if weights is not None:
         nets, model = _assemble(spec, method, weights, device), weights["model"]
     else:
-        nets, results = train_method(method, profile, sets[0], spec.seed, folder.parent / "stages", device,
-                                     dist=dist, progress=spec.progress, fresh=spec.fresh, log=log)
+        with _boards(spec, folder, profile, dist) as boards:
+            nets, results = train_method(method, profile, sets[0], spec.seed, folder.parent / "stages",
+                                         device, dist=dist, progress=spec.progress, fresh=spec.fresh, log=log,
+                                         boards=boards)
         model = asdict(profile.model)
     if not dist.main:
         return None
@@ -410,6 +414,13 @@ def _train_and_score(spec: RunSpec, method: MethodAPI, profile: Profile, device:
         weights_bytes=stored_weights.stat().st_size if stored_weights else None)
     atomic_write_json(out_dir / METRICS, metrics.to_json())
     return RunOutcome(folder, metrics, cached=False, metrics_path=out_dir / METRICS)
+
+
+def _boards(spec: RunSpec, folder: Path, profile: Profile, dist: Dist) -> Any:
+    """The run's TensorBoard event folders with --tensorboard, on rank 0 (a context giving None otherwise)."""
+    if spec.tensorboard and dist.main:
+        return Boards(folder, profile.train.log_every)
+    return nullcontext()
 
 
 def _assemble(spec: RunSpec, method: MethodAPI, weights: dict, device: Any) -> Any:

@@ -23,11 +23,10 @@ trains is `bench.validation`. `bench perf --train` and `bench run --dry-run` tim
 (`bench.trainperf`).
 
 Distribution (`bench run --nproc K`, launched by torchrun). Each rank takes a strided share of every
-iteration's batch and gradients are averaged with one all-reduce per step before Adam, the data-parallel
-algorithm of DistributedDataParallel. It is done by hand rather than by wrapping the components in
-`DistributedDataParallel`, because the recurrent networks run several forward passes per iteration and
-methods call component methods other than `forward`, both of which DDP's hooks do not follow. Rank 0 alone
-logs and writes checkpoints; all ranks read them on resume (one machine, or a shared file system).
+iteration's batch; `StageRun.parallel_step` computes the loss through DistributedDataParallel around the
+whole step's network calls (`bench.parallel`), so gradients are averaged by DDP's bucketed all-reduce while
+the backward pass runs. Rank 0 alone logs and writes checkpoints; all ranks read them on resume (one
+machine, or a shared file system).
 """
 
 from __future__ import annotations
@@ -61,6 +60,7 @@ from bench.data.loaders import TrainSet, collate
 from bench.errors import BenchError
 from bench.execution import BatchStream, Execution, on_device, resolve_precision
 from bench.fileio import FolderLock, atomic_torch_save, atomic_write_json, read_json, sha256_file, stable_hash
+from bench.parallel import data_parallel
 from bench.store import load_payload, stage_record_problem
 from bench.validation import Validation, validation_batch, validation_set
 
@@ -120,7 +120,9 @@ def barrier(dist: Dist) -> None:
 
 
 def _average_gradients(params: list[nn.Parameter], dist: Dist) -> None:
-    """Mean of the gradients over ranks with one flat all-reduce (what DDP's buckets do)."""
+    """Mean of the gradients over ranks with one flat all-reduce after backward. No run calls it any more
+    (distributed runs step with `StageRun.parallel_step`); it stays because `StageRun.step` names it, and
+    that function's code is part of every stage key (`bench.code_identity.HARNESS`)."""
     grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
     flat = torch.cat([g.reshape(-1) for g in grads])
     td.all_reduce(flat)
@@ -417,6 +419,8 @@ class StageRun:
     nets: nn.ModuleDict = field(default_factory=nn.ModuleDict)
     optimizer: Any = None  # torch.optim.Adam over the trained components, one group each
     params: list[nn.Parameter] = field(default_factory=list)  # in optimizer order (the all-reduce's order)
+    parallel: Any = None  # the step's networks in DDP (`parallel_step` makes it at its first call)
+    monitor: Any = None  # receives training and validation points as they happen (bench.boards.StageBoard)
     base_lrs: list[float] = field(default_factory=list)  # each group's rate before the schedule's factor
     start: int = 0  # first iteration of this session
     curve: list[list[float]] = field(default_factory=list)  # [iteration, window mean loss]
@@ -534,11 +538,6 @@ class StageRun:
             if self.dist.main:
                 self.log(f"resuming stage {self.stage.name} at iteration {self.start}/{self.total} "
                          f"from {ckpt}")
-        elif self.dist.active:
-            # Identical seeds give identical weights on every rank; the broadcast guards against drift.
-
-            for p in self.params:
-                td.broadcast(p.data, 0)
         if self.start == 0 and self.dist.main:  # ranks hold identical weights: one score is enough
             self.probe_start = self.probe_score()
             self.validate(0)
@@ -557,6 +556,9 @@ class StageRun:
 
         self.validation.record(iteration, self.validation.score(self.method, self.stage, self.nets,
                                                                 self.device, stage_loss))
+        if self.monitor is not None:
+            self.monitor.validation(iteration, self.validation, self.method, self.stage, self.nets,
+                                    self.device)
 
     def save(self, iteration: int) -> None:
         """The checkpoint, every tensor on the CPU, so it resumes on any device (Adam's moments move back to
@@ -572,8 +574,10 @@ class StageRun:
         barrier(self.dist)
 
     def step(self, it: int, data: dict[str, torch.Tensor], scaler: Any) -> float:
-        """One iteration on this rank's batch: the schedule's rates, loss under the execution's autocast,
-        divergence check, backward, all-reduce, clip, Adam."""
+        """One iteration of a single process: the schedule's rates, loss under the execution's autocast,
+        divergence check, backward, clip, Adam. Its code is part of every stage key
+        (`bench.code_identity.HARNESS`), so it is kept as it was when distributed runs moved to
+        `parallel_step`, and its `dist.active` branches are no longer reached."""
         data = on_device(data, self.device)
         factor = lr_factor(self.profile.train, it, self.total)
         for group, base in zip(self.optimizer.param_groups, self.base_lrs, strict=True):
@@ -596,6 +600,39 @@ class StageRun:
             loss.backward()
         if self.dist.active:
             _average_gradients(self.params, self.dist)
+        if self.profile.train.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(self.params, self.profile.train.grad_clip)
+        if scaler is not None:
+            scaler.step(self.optimizer)
+            scaler.update()
+        else:
+            self.optimizer.step()
+        return value
+
+    def parallel_step(self, it: int, data: dict[str, torch.Tensor], scaler: Any) -> float:
+        """`step` on this rank's share of the batch under torchrun: the loss through DDP (`bench.parallel`),
+        whose all-reduce averages the gradients during backward; the logged loss is the mean over ranks,
+        so every rank takes the same divergence decision."""
+        if self.parallel is None:
+            self.parallel = data_parallel(self.method, self.stage, self.nets, self.device)
+        data = on_device(data, self.device)
+        factor = lr_factor(self.profile.train, it, self.total)
+        for group, base in zip(self.optimizer.param_groups, self.base_lrs, strict=True):
+            group["lr"] = base * factor
+        torch.manual_seed(derive_seed(self.seed, self.stream, it, "step"))
+        with self.execution.autocast():
+            loss, _parts = self.parallel(data)
+        value = loss.detach().float()
+        td.all_reduce(value)
+        value = float(value / self.dist.world)
+        if not math.isfinite(value):
+            self.diverged(it, value)
+        self.optimizer.zero_grad(set_to_none=True)
+        if scaler is not None:
+            scaler.scale(loss).backward()
+            scaler.unscale_(self.optimizer)
+        else:
+            loss.backward()
         if self.profile.train.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(self.params, self.profile.train.grad_clip)
         if scaler is not None:
@@ -629,6 +666,7 @@ class StageRun:
         t = self.profile.train
         scaler = self.execution.scaler()
         wait_s, step_s, session_start = 0.0, 0.0, time.perf_counter()
+        step = self.parallel_step if self.dist.active else self.step
         with self.batches(trainset, self.start, self.total) as batches, \
                 progress_bar(progress and self.dist.main) as bar:
             task = bar.add_task(f"{self.method.name}: {self.stage.name}", total=self.total,
@@ -637,10 +675,12 @@ class StageRun:
                 t0 = time.perf_counter()
                 data = next(batches)
                 t1 = time.perf_counter()
-                value = self.step(it, data, scaler)
+                value = step(it, data, scaler)
                 t2 = time.perf_counter()
                 wait_s, step_s = wait_s + (t1 - t0), step_s + (t2 - t0)
                 self.elapsed += t2 - t0
+                if self.monitor is not None:
+                    self.monitor.step(it + 1, value, t1 - t0, t2 - t0, self.optimizer.param_groups)
                 self.window = [self.window[0] + value, self.window[1] + 1]
                 done = it + 1
                 if done % t.log_every == 0 or done == self.total:
@@ -722,11 +762,12 @@ def train_set(set_folder: Path, profile: Profile, stage: Stage) -> Any:
 def train_stage(method: MethodAPI, stage: Stage, profile: Profile, set_folder: Path, seed: int,
                 stages_dir: Path, device: torch.device, prior: dict[str, StageResult], dist: Dist = LOCAL,
                 progress: bool = True, fresh: bool = False, log: Any = print,
-                trainset: Any = None, valset: Any = None) -> StageResult:
+                trainset: Any = None, valset: Any = None, boards: Any = None) -> StageResult:
     """Train one stage (or reuse / resume its cached folder) and return where its weights are.
 
     `trainset` replaces the set folder's `TrainSet` (tests): anything indexable by (index, aug_seed) that
     returns the objective's fields; `valset` then replaces the validation split (None: no validation curve).
+    `boards` (`bench.boards.Boards`, `bench run --tensorboard`) receives the stage's progress on rank 0.
     """
     run = open_stage(method, stage, profile, set_folder, seed, stages_dir, device,
                      {k: v.key for k, v in prior.items()}, dist, log)
@@ -746,13 +787,15 @@ def train_stage(method: MethodAPI, stage: Stage, profile: Profile, set_folder: P
             if valset is not None and t.val_every:
                 run.validation = Validation.of(stage, validation_batch(valset, t.val_samples,
                                                                        stage.objective.fields))
+            if boards is not None:
+                run.monitor = boards.stage(stage, run.result.batch, run.total)
         run.resume()
         return run.finish(*run.train(trainset, progress))
 
 
 def train_method(method: MethodAPI, profile: Profile, set_folder: Path, seed: int, stages_dir: Path,
                  device: torch.device, dist: Dist = LOCAL, progress: bool = True, fresh: bool = False,
-                 log: Any = print, trainset: Any = None, valset: Any = None
+                 log: Any = print, trainset: Any = None, valset: Any = None, boards: Any = None
                  ) -> tuple[nn.ModuleDict, list[StageResult]]:
     """Run every stage of `method` in order and return its networks with the trained weights loaded."""
     results: dict[str, StageResult] = {}
@@ -760,7 +803,7 @@ def train_method(method: MethodAPI, profile: Profile, set_folder: Path, seed: in
         prior = {name: results[name] for name in stage.init_from}
         results[stage.name] = train_stage(method, stage, profile, set_folder, seed, stages_dir, device, prior,
                                           dist=dist, progress=progress, fresh=fresh, log=log,
-                                          trainset=trainset, valset=valset)
+                                          trainset=trainset, valset=valset, boards=boards)
     nets = assemble(method, profile, seed, list(results.values()))
     return nets.to(device), list(results.values())
 

@@ -140,8 +140,8 @@ FLOORS = (
     ("errors", "fileio", "metrics", "verdict", "devices", "env", "code_identity", "registry", "components"),
     ("config", "outputs", "store", "memory", "fetch"),
     ("data",),
-    ("execution", "evaluate", "validation", "train", "perf", "loaderperf", "trainperf", "run",
-     "floor_verdict", "explain", "ablate", "report", "infer", "export", "score"),
+    ("execution", "evaluate", "validation", "parallel", "boards", "train", "perf", "loaderperf", "trainperf",
+     "run", "floor_verdict", "explain", "ablate", "report", "infer", "export", "score"),
     ("commands", "cli"),
 )
 

@@ -204,6 +204,14 @@ def _explain(method: str, weights: Path | None, floor: bool, runs: list[tuple[in
         print_plans(plans, click.echo)
 
 
+def _require_tensorboard() -> None:
+    """--tensorboard without the optional package: refused before any work."""
+    # late: loads torch (see _explain)
+    from bench.boards import require_tensorboard
+
+    require_tensorboard()
+
+
 def _relaunch(nproc: int, argv: list[str]) -> None:
     """Start `nproc` copies of this command under torchrun (PyTorch's own launcher) and wait for them."""
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
@@ -244,11 +252,14 @@ def _relaunch(nproc: int, argv: list[str]) -> None:
 @click.option("--save-predictions", "save_to", default=None, metavar="DIR",
               help="also write the run's predicted frames on the scored test split into DIR, in the layout "
                    "bench score reads (<sample>/frame_01.png ..., <sample>/deblurred.png)")
+@click.option("--tensorboard", is_flag=True,
+              help="write TensorBoard event files of the stages it trains under <run folder>/tensorboard/ "
+                   "(needs the .[tensorboard] extra)")
 def command(method: str, profile: str, frames: str, seeds: str, overrides: tuple[str, ...],
             data_dir: Path | None, runs_dir: Path | None, source: str | None, root: Path | None,
             device: str | None, weights: Path | None, eval_data: str | None, nproc: int, fresh: bool,
             floor: bool, dry_run: int | None, explain: bool, as_json: bool, verify: str,
-            save_to: str | None) -> None:
+            save_to: str | None, tensorboard: bool) -> None:
     """Train (or reuse) METHOD, evaluate it on the test split and store the results."""
     frame_list = [check_frames(n) for n in parse_int_list(frames, "--frames")]
     seed_list = parse_int_list(seeds, "--seeds", "0,1,2", rule=SEED)
@@ -287,42 +298,54 @@ def command(method: str, profile: str, frames: str, seeds: str, overrides: tuple
                        root=root, device=device)
         print_dry_run(*_dry_run(spec, dry_run))
         return
+    if tensorboard:
+        _require_tensorboard()
     if nproc > 1 and "WORLD_SIZE" not in os.environ:
         argv = relaunch_argv(click.get_current_context())
         _relaunch(nproc, argv)
         return
 
     # late: these load torch (see _explain)
-    from bench.run import RunSpec, execute
+    from bench.run import RunSpec
     from bench.train import dist_from_env
 
     dist = dist_from_env(device or "auto")
-    log = click.echo if dist.main else (lambda *_a, **_k: None)
+    specs = [RunSpec(method=method, profile=profile, frames=n, seed=seed, overrides=tuple(overrides),
+                     data_dir=data_dir, runs_dir=runs_dir, source=source, root=root, device=device,
+                     weights=weights, eval_data=eval_data, fresh=fresh, progress=dist.main, verify=verify,
+                     tensorboard=tensorboard)
+             for n in frame_list for seed in seed_list]
     try:
-        for n in frame_list:
-            for seed in seed_list:
-                spec = RunSpec(method=method, profile=profile, frames=n, seed=seed,
-                               overrides=tuple(overrides), data_dir=data_dir, runs_dir=runs_dir,
-                               source=source, root=root, device=device, weights=weights,
-                               eval_data=eval_data, fresh=fresh, progress=dist.main, verify=verify)
-                outcome = execute(spec, dist=dist, log=log)
-                if not dist.main:
-                    continue
-                floor_outcome = None
-                if floor and method != "blurred":  # the same data and settings; it trains nothing
-                    floor_spec = replace(spec, method="blurred", weights=None, fresh=False, progress=True)
-                    floor_outcome = execute(floor_spec, log=log)
-                print_table(outcome, floor_outcome)
-                if save_to is not None:
-                    _save(outcome, save_to, eval_data, data_dir, device or get_profile(profile).train.device)
-                if outcome is not None:
-                    print_verdicts(outcome, floor_outcome, runs_dir)
+        _run_each(specs, dist, floor, save_to)
     finally:
         if dist.active:
             # late: torch (see _explain)
             import torch.distributed as td
 
             td.destroy_process_group()
+
+
+def _run_each(specs: list, dist: object, floor: bool, save_to: str | None) -> None:
+    """Each run in turn; on the main rank, then its `blurred` floor (--floor: the same data and settings,
+    nothing trained), its table, its predictions (--save-predictions) and its verdict against the floors."""
+    # late: loads torch (see _explain)
+    from bench.run import execute
+
+    log = click.echo if dist.main else (lambda *_a, **_k: None)
+    for spec in specs:
+        outcome = execute(spec, dist=dist, log=log)
+        if not dist.main:
+            continue
+        floor_outcome = None
+        if floor and spec.method != "blurred":
+            floor_spec = replace(spec, method="blurred", weights=None, fresh=False, progress=True)
+            floor_outcome = execute(floor_spec, log=log)
+        print_table(outcome, floor_outcome)
+        if save_to is not None:
+            device = spec.device or get_profile(spec.profile).train.device
+            _save(outcome, save_to, spec.eval_data, spec.data_dir, device)
+        if outcome is not None:
+            print_verdicts(outcome, floor_outcome, spec.runs_dir)
 
 
 if __name__ == "__main__":  # the entry torchrun starts for --nproc (python -m bench.commands.run run ...)

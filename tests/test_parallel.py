@@ -1,0 +1,66 @@
+"""bench/parallel.py: the step's network calls as one module in DistributedDataParallel, and
+`StageRun.parallel_step`, the step that uses it, against `StageRun.step` in a one-process gloo group."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+import torch
+import torch.distributed as td
+from test_train import PROFILE, ToyMethod, ToySet
+
+from bench.parallel import StageForward
+from bench.train import Dist, open_stage
+
+
+@pytest.fixture
+def one_process_group():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    store = td.TCPStore("127.0.0.1", port, 1, is_master=True)
+    td.init_process_group("gloo", store=store, rank=0, world_size=1)
+    yield
+    td.destroy_process_group()
+
+
+def _session(tmp_path, name):
+    method = ToyMethod()
+    stage = method.stages[1]  # two components, one Adam group each
+    run = open_stage(method, stage, PROFILE, tmp_path / "set", 0, tmp_path / name, torch.device("cpu"),
+                     {"a": "a-key"}, Dist(0, 1, 0), log=lambda *a: None)
+    run.build_networks()
+    return run
+
+
+def test_stage_forward_is_the_stage_loss_over_the_stages_networks():
+    method = ToyMethod()
+    nets = method.build()
+    batch = {k: v[None] for k, v in ToySet()[(0, 1)].items() if torch.is_tensor(v)}  # a batch of one
+    module = StageForward(method, method.stages[1], nets)
+    assert {id(p) for p in module.parameters()} == {id(p) for p in nets.parameters()}
+    loss, logs = module(batch)
+    expected, _ = method.stage_loss(method.stages[1], nets, batch)
+    assert torch.equal(loss, expected) and set(logs) == {"l1"}
+
+
+def test_parallel_step_of_one_process_gives_the_weights_of_step(tmp_path, one_process_group):
+    alone, parallel = _session(tmp_path, "alone"), _session(tmp_path, "parallel")
+    losses = []
+    with alone.batches(ToySet(), 0, 4) as batches:
+        for it in range(4):
+            data = next(batches)
+            losses.append((alone.step(it, data, None), parallel.parallel_step(it, data, None)))
+    assert parallel.parallel is not None  # the DDP module the steps went through
+    for a, b in losses:
+        assert a == b
+    for name in ("f", "g"):
+        for p, q in zip(alone.nets[name].parameters(), parallel.nets[name].parameters(), strict=True):
+            assert torch.equal(p, q)
+    rates = [[g["lr"] for g in run.optimizer.param_groups] for run in (alone, parallel)]
+    assert rates[0] == rates[1]
+    moved = [not torch.equal(p, q) for p, q in zip(alone.nets["f"].parameters(),
+                                                   _session(tmp_path, "fresh").nets["f"].parameters(),
+                                                   strict=True)]
+    assert any(moved)  # the four steps trained
