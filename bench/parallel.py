@@ -16,7 +16,7 @@ Batch norm (the BIE) normalises with each rank's own share of the batch, as it d
 SyncBatchNorm, which would share the statistics, runs on accelerators only); DDP broadcasts rank 0's running
 statistics before each forward, and rank 0's are the ones checkpointed, so the stored weights are rank 0's.
 
-`bench.train.StageRun.parallel_step` is the step that uses it; the wrapper holds the stage's networks by
+`bench.train.StageRun.step` uses it under torchrun; the wrapper holds the stage's networks by
 reference, so the optimiser, the checkpoints (state dicts of the components, no `module.` prefix) and the
 validation on rank 0 see the same tensors.
 """

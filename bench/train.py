@@ -23,7 +23,7 @@ trains is `bench.validation`. `bench perf --train` and `bench run --dry-run` tim
 (`bench.trainperf`).
 
 Distribution (`bench run --nproc K`, launched by torchrun). Each rank takes a strided share of every
-iteration's batch; `StageRun.parallel_step` computes the loss through DistributedDataParallel around the
+iteration's batch; `StageRun.step` computes the loss through DistributedDataParallel around the
 whole step's network calls (`bench.parallel`), so gradients are averaged by DDP's bucketed all-reduce while
 the backward pass runs. Rank 0 alone logs and writes checkpoints; all ranks read them on resume (one
 machine, or a shared file system).
@@ -117,21 +117,6 @@ def dist_from_env(device_name: str = "auto") -> Dist:
 def barrier(dist: Dist) -> None:
     if dist.active:
         td.barrier()
-
-
-def _average_gradients(params: list[nn.Parameter], dist: Dist) -> None:
-    """Mean of the gradients over ranks with one flat all-reduce after backward. No run calls it any more
-    (distributed runs step with `StageRun.parallel_step`); it stays because `StageRun.step` names it, and
-    that function's code is part of every stage key (`bench.code_identity.HARNESS`)."""
-    grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
-    flat = torch.cat([g.reshape(-1) for g in grads])
-    td.all_reduce(flat)
-    flat /= dist.world
-    offset = 0
-    for p, g in zip(params, grads, strict=True):
-        n = g.numel()
-        p.grad = flat[offset:offset + n].view_as(p).clone()
-        offset += n
 
 
 # --- budgets, keys and the data plan -----------------------------------------------------------------------
@@ -419,7 +404,7 @@ class StageRun:
     nets: nn.ModuleDict = field(default_factory=nn.ModuleDict)
     optimizer: Any = None  # torch.optim.Adam over the trained components, one group each
     params: list[nn.Parameter] = field(default_factory=list)  # in optimizer order (the all-reduce's order)
-    parallel: Any = None  # the step's networks in DDP (`parallel_step` makes it at its first call)
+    parallel: Any = None  # the step's networks in DDP (`stage_loss` makes it at its first call)
     monitor: Any = None  # receives training and validation points as they happen (bench.boards.StageBoard)
     base_lrs: list[float] = field(default_factory=list)  # each group's rate before the schedule's factor
     start: int = 0  # first iteration of this session
@@ -574,17 +559,17 @@ class StageRun:
         barrier(self.dist)
 
     def step(self, it: int, data: dict[str, torch.Tensor], scaler: Any) -> float:
-        """One iteration of a single process: the schedule's rates, loss under the execution's autocast,
-        divergence check, backward, clip, Adam. Its code is part of every stage key
-        (`bench.code_identity.HARNESS`), so it is kept as it was when distributed runs moved to
-        `parallel_step`, and its `dist.active` branches are no longer reached."""
+        """One iteration on this rank's batch: the schedule's rates, loss under the execution's autocast,
+        divergence check, backward, clip, Adam. Under torchrun the loss runs through DDP (`bench.parallel`),
+        whose all-reduce averages the gradients during backward, and the loss checked is the mean over
+        ranks, so every rank takes the same divergence decision."""
         data = on_device(data, self.device)
         factor = lr_factor(self.profile.train, it, self.total)
         for group, base in zip(self.optimizer.param_groups, self.base_lrs, strict=True):
             group["lr"] = base * factor
         torch.manual_seed(derive_seed(self.seed, self.stream, it, "step"))
         with self.execution.autocast():
-            loss, _parts = self.method.stage_loss(self.stage, self.nets, data)
+            loss, _parts = self.stage_loss(data)
         value = loss.detach().float()
         if self.dist.active:
             td.all_reduce(value)
@@ -598,8 +583,6 @@ class StageRun:
             scaler.unscale_(self.optimizer)
         else:
             loss.backward()
-        if self.dist.active:
-            _average_gradients(self.params, self.dist)
         if self.profile.train.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(self.params, self.profile.train.grad_clip)
         if scaler is not None:
@@ -609,38 +592,14 @@ class StageRun:
             self.optimizer.step()
         return value
 
-    def parallel_step(self, it: int, data: dict[str, torch.Tensor], scaler: Any) -> float:
-        """`step` on this rank's share of the batch under torchrun: the loss through DDP (`bench.parallel`),
-        whose all-reduce averages the gradients during backward; the logged loss is the mean over ranks,
-        so every rank takes the same divergence decision."""
-        if self.parallel is None:
+    def stage_loss(self, data: dict[str, torch.Tensor]) -> tuple[torch.Tensor, Any]:
+        """The stage's loss on this rank's batch: the method's objective, through DDP when distributed (made
+        at the first call: a collective, every rank reaches it at the same iteration)."""
+        if self.dist.active and self.parallel is None:
             self.parallel = data_parallel(self.method, self.stage, self.nets, self.device)
-        data = on_device(data, self.device)
-        factor = lr_factor(self.profile.train, it, self.total)
-        for group, base in zip(self.optimizer.param_groups, self.base_lrs, strict=True):
-            group["lr"] = base * factor
-        torch.manual_seed(derive_seed(self.seed, self.stream, it, "step"))
-        with self.execution.autocast():
-            loss, _parts = self.parallel(data)
-        value = loss.detach().float()
-        td.all_reduce(value)
-        value = float(value / self.dist.world)
-        if not math.isfinite(value):
-            self.diverged(it, value)
-        self.optimizer.zero_grad(set_to_none=True)
-        if scaler is not None:
-            scaler.scale(loss).backward()
-            scaler.unscale_(self.optimizer)
-        else:
-            loss.backward()
-        if self.profile.train.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(self.params, self.profile.train.grad_clip)
-        if scaler is not None:
-            scaler.step(self.optimizer)
-            scaler.update()
-        else:
-            self.optimizer.step()
-        return value
+        if self.parallel is not None:
+            return self.parallel(data)
+        return self.method.stage_loss(self.stage, self.nets, data)
 
     def diverged(self, it: int, value: float) -> None:
         """Stop: the weights are still those before this step and the last checkpoint is kept untouched."""
@@ -666,7 +625,6 @@ class StageRun:
         t = self.profile.train
         scaler = self.execution.scaler()
         wait_s, step_s, session_start = 0.0, 0.0, time.perf_counter()
-        step = self.parallel_step if self.dist.active else self.step
         with self.batches(trainset, self.start, self.total) as batches, \
                 progress_bar(progress and self.dist.main) as bar:
             task = bar.add_task(f"{self.method.name}: {self.stage.name}", total=self.total,
@@ -675,7 +633,7 @@ class StageRun:
                 t0 = time.perf_counter()
                 data = next(batches)
                 t1 = time.perf_counter()
-                value = step(it, data, scaler)
+                value = self.step(it, data, scaler)
                 t2 = time.perf_counter()
                 wait_s, step_s = wait_s + (t1 - t0), step_s + (t2 - t0)
                 self.elapsed += t2 - t0

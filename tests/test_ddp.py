@@ -41,7 +41,7 @@ def test_two_processes_write_one_checkpoint_per_stage_and_one_metrics_file(smoke
     assert out.stdout.count("deblur_psnr") == 1
 
 
-# --- DDP against one process (bench.parallel, StageRun.parallel_step) ------------------------------------
+# --- DDP against one process (bench.parallel, StageRun.step under torchrun) -------------------------------
 
 EQUAL = apply_overrides(get_profile("smoke"), ["train.iters_dm=3", "train.iters_autoencoder=3",
                                                "train.ckpt_every=3", "train.val_every=0"])

@@ -1,5 +1,5 @@
 """bench/parallel.py: the step's network calls as one module in DistributedDataParallel, and
-`StageRun.parallel_step`, the step that uses it, against `StageRun.step` in a one-process gloo group."""
+`StageRun.step` through it against `StageRun.step` alone, in a one-process gloo group."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import torch
 import torch.distributed as td
 from test_train import PROFILE, ToyMethod, ToySet
 
-from bench.parallel import StageForward
+from bench.parallel import StageForward, data_parallel
 from bench.train import Dist, open_stage
 
 
@@ -45,14 +45,16 @@ def test_stage_forward_is_the_stage_loss_over_the_stages_networks():
     assert torch.equal(loss, expected) and set(logs) == {"l1"}
 
 
-def test_parallel_step_of_one_process_gives_the_weights_of_step(tmp_path, one_process_group):
+def test_a_step_through_ddp_in_one_process_gives_the_weights_of_a_step_alone(tmp_path, one_process_group):
     alone, parallel = _session(tmp_path, "alone"), _session(tmp_path, "parallel")
+    ddp = data_parallel(parallel.method, parallel.stage, parallel.nets, parallel.device)
+    parallel.parallel = ddp
     losses = []
     with alone.batches(ToySet(), 0, 4) as batches:
         for it in range(4):
             data = next(batches)
-            losses.append((alone.step(it, data, None), parallel.parallel_step(it, data, None)))
-    assert parallel.parallel is not None  # the DDP module the steps went through
+            losses.append((alone.step(it, data, None), parallel.step(it, data, None)))
+    assert parallel.parallel is ddp  # the DDP module the steps went through
     for a, b in losses:
         assert a == b
     for name in ("f", "g"):
