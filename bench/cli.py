@@ -22,6 +22,7 @@ VERBS = {
     "infer": "runs a trained method on your own blurred photos",
     "perf": "measures runtime and size of every method side by side",
     "list": "lists methods, datasets, profiles and stored runs",
+    "status": "the jobs of grids run with --launcher: queued, running, done or failed",
 }
 
 
