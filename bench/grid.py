@@ -91,10 +91,17 @@ def build_graph(specs: Iterable[RunSpec], log: Callable[[str], None] = print) ->
     """The stage graph of these runs (module docstring). Each training set is prepared here first, when it
     is not yet: the keys follow its content."""
     graph = Graph()
+    said: set[str] = set()
+
+    def once(line: str) -> None:  # the runs of a grid share their sets: say each set's check once
+        if line not in said:
+            said.add(line)
+            log(line)
+
     for spec in specs:
         if spec.weights is not None or spec.fresh:
             raise BenchError("--launcher: --weights and --fresh are one job each; leave out --launcher")
-        _add_run(graph, replace(spec, progress=False), log)
+        _add_run(graph, replace(spec, progress=False), once)
     return graph
 
 
@@ -149,7 +156,9 @@ def run_node(job: Job) -> str:
             raise BenchError(f"torchrun for {node.label} exited with status {code}")
     else:
         train_one(node.spec, node.stage)
-    if not node_done(node.done_path):
+    # Several machines: each runs this as one task; the first checks, after its torchrun (whose rank 0
+    # writes stage.json) has ended.
+    if os.environ.get("SLURM_NODEID", "0") == "0" and not node_done(node.done_path):
         raise BenchError(f"{node.label}: the job ended but {node.done_path} is not finished")
     return node.done_path
 

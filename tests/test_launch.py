@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import stat
 import subprocess
 import sys
 import time
@@ -74,19 +73,28 @@ def test_torchrun_gets_the_rendezvous_from_slurms_environment() -> None:
         torchrun_command(spec, "bie", 8, 2, {})
 
 
+def _stand_ins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, queue: str = "") -> Path:
+    """`sbatch` that keeps each script it is given (caught/<k>.sh) and answers job id 100 + k, and `squeue`
+    that prints `queue`, first on the PATH; the folder of caught scripts."""
+    caught, bin_dir = tmp_path / "caught", tmp_path / "bin"
+    caught.mkdir()
+    bin_dir.mkdir()
+    scripts = {"sbatch": f"n=$(ls {caught} | wc -l)\ncp \"$1\" {caught}/$n.sh\n"
+                         "echo Submitted batch job $((n + 100))\n",
+               "squeue": f"printf '{queue}'\n"}
+    for name, body in scripts.items():
+        (bin_dir / name).write_text("#!/bin/sh\n" + body)
+        (bin_dir / name).chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    return caught
+
+
 def test_the_sbatch_script_of_a_multi_gpu_stage_job(data: Path, tmp_path: Path,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     """What `--launcher slurm --nproc 4 --nodes 2` hands sbatch, caught by a stand-in sbatch on the PATH."""
     from bench.launch import submit_slurm
 
-    caught = tmp_path / "caught"
-    caught.mkdir()
-    fake = tmp_path / "bin" / "sbatch"
-    fake.parent.mkdir()
-    fake.write_text(f"#!/bin/sh\nn=$(ls {caught} | wc -l)\ncp \"$1\" {caught}/$n.sh\n"
-                    "echo Submitted batch job $((n + 100))\n")
-    fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
-    monkeypatch.setenv("PATH", f"{fake.parent}:{os.environ['PATH']}")
+    caught = _stand_ins(tmp_path, monkeypatch)
     spec = RunSpec(method="ours", profile="smoke", frames=7, data_dir=data, runs_dir=tmp_path / "runs")
     graph = build_graph([spec], log=lambda _: None)
     opts = LaunchOptions(launcher="slurm", nproc=4, nodes=2, partition="gpu", time="2:00:00")
@@ -99,6 +107,29 @@ def test_the_sbatch_script_of_a_multi_gpu_stage_job(data: Path, tmp_path: Path,
                  "--kill-on-invalid-dep=yes", "--dependency=afterok:100_1"):
         assert f"#SBATCH {line}" in bie
     assert records[3]["deps"] == ["100_0", "100_1", "101"]
+
+
+def test_a_job_still_queued_from_before_is_not_submitted_again(data: Path, tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    from bench.launch import launch
+
+    _stand_ins(tmp_path, monkeypatch, queue="7_1|RUNNING\\n")
+    runs = tmp_path / "runs"
+    graph = build_graph([RunSpec(method="ours", profile="smoke", frames=7, data_dir=data, runs_dir=runs)],
+                        log=lambda _: None)
+    ae = next(n for n in graph.todo() if n.stage == "autoencoder")
+    earlier = runs / "jobs" / "earlier" / "jobs.json"
+    earlier.parent.mkdir(parents=True)
+    earlier.write_text(json.dumps({"launcher": "slurm", "jobs": [
+        {"node": ae.name, "kind": "stage", "label": ae.label, "job_id": "7_1", "deps": [], "dep_nodes": [],
+         "done_path": ae.done_path, "stdout": None, "stderr": None}]}))
+    said: list[str] = []
+    folder = launch(graph, LaunchOptions(launcher="slurm"), runs, said.append)
+    jobs = {j["label"].split()[0]: j for j in json.loads((folder / "jobs.json").read_text())["jobs"]}
+    assert "autoencoder" not in jobs  # running from the earlier submission
+    assert jobs["bie"]["deps"] == ["7_1"] and set(jobs["score"]["deps"]) == {jobs["dm"]["job_id"], "7_1",
+                                                                           jobs["bie"]["job_id"]}
+    assert [j["state"] for j in job_states(earlier)] == ["running"]
 
 
 def _score_node(name: str, method: str, deps: tuple[str, ...], done: Path, spec: RunSpec) -> Node:

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import click
 
-from bench.errors import BenchError
 from bench.store import runs_dir as resolve_runs
 
 
@@ -25,8 +24,8 @@ def command(runs_dir: Path | None, every: bool, as_json: bool) -> None:
     store = resolve_runs(runs_dir)
     paths = ledgers(store)
     if not paths:
-        raise BenchError(f"{store}: no grid launched here (bench run --launcher local|slurm writes "
-                         f"{store}/jobs/)")
+        click.echo(f"{store}: no grid launched here (bench run --launcher local|slurm writes {store}/jobs/)")
+        return
     grids = {str(p.parent): job_states(p) for p in (paths if every else paths[-1:])}
     if as_json:
         click.echo(json.dumps({"grids": grids}, indent=2))
