@@ -368,8 +368,13 @@ def launch(graph: Graph, opts: LaunchOptions, store: Path, echo: Callable[[str],
         for rec in records:
             after = f" after {','.join(rec['deps'])}" if rec["deps"] else ""
             echo(f"submitted {rec['job_id']}{after}: {rec['label']}")
-    else:
-        write_ledger(folder, "local", [], graph)
-        run_local(graph, replace(opts, nodes=1), folder, echo)
+        echo(f"jobs: {folder / LEDGER} (bench status --runs-dir {store})")
+        return folder
+    write_ledger(folder, "local", [], graph)
+    records = run_local(graph, replace(opts, nodes=1), folder, echo)
     echo(f"jobs: {folder / LEDGER} (bench status --runs-dir {store})")
+    failed = [r for r in records if r["state"] != "done"]
+    if failed:
+        raise BenchError(f"{len(failed)} of {len(records)} jobs failed or did not run (bench status "
+                         f"--runs-dir {store} names their logs); the same command runs only what is missing")
     return folder

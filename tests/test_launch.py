@@ -50,6 +50,23 @@ def test_options_from_a_config_file_then_the_command_line(tmp_path: Path) -> Non
         options({"launcher": "local", "nodes": 2}, None)
 
 
+@pytest.mark.parametrize(("args", "said"), [
+    (["run", "--partition", "gpu"], "--partition: set how jobs run; add --launcher local or"),
+    (["run", "--launcher", "slurm", "--explain"], "--launcher runs the grid as jobs: leave out --explain"),
+    (["run", "--launcher", "local", "--sbatch", "oops"], "--sbatch oops: give NAME=VALUE"),
+    (["run", "--launcher", "slurm", "--time", "soon"], "--time soon: give minutes or [D-]HH:MM:SS"),
+    (["ablate", "--launcher", "local", "--nodes", "2"], "--nodes 2: the local launcher has one machine"),
+    (["run", "--method", "ours,srn", "--weights", "w.pt"], "--weights and --dry-run take one method"),
+])
+def test_launch_options_are_checked_before_any_work(args: list[str], said: str) -> None:
+    from click.testing import CliRunner
+
+    from bench.cli import cli
+
+    result = CliRunner().invoke(cli, args)
+    assert isinstance(result.exception, BenchError) and said in str(result.exception)
+
+
 def test_a_job_asks_slurm_for_its_gpus_and_nodes() -> None:
     params = slurm_parameters(LaunchOptions(launcher="slurm", nproc=4, nodes=2, partition="gpu", mem="64G",
                                             sbatch=(("account", "proj"),)))
