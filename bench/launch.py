@@ -169,8 +169,17 @@ def _record(node: Node, job_id: str, deps: list[str], job: Any) -> dict[str, Any
 
 
 def write_ledger(folder: Path, launcher: str, jobs: list[dict], graph: Graph) -> None:
+    """The ledger; each job's done file relative to the store (`runs/jobs/<grid>/` is two floors down), so
+    a store moved or copied elsewhere still reads."""
+    store = folder.parents[1].resolve()
+    jobs = [{**j, "done_path": _relative(j["done_path"], store)} for j in jobs]
     atomic_write_json(folder / LEDGER, {"launcher": launcher, "pid": os.getpid(), "jobs": jobs,
                                         "stored": [n.name for n in graph.stored()]})
+
+
+def _relative(path: str, store: Path) -> str:
+    full = Path(path).resolve()
+    return str(full.relative_to(store)) if full.is_relative_to(store) else path
 
 
 def submit_slurm(graph: Graph, opts: LaunchOptions, folder: Path, store: Path) -> list[dict]:
@@ -332,7 +341,7 @@ def job_states(ledger: Path, queue: dict[str, str] | None = None) -> list[dict]:
         queue = _squeue()
     out = []
     for rec in data["jobs"]:
-        rec = dict(rec)
+        rec = dict(rec, done_path=str(ledger.parents[2] / rec["done_path"]))  # an absolute path stays
         if node_done(rec["done_path"]):
             rec["state"] = "done"
         elif slurm and rec["job_id"] in (queue or {}):

@@ -78,6 +78,7 @@ ProctrackType=proctrack/linuxproc
 TaskPlugin=task/none
 MpiDefault=none
 MailProg=/bin/true
+KillWait=2
 PropagatePrioProcess=1
 ReturnToService=2
 AccountingStorageType=accounting_storage/none

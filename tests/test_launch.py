@@ -164,7 +164,7 @@ def test_a_failed_local_job_fails_only_its_dependents(data: Path, tmp_path: Path
     broken = _score_node("broken", "no-such-method", (), nowhere, spec)
     after = _score_node("after", "blurred", ("broken",), nowhere, spec)
     graph = Graph({n.name: n for n in (broken, after, blurred)})
-    folder = tmp_path / "grid"
+    folder = runs / "jobs" / "grid"
     (folder / "logs").mkdir(parents=True)
     said: list[str] = []
     records = {r["node"]: r for r in run_local(graph, LaunchOptions(time="10"), folder, said.append)}
@@ -174,6 +174,9 @@ def test_a_failed_local_job_fails_only_its_dependents(data: Path, tmp_path: Path
     states = {j["node"]: j for j in job_states(folder / "jobs.json")}
     assert states["broken"]["state"] == "failed" and Path(states["broken"]["stderr"]).is_file()
     assert states[blurred.name]["state"] == "done"
+    from bench.commands.report import _grid_note
+
+    assert "has jobs not done (2 failed)" in _grid_note(runs)  # what bench report adds to its summary
 
 
 @pytest.fixture(scope="module")
