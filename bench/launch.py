@@ -35,6 +35,7 @@ from bench.grid import Graph, Job, Node, node_done, run_node
 LAUNCHERS = ("local", "slurm")
 LEDGER = "jobs.json"
 POLL_S = 0.25  # the local launcher's look at its jobs
+NO_LIMIT_MIN = 10 * 365 * 24 * 60  # a local job without --time: submitit's executor needs some limit
 SLURM_ACTIVE = {"PENDING": "queued", "CONFIGURING": "running", "RUNNING": "running", "COMPLETING": "running",
                 "SUSPENDED": "running", "REQUEUED": "queued", "RESIZING": "running"}
 
@@ -49,7 +50,8 @@ class LaunchOptions:
     nodes: int = 1  # sbatch --nodes of a stage job; above 1, torchrun's rendezvous comes from Slurm
     cpus_per_task: int = 1  # sbatch --cpus-per-task; local: the cores of each job (K = cores / this)
     mem: str | None = None  # sbatch --mem, e.g. "32G" (None: the cluster's default)
-    time: str = "60"  # sbatch --time: minutes, or [D-]HH:MM:SS; local: each job's time limit
+    time: str | None = None  # sbatch --time: minutes or [D-]HH:MM:SS (None: the partition's default
+    #   limit, no `--time` line); local: each job's limit (None: none)
     array_parallelism: int = 16  # the %K of sbatch --array: array tasks running at once
     sbatch: tuple[tuple[str, str], ...] = ()  # further sbatch options, (name, value): ("account", "proj")
     nproc: int = 1  # processes per machine of a stage job (`bench run --nproc`); above 1, through torchrun
@@ -124,7 +126,8 @@ def options(cli: dict[str, Any], config: Path | None) -> LaunchOptions:
         value = getattr(opts, name)
         if value is not None and not isinstance(value, str):
             raise BenchError(f"{name} {value!r}{where}: give it as a string, as sbatch takes it")
-    minutes(opts.time)
+    if opts.time is not None:
+        minutes(opts.time)
     if opts.launcher not in LAUNCHERS:
         raise BenchError(f"--launcher {opts.launcher}: choose local or slurm")
     if opts.launcher == "local" and opts.nodes > 1:
@@ -135,6 +138,7 @@ def options(cli: dict[str, Any], config: Path | None) -> LaunchOptions:
 def slurm_parameters(opts: LaunchOptions) -> dict[str, Any]:
     """What submitit's SlurmExecutor is given for every job of the grid (sbatch's names, underscored)."""
     params: dict[str, Any] = {"nodes": opts.nodes, "ntasks_per_node": 1, "cpus_per_task": opts.cpus_per_task,
+                              # None leaves the line out (submitit would write its own 5 minutes)
                               "time": opts.time, "array_parallelism": opts.array_parallelism,
                               "additional_parameters": {"kill-on-invalid-dep": "yes", **dict(opts.sbatch)}}
     for name in ("partition", "mem"):
@@ -236,7 +240,8 @@ def run_local(graph: Graph, opts: LaunchOptions, folder: Path, echo: Callable[[s
     `folder` as jobs start and end."""
     submitit = _submitit()
     executor = submitit.LocalExecutor(folder=folder / "logs", max_num_timeout=0)
-    executor.update_parameters(timeout_min=minutes(opts.time), gpus_per_node=opts.gpus)
+    executor.update_parameters(timeout_min=minutes(opts.time) if opts.time else NO_LIMIT_MIN,
+                               gpus_per_node=opts.gpus)
     todo = graph.todo()
     state = _Local({n.name: _record(n, "", [], None) for n in todo}, {}, core_slots(opts.cpus_per_task))
     echo(f"running {len(todo)} jobs here, {len(state.free)} at once ({opts.cpus_per_task} cores each)")

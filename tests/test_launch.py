@@ -73,7 +73,8 @@ def test_a_job_asks_slurm_for_its_gpus_and_nodes() -> None:
     assert params["gpus_per_node"] == 4 and params["nodes"] == 2 and params["ntasks_per_node"] == 1
     assert params["partition"] == "gpu" and params["mem"] == "64G"
     assert params["additional_parameters"] == {"kill-on-invalid-dep": "yes", "account": "proj"}
-    assert "gpus_per_node" not in slurm_parameters(LaunchOptions(launcher="slurm"))  # a CPU job asks none
+    plain = slurm_parameters(LaunchOptions(launcher="slurm"))
+    assert "gpus_per_node" not in plain and plain["time"] is None  # no GPU, the partition's time limit
 
 
 def test_torchrun_gets_the_rendezvous_from_slurms_environment() -> None:
@@ -130,7 +131,7 @@ def test_a_job_still_queued_from_before_is_not_submitted_again(data: Path, tmp_p
                                                                monkeypatch: pytest.MonkeyPatch) -> None:
     from bench.launch import launch
 
-    _stand_ins(tmp_path, monkeypatch, queue="7_1|RUNNING\\n")
+    caught = _stand_ins(tmp_path, monkeypatch, queue="7_1|RUNNING\\n")
     runs = tmp_path / "runs"
     graph = build_graph([RunSpec(method="ours", profile="smoke", frames=7, data_dir=data, runs_dir=runs)],
                         log=lambda _: None)
@@ -147,6 +148,7 @@ def test_a_job_still_queued_from_before_is_not_submitted_again(data: Path, tmp_p
     assert jobs["bie"]["deps"] == ["7_1"] and set(jobs["score"]["deps"]) == {jobs["dm"]["job_id"], "7_1",
                                                                            jobs["bie"]["job_id"]}
     assert [j["state"] for j in job_states(earlier)] == ["running"]
+    assert not any("--time" in p.read_text() for p in caught.iterdir())  # the partition's own limit
 
 
 def _score_node(name: str, method: str, deps: tuple[str, ...], done: Path, spec: RunSpec) -> Node:

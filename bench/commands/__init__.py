@@ -61,7 +61,7 @@ def launch_options(command: Callable) -> Callable:
                      help="cores per job (local: K = cores / this jobs at once) [default: 1]"),
         click.option("--mem", default=None, help="--launcher slurm: sbatch --mem, e.g. 32G"),
         click.option("--time", "time_limit", default=None,
-                     help="time limit per job, minutes or [D-]HH:MM:SS [default: 60]"),
+                     help="time limit per job, minutes or [D-]HH:MM:SS (default: the partition's; none)"),
         click.option("--array-parallelism", type=int, default=None, help="array tasks running at once"),
         click.option("--sbatch", "sbatch_extra", multiple=True, metavar="NAME=VALUE",
                      help="a further sbatch option, e.g. --sbatch account=proj (repeatable)"),
