@@ -77,6 +77,7 @@ def command(only: str | None, profile: str, frames: int, seeds: str, data_dir: P
     seed_list = parse_int_list(seeds, "--seeds", "0,1,2", rule=SEED)
     check_frames(frames)
     settings = launch_settings(launch)
+    started = time.perf_counter()
     if settings is not None:  # the same runs as a stage graph of jobs; the table once they are stored
         specs = [RunSpec(method=name, profile=profile, frames=frames, seed=seed, data_dir=data_dir,
                          runs_dir=runs_dir, device=device) for seed in seed_list for name in plan(variants)]
@@ -85,7 +86,6 @@ def command(only: str | None, profile: str, frames: int, seeds: str, data_dir: P
             click.echo("when bench status shows every job done, the same command without --launcher prints "
                        "the table (every run is reused)")
             return
-    started = time.perf_counter()
     digest = None
     for seed in seed_list:
         for name in plan(variants):
