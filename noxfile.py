@@ -11,7 +11,7 @@ nox.options.reuse_existing_virtualenvs = True
 
 @nox.session(python="3.11")
 def tests(session: nox.Session) -> None:
-    session.install("-e", ".[dev]")
+    session.install("-e", ".[dev,cluster]")
     session.run("pytest", *session.posargs)
 
 
@@ -36,3 +36,4 @@ def smoke(session: nox.Session) -> None:
                 "--out", f"{tmp}/infer")
     session.run("bench", "perf", "--profile", "smoke", "--resolution", "64x64", "--repeats", "2")
     session.run("bench", "list", "--data-dir", data, "--runs-dir", runs)
+    session.run("bench", "status", "--runs-dir", runs)

@@ -25,6 +25,7 @@ VERBS = {
     "fetch-weights": "downloads third-party weights on request (lpips: torchvision's AlexNet), hash-checked",
     "export": "writes a prepared set's samples as plain files for another method's code",
     "score": "scores any method's predicted frames on a set and stores them as a run",
+    "status": "the jobs of grids run with --launcher: queued, running, done or failed",
 }
 
 

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 import click
 from rich.console import Console
 from rich.table import Table
 
+from bench.commands import launch_grid, launch_options, launch_settings
 from bench.config import DEFAULT_PROFILE, SEED, parse_int_list
 from bench.data.blur import check_frames
 from bench.errors import BenchError
@@ -54,8 +56,9 @@ def print_table(rows: list[dict], frames: int, profile: str, wall_s: float) -> N
 @click.option("--data-dir", type=click.Path(path_type=Path), default=None, help="prepared sets (datasets/)")
 @click.option("--runs-dir", type=click.Path(path_type=Path), default=None, help="results store")
 @click.option("--device", default=None, help="auto | cpu | cuda | mps")
+@launch_options
 def command(only: str | None, profile: str, frames: int, seeds: str, data_dir: Path | None,
-            runs_dir: Path | None, device: str | None) -> None:
+            runs_dir: Path | None, device: str | None, **launch: Any) -> None:
     """Train and score each ablation variant beside `ours`; stages shared with `ours` are reused.
 
     The variants and the claims they test come from the method registry (`methods/ours.py`).
@@ -73,7 +76,16 @@ def command(only: str | None, profile: str, frames: int, seeds: str, data_dir: P
             raise BenchError(f"--only {name}: not an ablation; choose from {', '.join(known)}")
     seed_list = parse_int_list(seeds, "--seeds", "0,1,2", rule=SEED)
     check_frames(frames)
+    settings = launch_settings(launch)
     started = time.perf_counter()
+    if settings is not None:  # the same runs as a stage graph of jobs; the table once they are stored
+        specs = [RunSpec(method=name, profile=profile, frames=frames, seed=seed, data_dir=data_dir,
+                         runs_dir=runs_dir, device=device) for seed in seed_list for name in plan(variants)]
+        launch_grid(specs, settings, runs_dir)
+        if settings.launcher == "slurm":
+            click.echo("when bench status shows every job done, the same command without --launcher prints "
+                       "the table (every run is reused)")
+            return
     digest = None
     for seed in seed_list:
         for name in plan(variants):

@@ -2,18 +2,40 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 
 import click
 
 from bench.commands import check_output
 from bench.config import Range, check_option
+from bench.errors import BenchError
 from bench.report import build_report, parse_formats
 from bench.store import runs_dir
 
 
 def _runs_dir(option: str | None) -> Path:
     return Path(runs_dir(option))
+
+
+def _grid_note(store: Path) -> str | None:
+    """One line when the latest grid launched into the store (`--launcher`) has jobs not done: the report
+    is built from what is stored, and their results are among the missing."""
+    # late: bench.launch loads torch through bench.grid, which `bench report --help` must not
+    from bench.launch import job_states, ledgers
+
+    paths = ledgers(store)
+    if not paths:
+        return None
+    try:
+        counts = Counter(j["state"] for j in job_states(paths[-1]) if j["state"] != "done")
+    except BenchError as err:
+        return f"the jobs of the latest grid ({paths[-1].parent}) are unknown: {err}"
+    if not counts:
+        return None
+    said = ", ".join(f"{n} {state}" for state, n in sorted(counts.items()))
+    return f"the latest grid ({paths[-1].parent.name}) has jobs not done ({said}): what they make is " \
+           "missing here until they finish (bench status)"
 
 
 @click.command("report")
@@ -50,6 +72,9 @@ def command(runs_dir: str | None, out_dir: str, formats: str, samples: int, data
     measured = sum(c["verdict"] != "not measured" for c in result.claims)
     click.echo(f"claims: {held} held of {measured} measured ({len(result.claims)} in all); "
                f"{len(result.missing)} expected runs missing (listed in the README)")
+    note = _grid_note(store)
+    if note:
+        click.echo(note)
     kinds = sorted({p.suffix[1:] for p in result.tables})
     fig_kinds = sorted({p.suffix[1:] for p in result.figures})
     click.echo(f"wrote {result.readme}, {len({p.stem for p in result.tables})} tables "

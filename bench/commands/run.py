@@ -8,13 +8,13 @@ import sys
 from contextlib import ExitStack
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 from rich.console import Console
 from rich.table import Table
 
-from bench.commands import check_output, number, percent
+from bench.commands import check_output, launch_grid, launch_options, launch_settings, number, percent
 from bench.config import (
     DEFAULT_PROFILE,
     SEED,
@@ -223,7 +223,8 @@ def _relaunch(nproc: int, argv: list[str]) -> None:
 
 
 @click.command("run")
-@click.option("--method", default="ours", show_default=True, help="method name (bench list --methods)")
+@click.option("--method", default="ours", show_default=True,
+              help="method name (bench list --methods); a comma list runs each")
 @click.option("--profile", default=DEFAULT_PROFILE, show_default=True, help="smoke | quick | paper")
 @click.option("--frames", default="9", show_default=True, help="frames N per blur; a comma list runs each")
 @click.option("--seeds", default="0", show_default=True, help="seeds, comma list (0,1,2)")
@@ -255,16 +256,19 @@ def _relaunch(nproc: int, argv: list[str]) -> None:
 @click.option("--tensorboard", is_flag=True,
               help="write TensorBoard event files of the stages it trains under <run folder>/tensorboard/ "
                    "(needs the .[tensorboard] extra)")
+@launch_options
 def command(method: str, profile: str, frames: str, seeds: str, overrides: tuple[str, ...],
             data_dir: Path | None, runs_dir: Path | None, source: str | None, root: Path | None,
             device: str | None, weights: Path | None, eval_data: str | None, nproc: int, fresh: bool,
             floor: bool, dry_run: int | None, explain: bool, as_json: bool, verify: str,
-            save_to: str | None, tensorboard: bool) -> None:
+            save_to: str | None, tensorboard: bool, **launch: Any) -> None:
     """Train (or reuse) METHOD, evaluate it on the test split and store the results."""
+    methods = [m.strip() for m in method.split(",") if m.strip()] or ["ours"]
     frame_list = [check_frames(n) for n in parse_int_list(frames, "--frames")]
     seed_list = parse_int_list(seeds, "--seeds", "0,1,2", rule=SEED)
     apply_overrides(get_profile(profile), list(overrides))  # the whole profile validated before any work
     check_option("--nproc", nproc, processes_rule(lo=1))
+    settings = launch_settings(launch, nproc)
     if dry_run is not None:
         check_option("--dry-run", dry_run, TIMED)
     if eval_data is not None and not eval_data.strip():
@@ -274,29 +278,31 @@ def command(method: str, profile: str, frames: str, seeds: str, overrides: tuple
         raise BenchError("--json: prints the plan of --explain; add --explain")
     if save_to is not None:
         _check_save(save_to, frame_list, seed_list, nproc, explain or dry_run is not None)
+        if len(methods) > 1 or settings is not None:
+            raise BenchError("--save-predictions writes one run's frames: give one --method and no "
+                             "--launcher")
+    if tensorboard and settings is not None:
+        raise BenchError("--tensorboard logs stages trained in this process; run the grid's stages "
+                         "without --launcher to watch them, or leave --tensorboard out")
+    if len(methods) > 1 and (weights is not None or dry_run is not None):
+        raise BenchError(f"--method {method}: --weights and --dry-run take one method")
+    common = {"profile": profile, "overrides": tuple(overrides), "data_dir": data_dir,
+              "runs_dir": runs_dir, "source": source, "root": root, "device": device,
+              "eval_data": eval_data, "fresh": fresh}
+    runs = [(n, seed) for n in frame_list for seed in seed_list]
+    if settings is not None:
+        if explain or dry_run is not None:
+            raise BenchError("--launcher runs the grid as jobs: leave out --explain and --dry-run")
+        _launch(methods, runs, floor, {**common, "verify": verify}, settings)
+        return
     if explain:
         if dry_run is not None:
             raise BenchError("--explain and --dry-run: give one of them")
-        common = {"profile": profile, "overrides": tuple(overrides), "data_dir": data_dir,
-                  "runs_dir": runs_dir, "source": source, "root": root, "device": device,
-                  "eval_data": eval_data, "fresh": fresh}
-        runs = [(n, seed) for n in frame_list for seed in seed_list]
-        _explain(method, weights, floor, runs, common, as_json)
+        for name in methods:
+            _explain(name, weights, floor, runs, common, as_json)
         return
     if dry_run is not None:
-        # late: loads torch (see _explain)
-        from bench.run import RunSpec
-
-        if weights is not None or eval_data is not None or nproc > 1:
-            raise BenchError("--dry-run times training in this process: leave out --weights, --eval-data and "
-                             "--nproc")
-        if len(frame_list) > 1 or len(seed_list) > 1:
-            raise BenchError(f"--dry-run projects one N and one seed; give one --frames (not {frames}) and "
-                             "one --seeds")
-        spec = RunSpec(method=method, profile=profile, frames=frame_list[0], seed=seed_list[0],
-                       overrides=tuple(overrides), data_dir=data_dir, runs_dir=runs_dir, source=source,
-                       root=root, device=device)
-        print_dry_run(*_dry_run(spec, dry_run))
+        _dry_run_command(methods[0], frame_list, seed_list, dry_run, weights, nproc, common)
         return
     if tensorboard:
         _require_tensorboard()
@@ -304,17 +310,47 @@ def command(method: str, profile: str, frames: str, seeds: str, overrides: tuple
         argv = relaunch_argv(click.get_current_context())
         _relaunch(nproc, argv)
         return
+    for name in methods:
+        _sequential(name, runs, floor, weights, verify, common, save_to, tensorboard)
 
+
+def _launch(methods: list[str], runs: list[tuple[int, int]], floor: bool, common: dict,
+            settings: Any) -> None:
+    """The grid's runs (and their `blurred` floors) as a stage graph of jobs (`bench.launch`)."""
+    # late: loads torch (see _explain)
+    from bench.run import RunSpec
+
+    names = methods + (["blurred"] if floor and "blurred" not in methods else [])
+    specs = [RunSpec(method=name, frames=n, seed=seed, **common) for name in names for n, seed in runs]
+    launch_grid(specs, settings, common["runs_dir"])
+
+
+def _dry_run_command(method: str, frame_list: list[int], seed_list: list[int], dry_run: int,
+                     weights: Path | None, nproc: int, common: dict) -> None:
+    # late: loads torch (see _explain)
+    from bench.run import RunSpec
+
+    if weights is not None or common["eval_data"] is not None or nproc > 1:
+        raise BenchError("--dry-run times training in this process: leave out --weights, --eval-data and "
+                         "--nproc")
+    if len(frame_list) > 1 or len(seed_list) > 1:
+        raise BenchError(f"--dry-run projects one N and one seed; give one --frames (not "
+                         f"{','.join(map(str, frame_list))}) and one --seeds")
+    spec = RunSpec(method=method, frames=frame_list[0], seed=seed_list[0],
+                   **{k: v for k, v in common.items() if k not in ("eval_data", "fresh")})
+    print_dry_run(*_dry_run(spec, dry_run))
+
+
+def _sequential(method: str, runs: list[tuple[int, int]], floor: bool, weights: Path | None, verify: str,
+                common: dict, save_to: str | None, tensorboard: bool) -> None:
+    """Each (N, seed) run of `method` in this process (every rank of a torchrun launch), then its floor."""
     # late: these load torch (see _explain)
     from bench.run import RunSpec
     from bench.train import dist_from_env
 
-    dist = dist_from_env(device or "auto")
-    specs = [RunSpec(method=method, profile=profile, frames=n, seed=seed, overrides=tuple(overrides),
-                     data_dir=data_dir, runs_dir=runs_dir, source=source, root=root, device=device,
-                     weights=weights, eval_data=eval_data, fresh=fresh, progress=dist.main, verify=verify,
-                     tensorboard=tensorboard)
-             for n in frame_list for seed in seed_list]
+    dist = dist_from_env(common["device"] or "auto")
+    specs = [RunSpec(method=method, frames=n, seed=seed, weights=weights, progress=dist.main, verify=verify,
+                     tensorboard=tensorboard, **common) for n, seed in runs]
     try:
         _run_each(specs, dist, floor, save_to)
     finally:
