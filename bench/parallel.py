@@ -12,9 +12,10 @@ tells DDP that every iteration uses the same parameters the same number of times
 stage: no branch depends on the data), which lets it reuse parameters within one forward and skip the search
 for unused ones.
 
-Batch norm (the BIE) normalises with each rank's own share of the batch, as it did before DDP (PyTorch's
-SyncBatchNorm, which would share the statistics, runs on accelerators only); DDP broadcasts rank 0's running
-statistics before each forward, and rank 0's are the ones checkpointed, so the stored weights are rank 0's.
+Batch norm (the BIE) normalises with the statistics of the global batch on CUDA (SyncBatchNorm) and with
+each rank's own share elsewhere, as it did before DDP (SyncBatchNorm runs on accelerators only); DDP
+broadcasts rank 0's running statistics before each forward, and rank 0's are the ones checkpointed, so
+the stored weights are rank 0's.
 
 `bench.train.StageRun.step` uses it under torchrun; the wrapper holds the stage's networks by
 reference, so the optimiser, the checkpoints (state dicts of the components, no `module.` prefix) and the
@@ -45,9 +46,20 @@ class StageForward(nn.Module):
         return self.method.stage_loss(self.stage, self.nets, batch)
 
 
+def sync_batch_norms(nets: nn.ModuleDict, device: torch.device) -> None:
+    """On CUDA, every batch norm of `nets` becomes a SyncBatchNorm holding the same parameter and buffer
+    tensors (so Adam and the checkpoints see no change); elsewhere nothing changes."""
+    if device.type == "cuda":
+        nn.SyncBatchNorm.convert_sync_batchnorm(nets)
+
+
 def data_parallel(method: MethodAPI, stage: Stage, nets: nn.ModuleDict, device: torch.device
                   ) -> DistributedDataParallel:
     """The stage's `StageForward` in DDP (a collective: every rank calls it at the same point). Construction
-    broadcasts rank 0's parameters and buffers, so the ranks start equal."""
+    broadcasts rank 0's parameters and buffers, so the ranks start equal. On CUDA the stage's batch norms
+    become SyncBatchNorm (the same parameters and buffers, so Adam and the checkpoints are untouched): their
+    statistics then cover the global batch, as in one process; SyncBatchNorm refuses CPU tensors, so gloo
+    runs keep each rank's statistics."""
+    sync_batch_norms(nets, device)
     return DistributedDataParallel(StageForward(method, stage, nets), static_graph=True,
                                    device_ids=[device.index] if device.type == "cuda" else None)

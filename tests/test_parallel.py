@@ -10,7 +10,7 @@ import torch
 import torch.distributed as td
 from test_train import PROFILE, ToyMethod, ToySet
 
-from bench.parallel import StageForward, data_parallel
+from bench.parallel import StageForward, data_parallel, sync_batch_norms
 from bench.train import Dist, open_stage
 
 
@@ -66,3 +66,19 @@ def test_a_step_through_ddp_in_one_process_gives_the_weights_of_a_step_alone(tmp
                                                    _session(tmp_path, "fresh").nets["f"].parameters(),
                                                    strict=True)]
     assert any(moved)  # the four steps trained
+
+
+def test_batch_norms_are_synchronised_on_cuda_only_and_keep_their_tensors():
+    def nets():
+        return torch.nn.ModuleDict({"bie": torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3),
+                                                               torch.nn.BatchNorm2d(4))})
+
+    cpu = nets()
+    sync_batch_norms(cpu, torch.device("cpu"))
+    assert type(cpu["bie"][1]) is torch.nn.BatchNorm2d
+    gpu = nets()
+    weight, mean = gpu["bie"][1].weight, gpu["bie"][1].running_mean
+    sync_batch_norms(gpu, torch.device("cuda"))  # no tensor moves: the modules are replaced, not run
+    bn = gpu["bie"][1]
+    assert type(bn) is torch.nn.SyncBatchNorm and bn.weight is weight and bn.running_mean is mean
+    assert list(gpu.state_dict()) == list(cpu.state_dict())  # checkpoints keep their keys
