@@ -176,12 +176,10 @@ def command(methods_opt: str | None, resolution: str, device: str, repeats: int,
         raise BenchError(f"--store keeps the methods' timings for the report; drop {flag} or --store")
     counts = {"--repeats": repeats, "--warmup": warmup, "--matmul-size": matmul_size, "--batches": batches,
               "--steps": steps}
-    check_numbers(counts, workers_text if loader else None, json_path, runs_dir if store_it else False)
+    workers = check_numbers(counts, workers_text if loader else None, json_path,
+                            runs_dir if store_it else False)
     names = [m.strip() for m in methods_opt.split(",") if m.strip()] if methods_opt else None
     if loader:
-        workers = parse_int_list(workers_text, "--workers", "1,2,4")
-        if not workers or min(workers) < 0:
-            raise BenchError(f"--workers {workers_text!r}: expected worker counts >= 0, e.g. --workers 1,2,4")
         rows = run_loader(source, root, data_dir, profile_name or "paper", frames or 9, workers, batches,
                           device, breakdown, log=_status)
         print_loader_rows(rows)
@@ -208,16 +206,21 @@ def _status(message: str) -> None:
 
 
 def check_numbers(counts: dict[str, int], workers_text: str | None, json_path: str | None,
-                  store: str | None | bool) -> None:
+                  store: str | None | bool) -> list[int]:
     """Every count within its rule (a huge one would overflow or run for ever), the --loader worker counts
     within this machine's process cap (never started to find out), and the --json path and the store of
-    --store (`store`: its --runs-dir; False without --store) writable: all before the first measurement."""
+    --store (`store`: its --runs-dir; False without --store) writable: all before the first measurement.
+    Returns the worker counts ([] without `workers_text`)."""
     rules = {"--warmup": WARMUP, "--matmul-size": MATMUL}
     for option, value in counts.items():
         check_option(option, value, rules.get(option, TIMED))
+    workers = []
     if workers_text is not None:
-        parse_int_list(workers_text, "--workers", "1,2,4", rule=processes_rule())
+        workers = parse_int_list(workers_text, "--workers", "1,2,4", rule=processes_rule())
+        if not workers:
+            raise BenchError(f"--workers {workers_text!r}: expected worker counts >= 0, e.g. --workers 1,2,4")
     if json_path:
         check_output(json_path, "--json")
     if store is not False:
         check_output(runs_dir(store or None), "--runs-dir", folder=True)
+    return workers
