@@ -121,3 +121,25 @@ def find(runs: Path, label: str) -> Path:
     """The folder of the run `write_run` wrote with `label`."""
     (folder,) = [p for p in Path(runs).iterdir() if label_of(p) == label]
     return folder
+
+
+# Two iterations per stage and one timed pass: real smoke runs in seconds, for tests not judging learning.
+TINY_TRAINING = ("train.iters_dm=2", "train.iters_autoencoder=2", "train.iters_bie=2", "train.log_every=1",
+                 "eval.runtime_repeats=1")
+
+
+def tiny_smoke_runs(methods: Sequence[str], frames: str, data: Path, store: Path) -> Path:
+    """Real `bench run --profile smoke` runs of `methods` at `frames` (each also scores `blurred`) on the CPU,
+    with `TINY_TRAINING`, into `store`; fails the test with bench's output when one fails."""
+    # late: the command line loads torch, which the tests of crafted stores do not need
+    from click.testing import CliRunner
+
+    from bench.cli import cli
+
+    tiny = [x for item in TINY_TRAINING for x in ("--set", item)]
+    for method in methods:
+        args = ["run", "--method", method, "--profile", "smoke", "--frames", frames, "--data-dir", str(data),
+                "--runs-dir", str(store), "--device", "cpu", *tiny]
+        result = CliRunner().invoke(cli, args, catch_exceptions=True)
+        assert result.exit_code == 0, f"bench {' '.join(args)}: {result.output} {result.exception!r}"
+    return store

@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 from PIL import Image
-from records import find, label_of, write_eval, write_run
+from records import find, label_of, tiny_smoke_runs, write_eval, write_run
 
 from bench.report import build_report, expected_cells, parse_formats
 from bench.report.claims import HELD, NOT_HELD, NOT_MEASURED, evaluate_claims, paper_size_mb, stat
@@ -343,24 +343,10 @@ def test_cli_report_and_errors(store: Path, tmp_path: Path) -> None:
     assert empty.exit_code != 0 and "no runs" in str(empty.exception or empty.output)
 
 
-def _bench_run(*args: str) -> None:
-    from bench.cli import cli
-
-    result = CliRunner().invoke(cli, ["run", *args], catch_exceptions=True)
-    assert result.exit_code == 0, f"bench run {' '.join(args)}: {result.output} {result.exception!r}"
-
-
 @pytest.fixture(scope="module")
 def smoke_store(smoke_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Real smoke runs: ours and ours-static at 7 and 9 frames (each also scores `blurred`)."""
-    runs = tmp_path_factory.mktemp("smoke-runs")
-    # Two iterations per stage and one timed pass keep this to seconds; the report does not judge learning.
-    tiny = [x for item in ("train.iters_dm=2", "train.iters_autoencoder=2", "train.iters_bie=2",
-                           "train.log_every=1", "eval.runtime_repeats=1") for x in ("--set", item)]
-    for method in ("ours", "ours-static"):
-        _bench_run("--method", method, "--profile", "smoke", "--frames", "7,9", "--data-dir", str(smoke_data),
-                   "--runs-dir", str(runs), "--device", "cpu", *tiny)
-    return runs
+    return tiny_smoke_runs(("ours", "ours-static"), "7,9", smoke_data, tmp_path_factory.mktemp("smoke-runs"))
 
 
 @pytest.mark.slow

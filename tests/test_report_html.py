@@ -20,6 +20,7 @@ import pytest
 from browser import Browser, find_or_install
 from click.testing import CliRunner
 from PIL import Image
+from records import tiny_smoke_runs
 
 from bench.errors import BenchError
 from bench.report import build_report, parse_formats
@@ -39,12 +40,7 @@ def _bench(*args: str) -> None:
 @pytest.fixture(scope="module")
 def runs(smoke_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Real smoke runs of ours at N = 7 and 9 (each also scores `blurred`): two iterations per stage."""
-    store = tmp_path_factory.mktemp("html-runs")
-    tiny = [x for item in ("train.iters_dm=2", "train.iters_autoencoder=2", "train.iters_bie=2",
-                           "train.log_every=1", "eval.runtime_repeats=1") for x in ("--set", item)]
-    _bench("run", "--method", "ours", "--profile", "smoke", "--frames", "7,9", "--data-dir", str(smoke_data),
-           "--runs-dir", str(store), "--device", "cpu", *tiny)
-    return store
+    return tiny_smoke_runs(("ours",), "7,9", smoke_data, tmp_path_factory.mktemp("html-runs"))
 
 
 @pytest.fixture(scope="module")
