@@ -399,7 +399,7 @@ def test_an_opencv_message_stays_on_one_line() -> None:
 
 @pytest.mark.parametrize("args, line", [
     (["run", "--frame", "9"], "error: bench run: no such option '--frame'. (Did you mean one of: '--frames', "
-                              "'--fresh'?) (see bench run --help)"),
+                              "'--fresh', '--mem'?) (see bench run --help)"),
     (["infer"], "error: bench infer: missing argument 'PHOTOS...'. (see bench infer --help)"),
     (["run", "--seeds", "-1"], "error: --seeds -1: --seeds takes whole numbers from 0 to 4294967295"),
     (["run", "--set", "train.ckpt_every=0"],
