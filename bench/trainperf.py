@@ -51,7 +51,7 @@ from bench.data.prepare import DATA_SEED, ensure_prepared
 from bench.devices import resolve_device
 from bench.env import cpu_name
 from bench.errors import BenchError
-from bench.execution import on_device, one_opencv_thread, resolve_threads
+from bench.execution import on_device, one_opencv_thread, resolve_precision, resolve_threads
 from bench.fileio import atomic_write_json, stable_hash
 from bench.memory import check_training
 from bench.perf import PeakMemory, count_macs, device_name, matmul_rate, synchronize, time_calls
@@ -69,12 +69,14 @@ TRAIN_KEYS = ("method", "stage", "samples_per_s", "data_wait_share", "mac_rate_f
 NOT_LOADED = "not-loaded"  # the prior-stage keys of a timing session: no earlier weights are read
 
 
-def matmul_rates(device: torch.device, size: int = 2048) -> dict[str, float]:
-    """Dense matmul rates (MAC/s) of `device` in float32 and, where autocast would use them, bfloat16 and
-    float16 (keys "fp32", "bf16", "fp16")."""
+def matmul_rates(device: torch.device, size: int = 2048, precision: str = "fp32") -> dict[str, float]:
+    """Dense matmul rates (MAC/s) of `device` in float32 (key "fp32") and in the dtype a step of
+    `precision` computes in ("bf16" or "fp16"), the two a row's MAC-rate shares are taken against. Only
+    those: bfloat16 on a CPU without native support is emulated, and a 2048^3 product takes minutes."""
     rates = {"fp32": matmul_rate(device, size)}
-    rates["bf16"] = matmul_rate(device, size, dtype=torch.bfloat16)
-    if device.type == "cuda":
+    if precision == "bf16":
+        rates["bf16"] = matmul_rate(device, size, dtype=torch.bfloat16)
+    elif precision == "fp16":
         rates["fp16"] = matmul_rate(device, size, dtype=torch.float16)
     return rates
 
@@ -198,9 +200,9 @@ def loop_gap(run: Any, trainset: Any, warmup: int, steps: int, scaler: Any, loop
 
 
 def step_rates(profile: Profile, device: torch.device, size: int = 2048) -> dict[str, float]:
-    """`matmul_rates` measured with the threads the profile's training steps will use."""
+    """`matmul_rates` measured with the threads and in the precision the profile's training steps use."""
     torch.set_num_threads(resolve_threads(profile.train.threads))
-    return matmul_rates(device, size)
+    return matmul_rates(device, size, resolve_precision(profile.train.precision, device))
 
 
 def time_method(method: MethodAPI, profile: Profile, set_folder: Path, device: torch.device, steps: int,

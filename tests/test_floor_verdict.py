@@ -3,12 +3,13 @@ stored runs stand for them, and what is printed."""
 
 from __future__ import annotations
 
+from records import write_run
+
 from bench.commands.run import print_verdicts
 from bench.floor_verdict import VERDICT_METRICS, clears_every_floor, floor_verdicts, floors_of
 from bench.run import RunOutcome
 from bench.store import read_record
 from bench.verdict import HELD, NOT_HELD
-from tests.records import write_run
 
 JITTER = [0.3, -0.2, 0.1, -0.4, 0.25, -0.05, 0.15, -0.15]  # per-sample spread, so the bootstrap has noise
 

@@ -12,6 +12,7 @@ import cv2
 import numpy as np
 import pytest
 from PIL import Image
+from test_export import bench
 
 from bench.data.images import encode_png, read_rgb
 from bench.data.manifest import load_manifest
@@ -20,7 +21,6 @@ from bench.export import frame_name
 from bench.metrics import SAMPLE_METRICS, VOCABULARY
 from bench.score import check_label, natural_key
 from bench.store import EXTERNAL, iter_runs
-from tests.test_export import bench
 
 pytestmark = pytest.mark.slow
 SET = "synthetic-smoke-9f"

@@ -46,6 +46,11 @@ def _fmt(value: object) -> str:
     return str(value)
 
 
+def print_stored(outcome: RunOutcome) -> None:
+    """The metrics file the command wrote or reused: its last line, where scripts read it."""
+    click.echo(f"{'reused the finished run' if outcome.cached else 'wrote'}: {outcome.metrics_path}")
+
+
 def print_table(outcome: RunOutcome, floor: RunOutcome | None) -> None:
     """The aggregate metrics of a run beside the `blurred` floor (every method must beat it)."""
     met = outcome.metrics
@@ -65,8 +70,6 @@ def print_table(outcome: RunOutcome, floor: RunOutcome | None) -> None:
     console.print(table)
     if agg.get("deblur_lpips") is None and agg.get("deblur_lpips_note"):
         console.print(f"LPIPS: {agg['deblur_lpips_note']}")
-    state = "reused the finished run" if outcome.cached else "wrote"
-    console.print(f"{state}: {outcome.metrics_path}")
 
 
 def print_verdicts(outcome: RunOutcome, floor: RunOutcome | None, runs: Path | None) -> None:
@@ -377,11 +380,11 @@ def _run_each(specs: list, dist: object, floor: bool, save_to: str | None) -> No
             floor_spec = replace(spec, method="blurred", weights=None, fresh=False, progress=True)
             floor_outcome = execute(floor_spec, log=log)
         print_table(outcome, floor_outcome)
+        print_verdicts(outcome, floor_outcome, spec.runs_dir)
         if save_to is not None:
             device = spec.device or get_profile(spec.profile).train.device
             _save(outcome, save_to, spec.eval_data, spec.data_dir, device)
-        if outcome is not None:
-            print_verdicts(outcome, floor_outcome, spec.runs_dir)
+        print_stored(outcome)
 
 
 if __name__ == "__main__":  # the entry torchrun starts for --nproc (python -m bench.commands.run run ...)

@@ -40,7 +40,7 @@ def command(set_name: str, pred: Path, label: str, profile: str | None, data_dir
     """Score predicted frames of any method on a set's test split and store them as the run LABEL."""
     # late: these load torch and OpenCV (and `bench score --help` imports no other verb)
     from bench import score as scoring
-    from bench.commands.run import print_table
+    from bench.commands.run import print_stored, print_table
     from bench.export import open_set
     from methods import registry
 
@@ -59,6 +59,7 @@ def command(set_name: str, pred: Path, label: str, profile: str | None, data_dir
     if len(outcome.conversions) > 5:
         click.echo(f"note: {len(outcome.conversions) - 5} more files converted (metrics.json 'aggregate')")
     print_table(outcome, None)
+    print_stored(outcome)
 
 
 def runs_dir_of(option: Path | None) -> Path:
