@@ -126,6 +126,9 @@ class RunFrames:
         """The run's method and networks (its weights.pt checked), its test set and sample index."""
         folder = Path(self.run["path"])
         config = store.read_config(folder)
+        if config.family == store.EXTERNAL:  # no networks to run: the frames are the user's files
+            raise BenchError(f"{self.run['run_id']}: an outside method's predictions (bench score); its "
+                             f"frames are in {config.weights_from}, not in the store")
         method = get_method(config.method, config.frames)
         nets = method.build(config.resolved_profile.get("model") or {})
         if method.stages:
