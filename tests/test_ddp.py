@@ -44,21 +44,28 @@ def test_two_processes_write_one_checkpoint_per_stage_and_one_metrics_file(smoke
 # --- DDP against one process (bench.parallel, StageRun.step under torchrun) -------------------------------
 
 EQUAL = apply_overrides(get_profile("smoke"), ["train.iters_dm=3", "train.iters_autoencoder=3",
-                                               "train.ckpt_every=3", "train.val_every=0"])
-# Stages without batch norm (which normalises each rank's share on its own: the BIE, docs/DESIGN.md
-# "Distributed"): the DM (channels-last), the recurrent RVE-RVD autoencoder, SRN (weights shared over scales).
-STAGES = (("ours", "dm"), ("ours", "autoencoder"), ("srn", "srn"))
+                                               "train.iters_bie=3", "train.ckpt_every=3",
+                                               "train.val_every=0"])
+# The DM (channels-last), the recurrent RVE-RVD autoencoder, the BIE (batch norm over the global batch:
+# bench.parallel.RankSyncedBatchNorm) from that autoencoder, and SRN (weights shared over scales).
+STAGES = (("ours", "dm"), ("ours", "autoencoder"), ("ours", "bie"), ("srn", "srn"))
 TOLERANCE = 1e-6  # float32 sums in another order: measured at most 5e-8 after 4 Adam steps
+# The BIE (batch norm over both ranks' shares, bench.parallel.RankSyncedBatchNorm): measured 1.35e-5 after 3
+# steps, Adam magnifying float noise on parameters with near-zero gradients; each rank's own statistics
+# (before RankSyncedBatchNorm) gave 7.8e-4, which this bound fails.
+TOLERANCE_BATCH_NORM = 5e-5
 
 
 def _train_stages(set_folder: Path, stages_dir: Path, dist: Dist = LOCAL) -> dict[str, Path]:
-    out = {}
+    results = {}
     for method_name, stage_name in STAGES:
         method = get_method(method_name)
-        result = train_stage(method, method.stage(stage_name), EQUAL, set_folder, 0, stages_dir,
-                             torch.device("cpu"), {}, dist=dist, progress=False, log=lambda *a: None)
-        out[f"{method_name}:{stage_name}"] = result.folder
-    return out
+        stage = method.stage(stage_name)
+        prior = {name: results[f"{method_name}:{name}"] for name in stage.init_from}
+        results[f"{method_name}:{stage_name}"] = train_stage(
+            method, stage, EQUAL, set_folder, 0, stages_dir, torch.device("cpu"), prior, dist=dist,
+            progress=False, log=lambda *a: None)
+    return {name: result.folder for name, result in results.items()}
 
 
 def _rank(rank: int, port: int, set_folder: Path, stages_dir: Path) -> None:
@@ -87,6 +94,7 @@ def test_two_gloo_processes_train_the_weights_of_one_process_on_the_global_batch
         for component, state in alone.items():
             for key, value in state.items():
                 diff = float((value.float() - shared[component][key].float()).abs().max())
-                assert diff <= TOLERANCE, f"{name} {component}.{key}: {diff}"
+                limit = TOLERANCE_BATCH_NORM if name == "ours:bie" else TOLERANCE
+                assert diff <= limit, f"{name} {component}.{key}: {diff}"
         record = json.loads((tmp_path / "two" / folder.name / "stage.json").read_text())
         assert record["status"] == "finished" and record["curve"][-1][0] == 3  # trained, by both ranks

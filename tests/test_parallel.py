@@ -10,7 +10,8 @@ import torch
 import torch.distributed as td
 from test_train import PROFILE, ToyMethod, ToySet
 
-from bench.parallel import StageForward, data_parallel, sync_batch_norms
+from bench import parallel
+from bench.parallel import RankSyncedBatchNorm, StageForward, data_parallel, sync_batch_norms
 from bench.train import Dist, open_stage
 
 
@@ -68,17 +69,40 @@ def test_a_step_through_ddp_in_one_process_gives_the_weights_of_a_step_alone(tmp
     assert any(moved)  # the four steps trained
 
 
-def test_batch_norms_are_synchronised_on_cuda_only_and_keep_their_tensors():
-    def nets():
-        return torch.nn.ModuleDict({"bie": torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3),
-                                                               torch.nn.BatchNorm2d(4))})
+def _bie_like():
+    return torch.nn.ModuleDict({"bie": torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3),
+                                                           torch.nn.BatchNorm2d(4))})
 
-    cpu = nets()
+
+def test_batch_norms_become_synchronised_ones_holding_the_same_tensors():
+    cpu, gpu = _bie_like(), _bie_like()
+    tensors = [(n["bie"][1].weight, n["bie"][1].running_mean) for n in (cpu, gpu)]
     sync_batch_norms(cpu, torch.device("cpu"))
-    assert type(cpu["bie"][1]) is torch.nn.BatchNorm2d
-    gpu = nets()
-    weight, mean = gpu["bie"][1].weight, gpu["bie"][1].running_mean
     sync_batch_norms(gpu, torch.device("cuda"))  # no tensor moves: the modules are replaced, not run
-    bn = gpu["bie"][1]
-    assert type(bn) is torch.nn.SyncBatchNorm and bn.weight is weight and bn.running_mean is mean
-    assert list(gpu.state_dict()) == list(cpu.state_dict())  # checkpoints keep their keys
+    assert type(cpu["bie"][1]) is RankSyncedBatchNorm and type(gpu["bie"][1]) is torch.nn.SyncBatchNorm
+    for nets, (weight, mean) in zip((cpu, gpu), tensors, strict=True):
+        assert nets["bie"][1].weight is weight and nets["bie"][1].running_mean is mean
+        assert list(nets.state_dict()) == list(_bie_like().state_dict())  # checkpoints keep their keys
+
+
+def test_rank_synced_batch_norm_of_one_process_is_batch_norm(one_process_group):
+    torch.manual_seed(0)
+    plain = torch.nn.BatchNorm2d(4)
+    plain.weight.data.uniform_(0.5, 1.5)
+    plain.bias.data.uniform_(-0.5, 0.5)
+    synced = RankSyncedBatchNorm(4)
+    synced.load_state_dict(plain.state_dict())
+    x = torch.randn(6, 4, 5, 7) * 3 + 1  # (b, c, h, w)
+    xa, xb = x.clone().requires_grad_(), x.clone().requires_grad_()
+    parallel._IN_STEP = True  # as inside a step (StageForward.forward)
+    try:
+        for _ in range(2):  # two updates of the running statistics
+            ya, yb = plain(xa), synced(xb)
+    finally:
+        parallel._IN_STEP = False
+    (ya * torch.arange(ya.numel()).view_as(ya).sin()).sum().backward()
+    (yb * torch.arange(yb.numel()).view_as(yb).sin()).sum().backward()
+    assert torch.allclose(ya, yb, atol=1e-5) and torch.allclose(xa.grad, xb.grad, atol=1e-5)
+    assert torch.allclose(plain.weight.grad, synced.weight.grad, atol=1e-4)
+    for key, value in plain.state_dict().items():
+        assert torch.allclose(value.float(), synced.state_dict()[key].float(), atol=1e-6), key
