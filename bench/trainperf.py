@@ -195,7 +195,7 @@ def loop_gap(run: Any, trainset: Any, warmup: int, steps: int, scaler: Any, loop
     bare_s, loop_s = statistics.fmean(bare), statistics.fmean(loop) + validation + checkpoint
     return {"bare_samples_per_s": run.result.batch / bare_s, "bare_step_s": statistics.median(bare),
             "batch_cpu_s": statistics.median(batch_cpu), "validation_s_per_step": validation,
-            "checkpoint_s_per_step": checkpoint, "progress_cpu_share": progress_cpu_share(),
+            "checkpoint_s_per_step": checkpoint,
             "loop_efficiency": bare_s / loop_s}
 
 
@@ -329,4 +329,5 @@ def run_train(methods: list[str], profile_name: str, overrides: list[str], devic
             folders[n] = ensure_prepared(source, n, profile, data_dir, DATA_SEED, root=root, progress=True,
                                          log=log)
         rows += time_method(method, profile, folders[n], dev, steps, warmup, rates, log=log, bare=True)
-    return rows
+    share = progress_cpu_share()  # a property of the machine, not of a stage: measured once
+    return [dict(row, progress_cpu_share=share) for row in rows]
