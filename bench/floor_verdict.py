@@ -19,7 +19,7 @@ from pathlib import Path
 
 from bench.metrics import lower_is_better
 from bench.registry import get_method
-from bench.store import RunMetrics, iter_runs, read_record
+from bench.store import RunMetrics, RunRecord, latest_run, read_record
 from bench.verdict import HELD, Judgement, judge
 from methods import registry
 
@@ -56,18 +56,12 @@ def stored_twin(runs_dir: Path | str, method: str, of: RunMetrics, resolved_prof
                 ) -> RunMetrics | None:
     """The newest finished stored run of `method` scored on the set `of` was scored on (its digest), at the
     same N, seed and resolved profile; None if there is none."""
-    best: tuple[float, RunMetrics] | None = None
-    for record in iter_runs(runs_dir):
-        if record.status != "finished" or record.config is None or record.config.method != method:
-            continue
-        m = record.metrics
-        if (m.eval_sha256, m.frames, m.seed) != (of.eval_sha256, of.frames, of.seed) or \
-                record.config.resolved_profile != resolved_profile:
-            continue
-        mtime = (record.path / "metrics.json").stat().st_mtime
-        if best is None or mtime > best[0]:
-            best = (mtime, m)
-    return best[1] if best else None
+    def same(record: RunRecord) -> bool:
+        return (record.metrics.eval_sha256, record.metrics.seed) == (of.eval_sha256, of.seed) and \
+            record.config.resolved_profile == resolved_profile
+
+    found = latest_run(runs_dir, method, of.frames, match=same)
+    return read_record(found).metrics if found is not None else None
 
 
 def floor_verdicts(run_folder: Path, metrics: RunMetrics, runs_dir: Path | str,

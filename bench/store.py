@@ -9,6 +9,7 @@ import functools
 import math
 import os
 import re
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any
@@ -76,9 +77,11 @@ def iter_runs(runs_dir: Path | str) -> list[RunRecord]:
 
 
 def latest_run(runs_dir: Path | str, method: str, frames: int | None = None,
-               with_weights: bool = False) -> Path | None:
-    """The newest intact finished run of `method` (by metrics.json's mtime), optionally at `frames` and only
-    among runs that wrote a weights.pt (`with_weights`, what `bench infer` needs); None if none."""
+               with_weights: bool = False, match: Callable[[RunRecord], bool] | None = None
+               ) -> Path | None:
+    """The newest intact finished run of `method` (by metrics.json's mtime), optionally at `frames`, only
+    among runs that wrote a weights.pt (`with_weights`, what `bench infer` needs) and those `match` accepts;
+    None if none."""
     best: tuple[float, Path] | None = None
     for record in iter_runs(runs_dir):
         if record.status != "finished" or record.config.method != method:
@@ -86,6 +89,8 @@ def latest_run(runs_dir: Path | str, method: str, frames: int | None = None,
         if frames is not None and record.config.frames != frames:
             continue
         if with_weights and record.metrics.weights_sha256 is None:
+            continue
+        if match is not None and not match(record):
             continue
         mtime = (record.path / METRICS).stat().st_mtime
         if best is None or mtime > best[0]:
