@@ -55,8 +55,9 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
-def device_name(device: str) -> str:
-    """Human name of a torch device string ("cuda", "cuda:1", "cpu", "mps"), for every stored figure."""
+def processor_name(device: str) -> str:
+    """The model of the chip a torch device string runs on, without thread counts: the GPU's name, or the
+    CPU's (stored beside each trained stage, so a result names the machine that trained it)."""
     # late: torch-free verbs (list, report) read this module, and `bench --help` must not load torch
     import torch
 
@@ -64,6 +65,16 @@ def device_name(device: str) -> str:
         return torch.cuda.get_device_name(torch.device(device))
     if device.startswith("mps"):
         return f"Apple MPS ({platform.machine()})"
+    return cpu_name()
+
+
+def device_name(device: str) -> str:
+    """Human name of a torch device string ("cuda", "cuda:1", "cpu", "mps"), for every stored figure."""
+    # late: torch-free verbs (list, report) read this module, and `bench --help` must not load torch
+    import torch
+
+    if not device.startswith("cpu"):
+        return processor_name(device)
     return f"CPU: {cpu_name()} ({os.cpu_count()} logical cores, {torch.get_num_threads()} threads)"
 
 

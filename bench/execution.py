@@ -42,6 +42,7 @@ import torch
 from torch import nn
 
 from bench.data.loaders import make_loader, to_float
+from bench.env import processor_name
 from bench.errors import BenchError
 
 if TYPE_CHECKING:
@@ -158,7 +159,7 @@ class Execution:
         return {"precision": self.precision, "threads": self.threads, "loader": self.loader,
                 "workers": self.workers if self.loader == "process" else 0,
                 "channels_last": self.layout_keys(method, stage), "compile": self.compile,
-                "device": str(self.device)}
+                "device": str(self.device), "processor": processor_name(str(self.device))}
 
 
 def _float32_outputs(module: nn.Module, args: Any, output: Any) -> Any:

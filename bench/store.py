@@ -329,11 +329,28 @@ class RunMetrics:
     metric_definitions: dict = field(default_factory=dict)  # metric -> the one-line definition used
     training: dict = field(default_factory=dict)  # per stage: key, iterations, time_s, probe_loss, the
     #   validation curve ("validation": metric, reference, points [[iteration, score or null], ...]; null for
-    #   stages trained before it existed), execution (precision, threads, loader, layout), ...
+    #   stages trained before it existed), execution (precision, threads, loader, layout, processor), ...
     training_time_s: float = 0.0  # stages summed (reused stages count their original time)
     wall_s: float = 0.0  # this command's wall time
     weights_sha256: str | None = None  # the weights.pt this run wrote; None when it wrote none
     weights_bytes: int | None = None  # its size, so a truncated file shows without hashing it
+
+    @property
+    def trained_on(self) -> tuple[str, ...]:
+        """Where its stages were trained, one entry per distinct setting, "<chip> · <precision>[ · <k>
+        threads]": the quick recipe's outcome can differ between CPUs, precisions and thread counts
+        (docs/DESIGN.md "Profiles"), so every result names them. Stages stored before the chip was
+        recorded say "chip not recorded"."""
+        seen = []
+        for info in self.training.values():
+            e = info.get("execution") if isinstance(info, dict) else None
+            if not isinstance(e, dict):
+                continue
+            text = f"{e.get('processor') or 'chip not recorded'} · {e.get('precision', '?')}"
+            if str(e.get("device", "cpu")).startswith("cpu"):
+                text += f" · {e.get('threads', '?')} thread{'' if e.get('threads') == 1 else 's'}"
+            seen.append(text)
+        return tuple(dict.fromkeys(seen))
 
     def to_json(self) -> dict:
         if self.status == "failed":

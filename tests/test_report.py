@@ -22,11 +22,13 @@ from bench.report.load import load_curves, load_runs, load_sample_images, load_s
 from bench.report.tables import deblur_methods, deblur_table, select, video_methods, video_table
 
 FLOORS = ("blurred", "gt-static")  # no training: one seed stands for all
+# Where a crafted run's stages were trained (`Execution.describe`'s keys that `RunMetrics.trained_on` reads).
+TRAINED_ON = {"precision": "fp32", "threads": 1, "device": "cpu", "processor": "Test CPU"}
 
 
 def make_run(runs: Path, method: str, frames: int, seed: int, status: str = "finished", samples: int = 1,
              overrides: tuple[str, ...] = (), commit: str = "abc1234", dirty: bool = False,
-             **values: float) -> Path:
+             execution: dict | None = None, **values: float) -> Path:
     """A run folder as `bench run` writes it (`records.write_run`): config, env, metrics (aggregate + four
     test samples averaging to it, each off by its own noise of sd 0.5), curves, and `samples` sets of
     sample PNGs."""
@@ -40,8 +42,8 @@ def make_run(runs: Path, method: str, frames: int, seed: int, status: str = "fin
     folder = write_run(runs, rid, method, frames, seed, values, status=status, overrides=overrides,
                        curves={"dm": [[2, 0.9], [4, 0.5], [6, 0.3]]} if trained else {}, commit=commit,
                        dirty=dirty, jitter=jitter.tolist(), trained=trained,
-                       training={"dm": {"key": f"dm-{frames}f-s{seed}", "validation": validation}} if trained
-                       else {})
+                       training={"dm": {"key": f"dm-{frames}f-s{seed}", "validation": validation,
+                                        "execution": execution or TRAINED_ON}} if trained else {})
     rng = np.random.default_rng(seed)
     (folder / "samples").mkdir(exist_ok=True)
     for i in range(samples if status == "finished" else 0):
@@ -230,6 +232,30 @@ def test_a_report_from_two_commits_or_a_dirty_tree_is_marked_at_the_top(tmp_path
     assert "Mixed provenance: built from results of 2 commits** (`abc1234` (2), `def5678+dirty` (1))" in top
     assert "uncommitted changes** (def5678+dirty)" in top
     assert "abc1234 (2 results), def5678+dirty (1 results)" in readme  # the provenance table lists each
+
+
+def test_results_trained_on_two_chips_or_precisions_are_marked_at_the_top(tmp_path: Path) -> None:
+    runs = tmp_path / "runs"
+    make_run(runs, "ours", 9, 0, samples=0, **base_values("ours", 0))
+    make_run(runs, "ours", 9, 1, samples=0, execution={**TRAINED_ON, "precision": "bf16", "threads": 2,
+                                                        "processor": "Other CPU"}, **base_values("ours", 1))
+    make_run(runs, "blurred", 9, 0, samples=0, **base_values("blurred", 0))  # untrained: no setting
+    build_report(runs, tmp_path / "r", {"md", "csv"})
+    readme = (tmp_path / "r" / "README.md").read_text()
+    top = readme[:readme.index("## Provenance")]
+    assert ("Mixed machines: results trained with 2 settings of chip, precision and threads** (Other CPU · "
+            "bf16 · 2 threads (1); Test CPU · fp32 · 1 thread (1))") in top
+    listed = "Other CPU · bf16 · 2 threads (1 results); Test CPU · fp32 · 1 thread (1 results)"
+    assert f"| Trained on | {listed} |" in readme
+    table = pd.read_csv(tmp_path / "r" / "tables" / "runs.csv", keep_default_na=False)
+    rows = {(m, s): t for m, s, t in zip(table["method"], table["seed"], table["trained_on"], strict=True)}
+    assert rows == {("ours", 0): "Test CPU · fp32 · 1 thread", ("ours", 1): "Other CPU · bf16 · 2 threads",
+                    ("blurred", 0): ""}
+
+
+def test_results_trained_alike_carry_no_machine_mark(report: tuple[Path, object]) -> None:
+    readme = (report[0] / "README.md").read_text()
+    assert "Mixed machines" not in readme and "| Trained on | Test CPU · fp32 · 1 thread (" in readme
 
 
 def test_evaluate_claims_on_crafted_summary(store: Path) -> None:

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from bench.config import apply_overrides, get_profile
+from bench.env import cpu_name
 from bench.store import load_payload
 from bench.train import (
     CKPT,
@@ -278,6 +279,7 @@ def test_validation_curve_is_scored_at_the_start_every_val_every_and_the_end(tmp
     stored = json.loads((a.folder / STAGE_JSON).read_text())
     assert stored["validation"] == a.validation and a.summary()["validation"] == a.validation
     assert stored["execution"]["precision"] == "fp32" and stored["execution"]["loader"] == "thread"
+    assert stored["execution"]["processor"] == cpu_name()  # the chip that trained it, named in every result
     _nets, again = _train(tmp_path, ToyMethod(), profile=profile, valset=ToySet())
     assert again[0].reused and again[0].validation == a.validation  # reused stages report their curve
     _nets, none = _train(tmp_path, ToyMethod(), sub="noval", profile=profile)

@@ -96,9 +96,7 @@ def print_verdicts(outcome: RunOutcome, floor: RunOutcome | None, runs: Path | N
         console.print(f"  {label}: {met.method} {j.better:.3f} {word} {v.floor} {j.worse:.3f} "
                       f"(gain {j.gain:+.3f}, interval [{j.ci_low:+.3f}, {j.ci_high:+.3f}])")
     clears = clears_every_floor(verdicts)
-    execution = {s: info.get("execution") or {} for s, info in met.training.items()}
-    how = {f"{e.get('precision', '?')}, threads {e.get('threads', '?')}" for e in execution.values() if e}
-    machine = f"{cpu_name()}; {', '.join(sorted(how)) or 'no training'}"
+    machine = "; ".join(met.trained_on) or f"{cpu_name()}, no training"
     if clears is True:
         console.print(f"{met.method} clears every floor judged here ({machine}).")
     elif clears is False:

@@ -172,9 +172,30 @@ def _commits(ctx: Context) -> Counter[str]:
     return Counter(ctx.runs[ctx.runs["status"] == "finished"]["commit"])
 
 
+def _machines(ctx: Context) -> Counter[str]:
+    """Where the finished trained results behind this report were trained (`RunMetrics.trained_on`) ->
+    number of results."""
+    done = ctx.runs[(ctx.runs["status"] == "finished") & ctx.runs["trained"].astype(bool)]
+    return Counter(m for m in done["trained_on"] if m)
+
+
 def provenance_marks(ctx: Context) -> list[str]:
-    """The warnings that open the README when its numbers do not come from one clean commit: results of
-    several commits, of a tree with uncommitted changes, or of code outside a git checkout."""
+    """The warnings that open the README when its numbers do not come from one clean commit (results of
+    several commits, of a tree with uncommitted changes, or of code outside a git checkout) or from one
+    training setting (chip, precision and threads)."""
+    machines = _machines(ctx)
+    marks = []
+    if len(machines) > 1:
+        listing = "; ".join(f"{m} ({machines[m]})" for m in sorted(machines))
+        marks.append(f"> **Mixed machines: results trained with {len(machines)} settings of chip, precision "
+                     f"and threads** ({listing}). The quick recipe's outcome can change with them "
+                     "(docs/DESIGN.md \"Profiles\"): compare methods trained alike (the runs table's "
+                     "`trained_on`).")
+    return _commit_marks(ctx) + marks
+
+
+def _commit_marks(ctx: Context) -> list[str]:
+    """The commit half of `provenance_marks`."""
     commits = _commits(ctx)
     known = sorted(c for c in commits if c)
     marks = []
@@ -201,6 +222,7 @@ def provenance_rows(ctx: Context, out: Path) -> list[tuple[str, str]]:
     commits = _commits(ctx)
     return [("Data", ctx.data_text), ("Profile", ctx.profile or "—"), ("Overrides", ctx.overrides or "none"),
             ("Device", "; ".join(sorted({d for d in done["device"] if d})) or "—"),
+            ("Trained on", "; ".join(f"{m} ({n} results)" for m, n in sorted(_machines(ctx).items())) or "—"),
             ("Commits of the results", ", ".join(f"{c or 'unknown'} ({commits[c]} results)"
                                                  for c in sorted(commits)) or "—"),
             ("Report built by", f"{here['commit'] or 'unknown'}{'+dirty' if here['dirty'] else ''}"),

@@ -30,7 +30,8 @@ PARSED = "parsed_metrics"  # the column holding the row's parsed metrics.json (R
 
 COLUMNS: tuple[str, ...] = (
     "run_id", "path", "method", "family", "variant", "profile", "dataset", "data_sha256", "source", "frames",
-    "seed", "overrides", "trained", "status", "error", "eval_set", "device", "commit", "date", "lpips_note",
+    "seed", "overrides", "trained", "status", "error", "eval_set", "device", "trained_on", "commit", "date",
+    "lpips_note",
 ) + METRICS + EXTRA_METRICS + (PARSED,)
 
 
@@ -64,7 +65,10 @@ def _row(record: RunRecord, path: Path, eval_set: str, evaluation: EvalRecord | 
         # A method without training stages gives the same output for every seed (a floor).
         "trained": bool(cfg.stages) if cfg else False,
         "status": status, "error": problem or (metrics.error if metrics and metrics.error else ""),
-        "eval_set": eval_set, "device": agg.get("device", ""), "commit": env.commit_text if env else "",
+        "eval_set": eval_set, "device": agg.get("device", ""),
+        # where its stages were trained (chip, precision, threads): "" for an untrained method
+        "trained_on": "; ".join(metrics.trained_on) if finished else "",
+        "commit": env.commit_text if env else "",
         "date": env.date if env else "", "lpips_note": agg.get("deblur_lpips_note", ""),
     }
     row.update({key: _number(agg.get(key)) for key in METRICS})

@@ -472,7 +472,7 @@ def runtime_table(ctx: Context) -> Table:
 def runs_table(ctx: Context) -> Table:
     """Every run in the store, selected or not, with status and error: nothing is silently dropped."""
     cols = ["run_id", "method", "variant", "profile", "dataset", "frames", "seed", "eval_set", "status",
-            "error", "device", "commit", "date"]
+            "error", "device", "trained_on", "commit", "date"]
     frame = ctx.all_runs[cols].copy()
     selected = set(zip(ctx.runs["run_id"], ctx.runs["eval_set"], strict=True))
     frame["in_report"] = [(r, e) in selected for r, e in zip(frame["run_id"], frame["eval_set"], strict=True)]
