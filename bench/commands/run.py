@@ -33,7 +33,8 @@ from bench.store import runs_dir as store_folder
 from bench.verdict import HELD
 
 if TYPE_CHECKING:
-    from bench.run import RunOutcome
+    from bench.run import RunOutcome, RunSpec
+    from bench.train import Dist
 
 TABLE_KEYS = SAMPLE_METRICS + COST_METRICS
 
@@ -362,7 +363,7 @@ def _sequential(method: str, runs: list[tuple[int, int]], floor: bool, weights: 
             td.destroy_process_group()
 
 
-def _run_each(specs: list, dist: object, floor: bool, save_to: str | None) -> None:
+def _run_each(specs: list[RunSpec], dist: Dist, floor: bool, save_to: str | None) -> None:
     """Each run in turn; on the main rank, then its `blurred` floor (--floor: the same data and settings,
     nothing trained), its table, its predictions (--save-predictions) and its verdict against the floors."""
     # late: loads torch (see _explain)
