@@ -55,9 +55,8 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
-def processor_name(device: str) -> str:
-    """The model of the chip a torch device string runs on, without thread counts: the GPU's name, or the
-    CPU's (stored beside each trained stage, so a result names the machine that trained it)."""
+def _accelerator_name(device: str) -> str | None:
+    """The GPU's or Apple MPS's name for a device string on one; None for the CPU (or CUDA not present)."""
     # late: torch-free verbs (list, report) read this module, and `bench --help` must not load torch
     import torch
 
@@ -65,16 +64,23 @@ def processor_name(device: str) -> str:
         return torch.cuda.get_device_name(torch.device(device))
     if device.startswith("mps"):
         return f"Apple MPS ({platform.machine()})"
-    return cpu_name()
+    return None
+
+
+def processor_name(device: str) -> str:
+    """The model of the chip a torch device string runs on, without thread counts: the GPU's name, or the
+    CPU's (stored beside each trained stage, so a result names the machine that trained it)."""
+    return _accelerator_name(device) or cpu_name()
 
 
 def device_name(device: str) -> str:
     """Human name of a torch device string ("cuda", "cuda:1", "cpu", "mps"), for every stored figure."""
-    # late: torch-free verbs (list, report) read this module, and `bench --help` must not load torch
+    # late: as in _accelerator_name
     import torch
 
-    if not device.startswith("cpu"):
-        return processor_name(device)
+    accelerator = _accelerator_name(device)
+    if accelerator is not None:
+        return accelerator
     return f"CPU: {cpu_name()} ({os.cpu_count()} logical cores, {torch.get_num_threads()} threads)"
 
 

@@ -173,25 +173,27 @@ def _commits(ctx: Context) -> Counter[str]:
 
 
 def _machines(ctx: Context) -> Counter[str]:
-    """Where the finished trained results behind this report were trained (`RunMetrics.trained_on`) ->
-    number of results."""
-    done = ctx.runs[(ctx.runs["status"] == "finished") & ctx.runs["trained"].astype(bool)]
-    return Counter(m for m in done["trained_on"] if m)
+    """Where the finished trained results behind this report were trained (`RunMetrics.trained_on`; "" for
+    unfinished and untrained ones) -> number of results."""
+    return Counter(m for m in ctx.runs["trained_on"] if m)
 
 
 def provenance_marks(ctx: Context) -> list[str]:
     """The warnings that open the README when its numbers do not come from one clean commit (results of
     several commits, of a tree with uncommitted changes, or of code outside a git checkout) or from one
     training setting (chip, precision and threads)."""
+    return _commit_marks(ctx) + _machine_marks(ctx)
+
+
+def _machine_marks(ctx: Context) -> list[str]:
+    """The training-setting half of `provenance_marks`."""
     machines = _machines(ctx)
-    marks = []
-    if len(machines) > 1:
-        listing = "; ".join(f"{m} ({machines[m]})" for m in sorted(machines))
-        marks.append(f"> **Mixed machines: results trained with {len(machines)} settings of chip, precision "
-                     f"and threads** ({listing}). The quick recipe's outcome can change with them "
-                     "(docs/DESIGN.md \"Profiles\"): compare methods trained alike (the runs table's "
-                     "`trained_on`).")
-    return _commit_marks(ctx) + marks
+    if len(machines) < 2:
+        return []
+    listing = "; ".join(f"{m} ({machines[m]})" for m in sorted(machines))
+    return [f"> **Mixed machines: results trained with {len(machines)} settings of chip, precision and "
+            f"threads** ({listing}). The quick recipe's outcome can change with them (docs/DESIGN.md "
+            "\"Profiles\"): compare methods trained alike (the runs table's `trained_on`)."]
 
 
 def _commit_marks(ctx: Context) -> list[str]:
