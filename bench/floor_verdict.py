@@ -37,10 +37,11 @@ class FloorVerdict:
 
 
 def floors_of(method: str) -> list[str]:
-    """The floors `method` is judged against: `blurred` and its deblurring network alone, where it has one
-    (none for a floor itself)."""
+    """The floors `method` is judged against: `blurred` and its deblurring network alone, where it has one.
+    A floor has none, and neither has an entry that is another's deblurring network alone (`ours-static`):
+    it is one of that method's floors, and it loses Eq. 6 to `blurred` by construction on every machine."""
     entry = registry.get(method)
-    if entry.floor:
+    if entry.floor or any(registry.get(n).deblur_alone == method for n in registry.names()):
         return []
     names = [n for n in registry.names() if registry.get(n).floor]
     names += [entry.deblur_alone] if entry.deblur_alone else []
