@@ -681,3 +681,19 @@ def test_tables_follow_the_registry_fields_not_method_names(tmp_path: Path,
     assert "ours-dm-fancy" not in variants  # an unregistered name is no ablation, whatever it looks like
     # The speed claims' timed passes are the stored perf row's keys, one per speed metric.
     assert sorted(PERF_TIMES.values()) == sorted(STORED_PASSES) and set(PERF_TIMES) <= set(COST_METRICS)
+
+
+def test_strips_draw_small_frames_at_their_own_width_and_large_ones_at_the_figure_resolution() -> None:
+    import matplotlib.pyplot as plt
+
+    from bench.report.figures import DPI, strip_dpi
+
+    fig, ax = plt.subplots(figsize=(2.0, 2.0))
+    ax.imshow(np.zeros((100, 160, 3)))
+    ax.apply_aspect()
+    drawn_in = ax.get_position().width * fig.get_figwidth()
+    dpi = strip_dpi(fig)
+    assert dpi < DPI and 160 <= dpi * drawn_in < 160 + drawn_in  # no frame pixel lost, none interpolated
+    ax.imshow(np.zeros((720, 1280, 3)))
+    assert strip_dpi(fig) == DPI  # never above the other figures' resolution
+    plt.close(fig)

@@ -53,14 +53,17 @@ def _footer(ctx: Context, fig: plt.Figure) -> None:
     fig.text(0.01, 0.005, text, fontsize=7, va="bottom", ha="left", color="0.3")
 
 
+DPI = 130  # the figures' resolution; strips of small frames use less (`strip_dpi`)
+
+
 def save(fig: plt.Figure, path_stem: Path, formats: set[str],
-         write: Write = atomic_write_bytes) -> list[Path]:
+         write: Write = atomic_write_bytes, dpi: int = DPI) -> list[Path]:
     """Write `fig` as `<stem>.png` / `.pdf` (those in `formats`) through `write`; closes the figure."""
     written = []
     for ext in ("png", "pdf"):
         if ext in formats:
             buf = io.BytesIO()
-            fig.savefig(buf, format=ext, dpi=130, bbox_inches="tight")
+            fig.savefig(buf, format=ext, dpi=dpi, bbox_inches="tight")
             written.append(write(path_stem.with_suffix(f".{ext}"), buf.getvalue()))
     plt.close(fig)
     return written
@@ -232,8 +235,20 @@ def strips(ctx: Context, out: Path, formats: set[str], write: Write, images: Sam
             fig.tight_layout(rect=(0, 0.45 / height, 1, 1 - 0.35 / height))
             _footer(ctx, fig)
             safe = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in sid)
-            written += save(fig, out / f"strip_{n}f_{safe}", formats, write)
+            written += save(fig, out / f"strip_{n}f_{safe}", formats, write, strip_dpi(fig))
     return written
+
+
+def strip_dpi(fig: plt.Figure) -> int:
+    """The resolution that draws a strip's widest frame at its own width, at most `DPI`: drawn larger, the
+    frames add only interpolated pixels, which made the snapshot's strips megabytes each (issue 29)."""
+    best = 0.0
+    for ax in fig.axes:
+        for image in ax.get_images():
+            ax.apply_aspect()  # the box the image is drawn in, after its aspect is kept
+            inches = ax.get_position().width * fig.get_figwidth()
+            best = max(best, image.get_array().shape[1] / inches)
+    return int(min(DPI, max(72, math.ceil(best))))
 
 
 def _label(image: np.ndarray, text: str) -> np.ndarray:
