@@ -38,10 +38,10 @@ class FloorVerdict:
 
 def floors_of(method: str) -> list[str]:
     """The floors `method` is judged against: `blurred` and its deblurring network alone, where it has one.
-    A floor has none, and neither has an entry that is another's deblurring network alone (`ours-static`):
-    it is one of that method's floors, and it loses Eq. 6 to `blurred` by construction on every machine."""
+    A still entry (one image repeated: `blurred`, `ours-static`, `gt-static`, `srn`) has none: it is a
+    floor's kind of answer, and loses Eq. 6 to `blurred` on every machine (Eq. 6 rewards the mean)."""
     entry = registry.get(method)
-    if entry.floor or any(registry.get(n).deblur_alone == method for n in registry.names()):
+    if entry.floor or entry.still:
         return []
     names = [n for n in registry.names() if registry.get(n).floor]
     names += [entry.deblur_alone] if entry.deblur_alone else []

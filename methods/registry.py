@@ -191,6 +191,8 @@ class Method:
     deblur_alone: str = ""  # the entry holding this one's deblurring network alone (its size, and its
     # scores where this entry has no run, in the deblurring table; ours: ours-static); "" = none
     floor: bool = False  # the trivial answer the video table and the report's Eq. 6 floors measure against
+    still: bool = False  # its N frames are one image repeated, a floor's kind of answer: `bench run` does
+    #   not judge it against the floors (Eq. 6 rewards the mean, so a sharp frame repeated loses to the blur)
     paper: tuple[PaperFigure, ...] = ()  # the figures the paper publishes for this entry
 
     def build(self, model: dict | None = None) -> nn.ModuleDict:
@@ -313,6 +315,8 @@ class MethodAPI(Protocol):
     def deblur_alone(self) -> str: ...
     @property
     def floor(self) -> bool: ...
+    @property
+    def still(self) -> bool: ...
     @property
     def paper(self) -> tuple[PaperFigure, ...]: ...
 

@@ -124,5 +124,5 @@ register(Method(
     components={"srn": Component(SRN, {}, {"width": "srn_width"}, channels_last_train=True)},
     stages=(Stage("srn", trains=("srn",), lr={"srn": LR}, objective=SRN_LOSS, batch="deblur",
                   iters_keys=("iters_dm",)),),
-    predictor=predict_srn, deblurrer=deblur_srn, claims=TABLE1_CLAIMS, deblur_column="srn",
+    predictor=predict_srn, deblurrer=deblur_srn, claims=TABLE1_CLAIMS, deblur_column="srn", still=True,
     paper=TABLE1_PAPER))

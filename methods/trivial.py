@@ -42,6 +42,7 @@ register(Method(
     name="blurred", family="baseline", description="the blurred input repeated N times (the floor)",
     components={}, stages=(), predictor=predict_blurred, deblurrer=no_deblur,
     video_role="floor: blurred input repeated", video_rank=5, deblur_column="blurred input", floor=True,
+    still=True,
     claims=(
         Claim("DM beats the blurred input in PSNR", "Table 1", "deblur_psnr", frames="deblur"),
         Claim("DM beats the blurred input in SSIM", "Table 1", "deblur_ssim", frames="deblur"),
@@ -50,9 +51,9 @@ register(Method(
 register(Method(
     name="ours-static", family="baseline", description="the DM's deblurred frame repeated N times",
     components={"dm": dm_component()}, stages=(DM_STAGE,), predictor=predict_static, deblurrer=deblur_dm,
-    video_role="floor: DM output repeated", video_rank=4, paper=DM_PAPER))
+    video_role="floor: DM output repeated", video_rank=4, still=True, paper=DM_PAPER))
 
 register(Method(
     name="gt-static", family="baseline", description="oracle floor: the true central frame repeated N times",
     components={}, stages=(), predictor=predict_gt_static, deblurrer=no_deblur, uses_true_center=True,
-    video_role="floor: true central frame repeated", video_rank=6))
+    video_role="floor: true central frame repeated", video_rank=6, still=True))

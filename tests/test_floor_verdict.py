@@ -35,7 +35,8 @@ def verdicts_of(runs, folder, scored=None):
 def test_a_video_method_is_judged_against_blurred_and_its_deblurring_network_alone():
     assert floors_of("ours") == ["blurred", "ours-static"]
     assert floors_of("blurred") == []  # a floor has no floor
-    assert floors_of("ours-static") == []  # nor has ours's deblurring network alone, one of its floors
+    assert floors_of("ours-static") == floors_of("srn") == []  # nor has a still answer (one frame repeated)
+    assert floors_of("jin2018") == ["blurred"]  # a video method without a deblurring network of its own
 
 
 def test_a_run_above_both_floors_clears_them_on_both_metrics(tmp_path):

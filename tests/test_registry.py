@@ -56,6 +56,8 @@ def test_every_entry_builds_and_predicts(name):
     assert torch.isfinite(pred.frames).all()
     assert all(m.training for m in nets.modules())  # predict restores the training flags
     assert torch.equal(method.deblur(nets, blur), pred.deblurred)
+    repeated = all(torch.equal(pred.frames[:, i], pred.frames[:, 0]) for i in range(n))
+    assert repeated == method.still  # `still` (not judged against the floors) says what predict does
 
 
 def _stage_cases() -> list[tuple[str, str]]:
