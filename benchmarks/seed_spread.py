@@ -1,4 +1,4 @@
-"""The spread of a trained method's outcome over seeds, thread counts and machines (issue 30).
+"""The spread of a trained method's outcome over seeds, thread counts and machines.
 
 The quick recipe's stage 2 is trajectory-sensitive: the seed, the thread count (the float reduction order) and
 the precision each move where it ends (docs/DESIGN.md "Profiles"). A runs store holds one result per run
@@ -29,7 +29,7 @@ import click
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run as a script from a checkout
 
-MOTION_RANGE = (0.3, 1.2)  # issue 30: a recipe that holds keeps every run's motion ratio inside this
+MOTION_RANGE = (0.3, 1.2)  # a robust recipe keeps every run's motion ratio inside this (DESIGN "Profiles")
 
 
 @dataclass(frozen=True)

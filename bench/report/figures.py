@@ -241,7 +241,7 @@ def strips(ctx: Context, out: Path, formats: set[str], write: Write, images: Sam
 
 def strip_dpi(fig: plt.Figure) -> int:
     """The resolution that draws a strip's widest frame at its own width, at most `DPI`: drawn larger, the
-    frames add only interpolated pixels, which made the snapshot's strips megabytes each (issue 29)."""
+    frames add only interpolated pixels, which made the snapshot's strips megabytes each."""
     best = 0.0
     for ax in fig.axes:
         for image in ax.get_images():
