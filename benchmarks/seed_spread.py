@@ -81,15 +81,12 @@ def _curve(metrics, method: str) -> tuple[tuple[int, float], ...]:
 
 
 def _blurred_of(runs: Path, frames: int, eval_sha: str):
-    """`blurred` is untrained: its one stored seed stands for every seed, as the report pairs it."""
-    from bench.store import iter_runs
+    """`blurred` is untrained: its newest stored run on the set stands for every seed, as the report pairs
+    it (`bench.floor_verdict.stored_twin` asks for the same seed)."""
+    from bench.store import latest_run, read_record
 
-    for record in iter_runs(runs):
-        m = record.metrics
-        if m is not None and m.status == "finished" and m.method == "blurred" and \
-                (m.frames, m.eval_sha256) == (frames, eval_sha):
-            return m
-    return None
+    found = latest_run(runs, "blurred", frames, match=lambda record: record.metrics.eval_sha256 == eval_sha)
+    return read_record(found).metrics if found is not None else None
 
 
 def spread_rows(runs: Path, method: str) -> list[SpreadRow]:
