@@ -151,6 +151,9 @@ class TrainConfig:
     lr_scale: Annotated[float, Range(1e-12, 1e36)] = 1.0  # multiplies every Stage.lr of the methods, which
     #                       hold the paper's Adam rates (1e-4; stage-2 RVD 2e-5), so one knob keeps ratios;
     #                       wide on purpose: a rate that diverges is caught and recorded by training
+    lr_scale_bie: Annotated[float, Range(1e-12, 1e36)] = 1.0  # multiplies the rates of the stages naming it
+    #                       in `Stage.lr_keys` (the BIE-RVD stage 2 of `ours`) on top of lr_scale; quick
+    #                       halves it (docs/DESIGN.md "Profiles": stage 2 stalled on some seeds at full rate)
     grad_clip: Annotated[float, Range(0.0, 1e9)] = 0.0  # clip the gradient norm at this value (0 = off; the
     #                                                     paper does not clip)
     ckpt_every: Annotated[int, Range(1, _BIG)] = 100  # iterations between atomic checkpoints (resume step)
@@ -237,7 +240,8 @@ PROFILES: dict[str, Profile] = {
     "quick": Profile(
         name="quick",
         train=TrainConfig(crop=48, crop_deblur=64, batch_video=8, batch_deblur=16, iters_dm=2500,
-                          iters_autoencoder=500, iters_bie=1500, lr_scale=10.0, lr_schedule="cosine",
+                          iters_autoencoder=500, iters_bie=1500, lr_scale=10.0, lr_scale_bie=0.5,
+                          lr_schedule="cosine",
                           warmup_iters=50, ckpt_every=250, log_every=25, workers=1, threads=0,
                           val_every=250),
         # Every network narrower than the paper's, so each method trains in minutes on 2 cores: DM, srn

@@ -47,7 +47,8 @@ def device_name(device: torch.device | str) -> str:
     if device.type == "mps":
         return "Apple MPS"
 
-    return f"{cpu_name() or 'CPU'} ({torch.get_num_threads()} threads)"
+    threads = torch.get_num_threads()
+    return f"{cpu_name() or 'CPU'} ({threads} thread{'' if threads == 1 else 's'})"
 
 
 def synchronize(device: torch.device) -> None:

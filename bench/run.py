@@ -367,7 +367,8 @@ def _write_config(folder: Path, out_dir: Path, spec: RunSpec, method: MethodAPI,
     """The run's config.json, and env.json beside the result about to be computed (an evaluation's own, so
     a later `--eval-data` never rewrites the environment of the run's own result)."""
     stages = tuple({"name": s.name, "trains": list(s.trains), "lr": dict(s.lr),
-                    "init_from": list(s.init_from), "batch": s.batch, "iters_keys": list(s.iters_keys)}
+                    "init_from": list(s.init_from), "batch": s.batch, "iters_keys": list(s.iters_keys),
+                    "lr_keys": list(s.lr_keys)}
                    for s in method.stages)
     config = RunConfig(run_id=folder.name, method=method.name, family=method.family, profile=profile.name,
                        overrides=tuple(spec.overrides), resolved_profile=ident.resolved["profile"],

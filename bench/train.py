@@ -132,6 +132,16 @@ def stage_iterations(stage: Stage, profile: Profile) -> int:
     return total
 
 
+def stage_lr_factor(stage: Stage, train: TrainConfig) -> float:
+    """The product of the `train` fields a stage names in `lr_keys`: its rates' factor on top of lr_scale."""
+    factor = 1.0
+    for key in stage.lr_keys:
+        if not hasattr(train, key):
+            raise BenchError(f"stage {stage.name!r} names unknown rate factor train.{key}")
+        factor *= float(getattr(train, key))
+    return factor
+
+
 def stage_crop(stage: Stage, profile: Profile) -> int:
     """Crop of a stage: `crop_deblur` for the deblurring batch when set, else `crop`."""
     return profile.train.crop_of(stage.batch)
@@ -166,21 +176,24 @@ def stage_key(method: MethodAPI, stage: Stage, profile: Profile, dataset: str, s
         "train": {"crop": stage_crop(stage, profile), "zoom": [t.zoom_min, t.zoom_max], "flip": t.flip,
                   "batch": stage_batch(stage, profile), "iters": stage_iterations(stage, profile),
                   "lr_scale": t.lr_scale, "grad_clip": t.grad_clip},
-        **_later_settings(t, precision),
+        **_later_settings(t, precision, stage_lr_factor(stage, t)),
     }
     return f"{stage.name}-{stable_hash(identity, 12)}", identity
 
 
-LATER_SETTINGS = ("precision", "schedule")  # identity entries present only when they change the weights
+LATER_SETTINGS = ("precision", "schedule", "stage_lr")  # identity entries present only when they change
+#                                                           the weights
 
 
-def _later_settings(t: TrainConfig, precision: str) -> dict:
+def _later_settings(t: TrainConfig, precision: str, lr_factor: float = 1.0) -> dict:
     """Settings that change the weights, added after stages were first cached: each joins the identity only
-    when it differs from the behaviour before it existed (float32, a constant rate without warm-up), so a
-    stage trained before keeps its key."""
+    when it differs from the behaviour before it existed (float32, a constant rate without warm-up, no
+    per-stage rate factor), so a stage trained before keeps its key."""
     extra: dict[str, Any] = {}
     if precision != "fp32":
         extra["precision"] = precision
+    if lr_factor != 1.0:
+        extra["stage_lr"] = lr_factor
     if t.lr_schedule != "constant" or t.warmup_iters > 0:
         extra["schedule"] = {"lr_schedule": t.lr_schedule, "warmup_iters": t.warmup_iters,
                              "min_lr_ratio": t.min_lr_ratio if t.lr_schedule == "cosine" else None}
@@ -496,7 +509,7 @@ class StageRun:
             net.train(trained)
             net.requires_grad_(trained)
         # One Adam parameter group per component: the paper's per-network rates (Sec. 3.1, RVD 2e-5).
-        scale = self.profile.train.lr_scale
+        scale = self.profile.train.lr_scale * stage_lr_factor(self.stage, self.profile.train)
         groups = [{"params": list(self.nets[c].parameters()), "lr": self.stage.lr[c] * scale, "name": c}
                   for c in self.stage.trains]
         self.params = [p for g in groups for p in g["params"]]

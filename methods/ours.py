@@ -65,8 +65,11 @@ SCHEDULES: dict[str, tuple[Stage, ...]] = {
     "two-stage": (
         Stage("autoencoder", trains=("rve", "rvd"), lr={"rve": LR, "rvd": LR}, objective=AUTOENCODER,
               batch="video", iters_keys=("iters_autoencoder",)),
+        # lr_keys: a profile may slow this fine-tuning stage alone (quick halves it: at 10x the paper's rate
+        # stage 2 stalled on some seeds, docs/DESIGN.md "Profiles"); the joint schedule trains from scratch.
         Stage("bie", trains=("bie", "rvd"), lr={"bie": LR, "rvd": LR_RVD_STAGE2}, objective=BIE_LOSS,
-              init_from=("autoencoder",), batch="video", iters_keys=("iters_bie",)),
+              init_from=("autoencoder",), batch="video", iters_keys=("iters_bie",),
+              lr_keys=("lr_scale_bie",)),
     ),
     # Joint: BIE-RVD from scratch, both at 1e-4, for the budget of both stages of the two-stage schedule.
     "joint": (

@@ -116,6 +116,8 @@ class Stage:
     batch: str = "video"  # "video" or "deblur": profile field batch_video or batch_deblur
     iters_keys: tuple[str, ...] = ("iters_dm",)  # TrainConfig fields summed to this stage's iterations
     uses: tuple[str, ...] = ()  # components the objective runs without training them (weights from init_from)
+    lr_keys: tuple[str, ...] = ()  # TrainConfig fields multiplied into this stage's rates on top of lr_scale:
+    #                                a profile's correction of one stage, leaving the paper's ratios in `lr`
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from torch import nn
 
 from bench.config import apply_overrides, get_profile
 from bench.env import cpu_name
+from bench.errors import BenchError
 from bench.store import load_payload
 from bench.train import (
     CKPT,
@@ -265,6 +266,30 @@ def test_precision_and_schedule_join_the_stage_key_only_when_they_change_the_wei
     layout = apply_overrides(PROFILE, ["train.channels_last=false", "train.loader=main", "train.threads=2",
                                        "train.val_every=3", "train.compile=true"])
     assert stage_key(method, stage, layout, "set:1", 0, {})[0] == key  # how, not what, it computes
+
+
+def test_a_stage_rate_factor_slows_only_the_stage_naming_it_and_keys_it_when_it_is_not_one(tmp_path):
+    a, b = ToyMethod().stages
+    method = ToyMethod(stages=(a, replace(b, lr_keys=("lr_scale_bie",))))
+    half = apply_overrides(PROFILE, ["train.lr_scale=3", "train.lr_scale_bie=0.5"])
+    run = open_stage(method, method.stages[1], half, tmp_path / "set", 0, tmp_path / "stages",
+                     torch.device("cpu"), {"a": "a-key"}, log=lambda *a: None)
+    run.build_networks()
+    assert run.base_lrs == pytest.approx([2e-3 * 3 * 0.5, 1e-2 * 3 * 0.5])
+    first = open_stage(method, a, half, tmp_path / "set", 0, tmp_path / "stages", torch.device("cpu"), {},
+                       log=lambda *a: None)
+    first.build_networks()
+    assert first.base_lrs == pytest.approx([1e-2 * 3])  # stage a names no factor
+    halved_only = apply_overrides(PROFILE, ["train.lr_scale_bie=0.5"])
+    full_key, full = stage_key(method, method.stages[1], PROFILE, "set:1", 0, {"a": "a-key"})
+    half_key, halved = stage_key(method, method.stages[1], halved_only, "set:1", 0, {"a": "a-key"})
+    assert "stage_lr" not in full and halved["stage_lr"] == 0.5 and full_key != half_key
+    assert stream_key(full) == stream_key(halved)  # same batches and initial weights: the rate is isolated
+    assert stage_key(method, a, halved_only, "set:1", 0, {})[0] == stage_key(method, a, PROFILE, "set:1", 0,
+                                                                              {})[0]
+    unknown = replace(b, lr_keys=("lr_scale_nowhere",))
+    with pytest.raises(BenchError, match="train.lr_scale_nowhere"):
+        stage_key(method, unknown, PROFILE, "set:1", 0, {"a": "a-key"})
 
 
 def test_validation_curve_is_scored_at_the_start_every_val_every_and_the_end(tmp_path):
