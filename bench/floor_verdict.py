@@ -8,8 +8,8 @@ over the run's test samples) on `VERDICT_METRICS`, so a user whose machine gives
 snapshot sees it as the run ends, not in a later report.
 
 A comparator is taken from this command (the `blurred` run `--floor` scores) or from the store: the newest
-finished run of that method on the same scored set (digest), N, seed and resolved profile. One not stored is
-named with the command that scores it.
+finished run of that method on the same scored set (digest), N, seed and resolved profile (any seed for an
+untrained floor such as `blurred`). One not stored is named with the command that scores it.
 """
 
 from __future__ import annotations
@@ -53,12 +53,14 @@ def _values(metrics: RunMetrics, key: str) -> dict[int, dict[str, float]]:
                            for row in metrics.samples}}
 
 
-def stored_twin(runs_dir: Path | str, method: str, of: RunMetrics, resolved_profile: dict
-                ) -> RunMetrics | None:
+def stored_twin(runs_dir: Path | str, method: str, of: RunMetrics, resolved_profile: dict,
+                any_seed: bool = False) -> RunMetrics | None:
     """The newest finished stored run of `method` scored on the set `of` was scored on (its digest), at the
-    same N, seed and resolved profile; None if there is none."""
+    same N, seed and resolved profile; None if there is none. `any_seed` for a method without training,
+    whose scores no seed changes: its run at one seed stands for every seed, as the report pairs it."""
     def same(record: RunRecord) -> bool:
-        return (record.metrics.eval_sha256, record.metrics.seed) == (of.eval_sha256, of.seed) and \
+        seed_ok = any_seed or record.metrics.seed == of.seed
+        return seed_ok and record.metrics.eval_sha256 == of.eval_sha256 and \
             record.config.resolved_profile == resolved_profile
 
     found = latest_run(runs_dir, method, of.frames, match=same)
@@ -73,8 +75,9 @@ def floor_verdicts(run_folder: Path, metrics: RunMetrics, runs_dir: Path | str,
     resolved = record.config.resolved_profile if record is not None and record.config is not None else None
     out = []
     for floor in floors_of(metrics.method):
-        other = scored.get(floor) or (stored_twin(runs_dir, floor, metrics, resolved) if resolved else None)
         fixed = not get_method(floor, metrics.frames).stages  # one seed stands for every seed
+        other = scored.get(floor) or (stored_twin(runs_dir, floor, metrics, resolved, any_seed=fixed)
+                                      if resolved else None)
         for key in VERDICT_METRICS:
             if other is None:
                 fix = (f"bench run --method {floor} --profile {metrics.profile} --frames {metrics.frames} "

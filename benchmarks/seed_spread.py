@@ -80,15 +80,6 @@ def _curve(metrics, method: str) -> tuple[tuple[int, float], ...]:
     return tuple((int(p[0]), float(p[1])) for p in points if p[1] is not None)
 
 
-def _blurred_of(runs: Path, frames: int, eval_sha: str):
-    """`blurred` is untrained: its newest stored run on the set stands for every seed, as the report pairs
-    it (`bench.floor_verdict.stored_twin` asks for the same seed)."""
-    from bench.store import latest_run, read_record
-
-    found = latest_run(runs, "blurred", frames, match=lambda record: record.metrics.eval_sha256 == eval_sha)
-    return read_record(found).metrics if found is not None else None
-
-
 def spread_rows(runs: Path, method: str) -> list[SpreadRow]:
     """One row per finished run of `method` in the store `runs`, ordered by N and seed."""
     from bench.floor_verdict import clears_every_floor, floor_verdicts
@@ -99,8 +90,7 @@ def spread_rows(runs: Path, method: str) -> list[SpreadRow]:
         m = record.metrics
         if m is None or m.status != "finished" or m.method != method:
             continue
-        blurred = _blurred_of(runs, m.frames, m.eval_sha256)
-        verdicts = floor_verdicts(record.path, m, runs, {"blurred": blurred} if blurred else {})
+        verdicts = floor_verdicts(record.path, m, runs, {})
         motions = [r["motion_ratio"] for r in m.samples if r.get("motion_ratio") is not None]
         rows.append(SpreadRow(str(runs), m.frames, m.seed, m.trained_on, m.aggregate.get("deblur_psnr"),
                               m.aggregate["eq6"], m.aggregate["ppsnr"], m.aggregate["motion_ratio"],

@@ -67,6 +67,16 @@ def test_a_floor_stored_for_another_seed_or_profile_does_not_stand_in(tmp_path):
     assert clears_every_floor(verdicts_of(runs, folder)) is True  # judged only on what is stored
 
 
+def test_an_untrained_floor_stored_at_one_seed_stands_for_every_seed(tmp_path):
+    runs, folder = store(tmp_path, seed=3)  # blurred is stored at seed 0 only; ours and ours-static at 3
+    verdicts = verdicts_of(runs, folder)
+    assert [v.floor for v in verdicts if v.judgement is not None] == ["blurred"] * 2 + ["ours-static"] * 2
+    write_run(runs, "L", "ours", seed=4, frames=7, values={"eq6": 60.0, "ppsnr": 24.0}, jitter=JITTER)
+    lone = next(p for p in runs.iterdir() if p.name.startswith("ours-") and read_record(p).metrics.seed == 4)
+    missing = [v.floor for v in verdicts_of(runs, lone) if v.judgement is None]
+    assert missing == ["ours-static"] * 2  # a trained floor still needs its own seed
+
+
 def test_the_floor_this_command_scored_is_used_before_the_store(tmp_path):
     runs, folder = store(tmp_path, blurred=(70.0, 23.0))
     scored_runs, scored_folder = store(tmp_path / "other", blurred=(50.0, 25.0))
