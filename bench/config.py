@@ -236,7 +236,8 @@ PROFILES: dict[str, Profile] = {
     # stage-2 iterations (600: below the floors; 1500: above them) and with stage-1 iterations (300 -> 1000:
     # +0.28 dB); motion_ratio fell as stage 2 trained longer (seed 0: 0.45 at 1500, 0.42 at 3000, 0.38
     # at 4500); the DM's blurred estimate bounds it (docs/DESIGN.md "Profiles"). Step costs (quiet 2-core
-    # Xeon, bf16, channels-last, 2 threads): DM 0.09 s, RVE-RVD 0.26 s, BIE-RVD 0.23 s.
+    # Xeon, bf16, channels-last, 2 threads): DM 0.09 s, RVE-RVD 0.26 s, BIE-RVD 0.23 s. Stage 2 at half rate:
+    # at full rate 2 of 5 seeds lost pPSNR at N = 9 on an fp32 EPYC; at half rate all 5 cleared.
     "quick": Profile(
         name="quick",
         train=TrainConfig(crop=48, crop_deblur=64, batch_video=8, batch_deblur=16, iters_dm=2500,
