@@ -81,7 +81,9 @@ def device_name(device: str) -> str:
     accelerator = _accelerator_name(device)
     if accelerator is not None:
         return accelerator
-    return f"CPU: {cpu_name()} ({os.cpu_count()} logical cores, {torch.get_num_threads()} threads)"
+    threads = torch.get_num_threads()
+    plural = "" if threads == 1 else "s"
+    return f"CPU: {cpu_name()} ({os.cpu_count()} logical cores, {threads} thread{plural})"
 
 
 def environment(device: str) -> dict:
