@@ -5,6 +5,9 @@ record (docs/DESIGN.md "Store"); a second module makes real `smoke` runs when `b
 from __future__ import annotations
 
 import math
+import os
+import shutil
+import subprocess
 import zlib
 from pathlib import Path
 
@@ -268,8 +271,6 @@ def test_evaluate_claims_on_crafted_summary(store: Path) -> None:
 
 
 def test_speed_claims_read_a_stored_paper_size_timing(store: Path, tmp_path: Path) -> None:
-    import shutil
-
     from bench.store import PerfResult, RunEnv, store_perf
 
     runs = tmp_path / "runs"
@@ -505,32 +506,94 @@ def test_report_refuses_to_replace_a_readme_it_did_not_write_and_writes_nothing(
     assert _files(out) == user  # byte-identical, and not one file added (no lock, no record)
 
 
-def test_regenerate_script_refuses_a_dirty_tree(tmp_path: Path) -> None:
-    import shutil
-    import subprocess
-
-    script = Path(__file__).resolve().parents[1] / "reports" / "regenerate.sh"
+def _script_repo(tmp_path: Path) -> Path:
+    """A committed git repository holding a copy of reports/regenerate.sh and one tracked file."""
     repo = tmp_path / "repo"
     (repo / "reports").mkdir(parents=True)
-    shutil.copy(script, repo / "reports" / "regenerate.sh")
+    shutil.copy(Path(__file__).resolve().parents[1] / "reports" / "regenerate.sh", repo / "reports")
     (repo / "tracked.txt").write_text("one\n")
+    for args in (["init", "-q"], ["add", "."], ["commit", "-qm", "init"]):
+        subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=repo, check=True,
+                       capture_output=True)
+    return repo
 
-    def git(*args: str) -> None:
-        subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True)
 
-    git("init", "-q")
-    git("-c", "user.name=t", "-c", "user.email=t@t", "add", ".")
-    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init")
+def _regenerate(repo: Path, bench: str, jobs: int = 1) -> subprocess.CompletedProcess:
+    return subprocess.run(["bash", "reports/regenerate.sh"], cwd=repo, capture_output=True, text=True,
+                          env={"PATH": "/usr/bin:/bin", "BENCH": bench, "JOBS": str(jobs)}, timeout=120)
+
+
+def test_regenerate_script_refuses_a_dirty_tree(tmp_path: Path) -> None:
+    repo = _script_repo(tmp_path)
     (repo / "tracked.txt").write_text("two\n")  # an uncommitted change
-    proc = subprocess.run(["bash", "reports/regenerate.sh"], cwd=repo, capture_output=True, text=True,
-                          env={"PATH": "/usr/bin:/bin", "BENCH": "/bin/false"}, timeout=60)
+    proc = _regenerate(repo, "/bin/false")
     assert proc.returncode == 2 and proc.stdout == ""
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and "uncommitted changes" in lines[0]
-    git("checkout", "--", "tracked.txt")  # clean again: the script goes on to its first bench command
-    clean = subprocess.run(["bash", "reports/regenerate.sh"], cwd=repo, capture_output=True, text=True,
-                           env={"PATH": "/usr/bin:/bin", "BENCH": "/bin/false"}, timeout=60)
+    (repo / "tracked.txt").write_text("one\n")  # clean again: the script goes on to its first bench command
+    clean = _regenerate(repo, "/bin/false")
     assert clean.returncode == 1 and "uncommitted" not in clean.stderr  # /bin/false ran and failed
+
+
+def _fake_bench(tmp_path: Path, fail: str = "") -> tuple[str, Path]:
+    """A stand-in for bench that logs the cores it may use and its arguments, and fails on `fail`."""
+    log = tmp_path / "calls.log"
+    fake = tmp_path / "fake-bench"
+    failing = f'case "$*" in *"{fail}"*) exit 3;; esac\n' if fail else ""
+    fake.write_text("#!/bin/bash\n"
+                    f'echo "$(grep Cpus_allowed_list /proc/self/status | cut -f2) $*" >> {log}\n{failing}')
+    fake.chmod(0o755)
+    return str(fake), log
+
+
+def _calls(log: Path) -> list[tuple[str, str]]:
+    return [tuple(line.split(" ", 1)) for line in log.read_text().splitlines()]
+
+
+def _training_jobs(calls: list[tuple[str, str]]) -> list[str]:
+    return [args for _, args in calls if args.startswith(("run --method", "ablate"))
+            and "blurred" not in args]
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_regenerate_script_runs_every_snapshot_job_once_then_times_and_reports(tmp_path: Path,
+                                                                               jobs: int) -> None:
+    bench, log = _fake_bench(tmp_path)
+    proc = _regenerate(_script_repo(tmp_path), bench, jobs)
+    assert proc.returncode == 0, proc.stderr
+    calls = _calls(log)
+    args = [a for _, a in calls]
+    assert args[:2] == ["prepare", "run --method blurred --frames 7,9"]
+    assert args[-2:] == ["perf --profile paper --frames 7 --repeats 5 --store",
+                         "report --format md,csv,tex,png,gif,html"]
+    trained = _training_jobs(calls)
+    assert len(trained) == len(set(trained)) == len(args) - 4  # each once, nothing else in between
+    video = [a for a in trained if "ours-gt-center" in a]  # the paper's method with its floor and oracle
+    assert sorted(video) == sorted(f"run --method ours,ours-static,ours-gt-center,gt-static --frames {n} "
+                                   f"--seeds {s} --no-floor" for n in (7, 9) for s in (0, 1, 2))
+    assert {a.split()[2] for a in trained if a.startswith("run") and a not in video} == {"srn", "jin2018"}
+    ablations = {a.split()[-1] for a in trained if a.startswith("ablate")}
+    from bench.report.claims import registered_ablations
+
+    assert ablations == set(registered_ablations())
+    assert all(a.startswith("ablate --seeds 0 ") for a in trained if a.startswith("ablate"))
+    cores = {c for c, a in calls if a in trained}
+    if jobs == 1:
+        assert trained.index(video[0]) < trained.index(next(a for a in trained if a.startswith("ablate")))
+        assert len(cores) == 1 and cores == {calls[0][0]}  # every usable core, like the steps around it
+    else:  # one core per worker, as many workers as asked (the usable cores permitting)
+        assert all(c.isdigit() for c in cores)
+        assert len(cores) == min(2, len(os.sched_getaffinity(0)))
+
+
+def test_regenerate_script_goes_on_past_a_failed_job_and_then_fails_before_the_report(tmp_path: Path) -> None:
+    bench, log = _fake_bench(tmp_path, fail="ours-joint")
+    proc = _regenerate(_script_repo(tmp_path), bench, jobs=2)
+    assert proc.returncode == 1
+    assert "error: bench ablate --seeds 0 --only ours-joint failed (exit 3" in proc.stderr
+    args = [a for _, a in _calls(log)]
+    assert len(_training_jobs(_calls(log))) == 17  # every job was tried, once
+    assert not any(a.startswith(("perf", "report")) for a in args)
 
 
 def test_only_gopro_data_is_comparable_and_video_data_is_not_called_synthetic() -> None:
@@ -616,7 +679,6 @@ def test_every_csv_is_plain_data_with_its_notes_in_the_sidecar(store: Path, tmp_
                                                                registry_loads: bool,
                                                                monkeypatch: pytest.MonkeyPatch) -> None:
     import json
-    import shutil
 
     runs = tmp_path / "runs"
     shutil.copytree(store, runs, symlinks=True)
