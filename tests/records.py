@@ -3,13 +3,17 @@ need a store of known contents without training (report, list, ablate, infer).""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
-from bench.fileio import atomic_write_bytes, atomic_write_json, read_json
+from bench.code_identity import run_code, stage_code
+from bench.errors import BenchError
+from bench.fileio import atomic_write_bytes, atomic_write_json, read_json, stable_hash
 from bench.metrics import COST_METRICS, SAMPLE_METRICS
+from bench.registry import get_method
 from bench.store import (
     CONFIG,
     CURVES,
@@ -22,6 +26,7 @@ from bench.store import (
     eval_folder_name,
     read_config,
 )
+from bench.train import STAGE_JSON
 
 DIGEST = "d" * 64  # the content digest of the crafted runs' training set
 
@@ -56,6 +61,33 @@ def metrics(run_id: str, method: str, frames: int, seed: int, values: dict, *, p
                       weights_bytes=len(weights) if weights is not None else None)
 
 
+def current_code(runs: Path, method: str, frames: int, trained: bool) -> tuple[str, dict[str, str]]:
+    """(scoring code digest, {stage: key}) of a crafted run, as this checkout's code gives them for a
+    registered method (`bench.report.currency` then finds the run current): one trained stage, its first,
+    recorded in the stage cache with its code. An unregistered name keeps placeholders (a "dm" stage)."""
+    digests = _digests(method, frames)
+    if digests is None:
+        return "c" * 16, {"dm": "dm-000000000000"} if trained else {}
+    scoring, stage = digests
+    if not trained or stage is None:
+        return scoring, {}
+    name, code = stage
+    key = f"{name}-{stable_hash(code, 12)}"
+    atomic_write_json(runs / "stages" / key / STAGE_JSON, {"identity": {"code": code}})
+    return scoring, {name: key}
+
+
+@functools.cache
+def _digests(method: str, frames: int) -> tuple[str, tuple[str, dict] | None] | None:
+    """A registered method's scoring digest and (first stage, its code); None for an unregistered name."""
+    try:
+        api = get_method(method, frames)
+    except BenchError:
+        return None
+    first = (api.stages[0].name, stage_code(api, api.stages[0], None)) if api.stages else None
+    return stable_hash(run_code(api, None), 16), first
+
+
 def write_run(runs: Path, label: str, method: str, frames: int = 9, seed: int = 0,
               values: dict | None = None, *, status: str = "finished", profile: str = "smoke",
               overrides: tuple[str, ...] = (),
@@ -73,12 +105,13 @@ def write_run(runs: Path, label: str, method: str, frames: int = 9, seed: int = 
     `find(runs, label)` finds the folder again."""
     dataset = dataset or f"synthetic-{profile}-{frames}f"
     weights_from = None if weights is not None else "scored.pt"
+    scoring, stage_keys = current_code(runs, method, frames, trained)
     config = RunConfig(run_id="", method=method, family="paper", profile=profile, overrides=overrides,
                        resolved_profile={"name": profile, "label": label}, dataset=dataset,
                        data_sha256=digest, frames=frames, seed=seed,
-                       stages=({"name": "dm"},) if trained else (), weights_from=weights_from,
+                       stages=tuple({"name": name} for name in stage_keys), weights_from=weights_from,
                        weights_from_sha256="e" * 64 if weights_from else None,
-                       stage_keys={"dm": "dm-000000000000"} if trained else {}, scoring_code="c" * 16)
+                       stage_keys=stage_keys, scoring_code=scoring)
     run_id = config_run_id(config)
     config = replace(config, run_id=run_id)
     folder = runs / run_id

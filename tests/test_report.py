@@ -4,6 +4,7 @@ record (docs/DESIGN.md "Store"); a second module makes real `smoke` runs when `b
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import shutil
@@ -23,6 +24,7 @@ from bench.report import build_report, expected_cells, parse_formats
 from bench.report.claims import HELD, NOT_HELD, NOT_MEASURED, evaluate_claims, paper_size_mb, stat
 from bench.report.load import load_curves, load_runs, load_sample_images, load_samples
 from bench.report.tables import deblur_methods, deblur_table, select, video_methods, video_table
+from bench.store import read_config
 
 FLOORS = ("blurred", "gt-static")  # no training: one seed stands for all
 # Where a crafted run's stages were trained (`Execution.describe`'s keys that `RunMetrics.trained_on` reads).
@@ -91,7 +93,7 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
         make_run(runs, "jin2018", 7, seed, samples=1 if seed == 0 else 0, **base_values("jin2018", seed))
         make_run(runs, "srn", 9, seed, samples=0, **base_values("srn", seed))
     make_run(runs, "ours-gt-center", 9, 0, status="failed")
-    (runs / "stages").mkdir()  # the shared stage cache is not a run
+    (runs / "stages").mkdir(exist_ok=True)  # the shared stage cache is not a run
     write_eval(find(runs, "ours-9f-s0"), "synthetic-other-9f", "a" * 64, {"eq6": 77.5})
     return runs
 
@@ -224,7 +226,8 @@ def test_claims_decided_and_missing_listed(report: tuple[Path, object]) -> None:
     assert any("ours-intensity" in m for m in result.missing)
 
 
-def test_a_report_from_two_commits_or_a_dirty_tree_is_marked_at_the_top(tmp_path: Path) -> None:
+def test_results_of_two_commits_with_this_checkouts_code_are_one_experiment_and_a_dirty_tree_is_marked(
+        tmp_path: Path) -> None:
     runs = tmp_path / "runs"
     make_run(runs, "ours", 9, 0, samples=0, **base_values("ours", 0))
     make_run(runs, "ours", 9, 1, samples=0, **base_values("ours", 1))
@@ -232,9 +235,32 @@ def test_a_report_from_two_commits_or_a_dirty_tree_is_marked_at_the_top(tmp_path
     build_report(runs, tmp_path / "r", {"md"})
     readme = (tmp_path / "r" / "README.md").read_text()
     top = readme[:readme.index("## Provenance")]
-    assert "Mixed provenance: built from results of 2 commits** (`abc1234` (2), `def5678+dirty` (1))" in top
+    assert "Mixed provenance" not in top  # every result's recorded code is this checkout's
     assert "uncommitted changes** (def5678+dirty)" in top
     assert "abc1234 (2 results), def5678+dirty (1 results)" in readme  # the provenance table lists each
+    assert "| Code | every result's code identity (bench/code_identity.py) is this checkout's |" in readme
+
+
+def test_results_made_by_code_that_has_changed_since_are_named_at_the_top(tmp_path: Path) -> None:
+    runs = tmp_path / "runs"
+    make_run(runs, "ours", 9, 0, samples=0, **base_values("ours", 0))
+    jin = make_run(runs, "jin2018", 7, 0, samples=0, commit="0ld0000", **base_values("jin2018", 0))
+    srn = make_run(runs, "srn", 9, 0, samples=0, commit="0ld0000", **base_values("srn", 0))
+    make_run(runs, "blurred", 9, 0, samples=0, **base_values("blurred", 0))
+    stage = runs / "stages" / read_config(jin).stage_keys["jin-center"] / "stage.json"
+    recorded = json.loads(stage.read_text())
+    code = recorded["identity"]["code"]
+    code[min(name for name in code if name.startswith("methods.jin2018."))] = "source:0123456789abcdef"
+    stage.write_text(json.dumps(recorded))  # as an older checkout recorded it
+    srn_stage = runs / "stages" / read_config(srn).stage_keys["srn"]
+    shutil.rmtree(srn_stage)  # the stage cache was pruned: nothing to compare with
+    build_report(runs, tmp_path / "r", {"md"})
+    readme = (tmp_path / "r" / "README.md").read_text()
+    top = readme[:readme.index("## Provenance")]
+    assert ("Mixed provenance: 2 of 4 results were made by code that differs from this checkout's** "
+            "(`jin2018 N=7 seed 0` (stage jin-center's code changed); `srn N=9 seed 0` (stage srn not in "
+            "the stage cache))") in top
+    assert "| Code | 2 result(s) made by code that differs from this checkout's (see the top) |" in readme
 
 
 def test_results_trained_on_two_chips_or_precisions_are_marked_at_the_top(tmp_path: Path) -> None:

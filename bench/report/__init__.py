@@ -41,6 +41,7 @@ from bench.report.claims import (
     registered_claims,
     registered_methods,
 )
+from bench.report.currency import code_change
 from bench.report.load import load_runs
 from bench.report.tables import (
     EQ6_PAIRING,
@@ -50,7 +51,7 @@ from bench.report.tables import (
     select,
     video_methods,
 )
-from bench.store import latest_perf
+from bench.store import latest_perf, read_config
 from bench.verdict import RULE
 
 FORMATS = ("md", "csv", "tex", "png", "pdf", "gif", "html")
@@ -197,15 +198,25 @@ def _machine_marks(ctx: Context) -> list[str]:
 
 
 def _commit_marks(ctx: Context) -> list[str]:
-    """The commit half of `provenance_marks`."""
+    """The commit half of `provenance_marks`: results of several commits are one experiment when every one
+    is what this checkout's code makes (`bench.report.currency`); those whose code has changed are named."""
     commits = _commits(ctx)
     known = sorted(c for c in commits if c)
     marks = []
-    if len(commits) > 1:
+    changed = changed_code(ctx)
+    if changed is None and len(commits) > 1:
         listing = ", ".join(f"`{c or 'unknown'}` ({commits[c]})" for c in sorted(commits))
         marks.append(f"> **Mixed provenance: built from results of {len(commits)} commits** ({listing}). "
                      "A difference between methods may be a difference between code versions; regenerate on "
                      "one clean commit (`bash reports/regenerate.sh`).")
+    elif changed:
+        shown = "; ".join(f"`{label}` ({why})" for label, why in changed[:MAX_LISTED])
+        more = f"; and {len(changed) - MAX_LISTED} more" if len(changed) > MAX_LISTED else ""
+        marks.append(f"> **Mixed provenance: {len(changed)} of {sum(commits.values())} results were made by "
+                     f"code that differs from this checkout's** ({shown}{more}). A difference between "
+                     "methods may be a difference between code versions; run them again here (`bench run` "
+                     "retrains exactly those), or regenerate on one clean commit "
+                     "(`bash reports/regenerate.sh`).")
     dirty = [c for c in known if c.endswith("+dirty")]
     if dirty:
         marks.append(f"> **Built from results made with uncommitted changes** ({', '.join(dirty)}): those "
@@ -213,6 +224,33 @@ def _commit_marks(ctx: Context) -> list[str]:
     if "" in commits:
         marks.append(f"> **{commits['']} result(s) record no commit** (made outside a git checkout).")
     return marks
+
+
+MAX_LISTED = 6  # results named in the opening warning about changed code; the rest are counted
+
+
+def changed_code(ctx: Context) -> list[tuple[str, str]] | None:
+    """(result, what changed) for each finished run whose code differs from this checkout's
+    (`bench.report.currency`), in table order; None when the store is unknown and nothing can be checked."""
+    if ctx.runs_dir is None:
+        return None
+    done = ctx.runs[(ctx.runs["status"] == "finished") & (ctx.runs["eval_set"] == "")]
+    changed = []
+    for run in done.itertuples(index=False):
+        why = code_change(read_config(Path(run.path)), ctx.runs_dir / "stages")
+        if why:
+            changed.append((f"{run.variant} N={run.frames} seed {run.seed}", why))
+    return changed
+
+
+def _code_row(ctx: Context) -> str:
+    """The provenance table's "Code" entry: whether every result is what this checkout's code makes."""
+    changed = changed_code(ctx)
+    if changed is None:
+        return "not checked (no store)"
+    if not changed:
+        return "every result's code identity (bench/code_identity.py) is this checkout's"
+    return f"{len(changed)} result(s) made by code that differs from this checkout's (see the top)"
 
 
 def provenance_rows(ctx: Context, out: Path) -> list[tuple[str, str]]:
@@ -228,6 +266,7 @@ def provenance_rows(ctx: Context, out: Path) -> list[tuple[str, str]]:
             ("Commits of the results", ", ".join(f"{c or 'unknown'} ({commits[c]} results)"
                                                  for c in sorted(commits)) or "—"),
             ("Report built by", f"{here['commit'] or 'unknown'}{'+dirty' if here['dirty'] else ''}"),
+            ("Code", _code_row(ctx)),
             ("Run dates", f"{dates[0]} … {dates[-1]}" if dates else "—"),
             ("Seeds", ", ".join(map(str, seeds)) or "—"),
             ("Runs", f"{len(done)} finished of {len(ctx.runs)} selected; {len(ctx.all_runs)} in the store"),
@@ -282,6 +321,7 @@ def build_report(runs_dir: Path, out: Path, formats: set[str], profile: str | No
                          f"stored profiles: {', '.join(sorted(set(runs['profile'])))}")
     result = ReportResult(readme=out / "README.md", page=out / PAGE if "html" in formats else None)
     ctx.perf, perf_problems = latest_perf(runs_dir, "paper")
+    ctx.runs_dir = Path(runs_dir)
     result.claims = evaluate_claims(ctx.samples, ctx.frames, ctx.perf, external_claims(ctx.runs))
     result.problems = perf_problems
     tables = [claims_table(ctx, result.claims), *all_tables(ctx)]
