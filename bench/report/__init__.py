@@ -41,7 +41,6 @@ from bench.report.claims import (
     registered_claims,
     registered_methods,
 )
-from bench.report.currency import code_change
 from bench.report.load import load_runs
 from bench.report.tables import (
     EQ6_PAIRING,
@@ -234,6 +233,8 @@ def changed_code(ctx: Context) -> list[tuple[str, str]] | None:
     (`bench.report.currency`), in table order; None when the store is unknown and nothing can be checked."""
     if ctx.runs_dir is None:
         return None
+    from bench.report.currency import code_change  # the registry and torch: not for `bench report --help`
+
     done = ctx.runs[(ctx.runs["status"] == "finished") & (ctx.runs["eval_set"] == "")]
     changed = []
     for run in done.itertuples(index=False):
