@@ -34,7 +34,7 @@ from bench.env import environment
 from bench.errors import BenchError
 from bench.evaluate import evaluate
 from bench.execution import resolve_threads
-from bench.fileio import FolderLock, atomic_write_json, read_json, sha256_file, stable_hash
+from bench.fileio import FolderLock, atomic_write_json, read_json, sha256_file
 from bench.memory import check_run
 from bench.registry import get_method
 from bench.store import (
@@ -54,6 +54,7 @@ from bench.store import (
     run_request,
     runs_dir,
     save_weights,
+    scoring_digest,
 )
 from bench.train import (
     LOCAL,
@@ -139,7 +140,7 @@ def identity(spec: RunSpec, method: MethodAPI, profile: Profile, set_folder: Pat
     scoring = run_code(method, asdict(profile.model))
     weights_digest = sha256_file(spec.weights) if spec.weights else None
     resolved = run_request(method.name, to_dict(profile), checked_name(set_folder.name, "prepared set"),
-                           digest, spec.frames, spec.seed, weights_digest, keys, stable_hash(scoring, 16))
+                           digest, spec.frames, spec.seed, weights_digest, keys, scoring_digest(scoring))
     evals = eval_folder_name(eval_folder.name, eval_digest) if spec.eval_data else None
     return Identity(resolved, run_id(method.name, resolved), digest, eval_folder.name, eval_digest, evals,
                     keys, scoring)

@@ -54,6 +54,7 @@ from bench.store import (
     read_record,
     run_id,
     run_request,
+    scoring_digest,
 )
 
 DEVICE = "not timed (bench score)"  # the aggregate's device: scores of files, no method was run here
@@ -326,7 +327,7 @@ def score(set_folder: Path, pred: Path, label: str, profile: Profile, store: Pat
         raise BadPredictions(pred, problems)
     digest, predictions = data_digest(set_folder), files_digest(pred, found)
     resolved = run_request(label, to_dict(profile), set_folder.name, digest, data.frames, 0, predictions, {},
-                           stable_hash(external_code(), 16))
+                           scoring_digest(external_code()))
     folder = Path(store) / run_id(label, resolved)
     record = read_record(folder)
     if record is not None and record.status == "finished":

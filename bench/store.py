@@ -591,6 +591,12 @@ def run_request(method: str, profile: dict, dataset: str, data_sha256: str, fram
             "stage_keys": stage_keys, "scoring_code": scoring_code}
 
 
+def scoring_digest(code: dict[str, str]) -> str:
+    """`RunConfig.scoring_code`: the digest of the map of code a run's evaluation runs
+    (`bench.code_identity.run_code`, or `external_code` for `bench score`)."""
+    return stable_hash(code, 16)
+
+
 def config_run_id(config: RunConfig) -> str:
     """The run id that a config.json's own fields give."""
     return run_id(config.method, run_request(config.method, config.resolved_profile, config.dataset,

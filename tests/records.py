@@ -25,6 +25,7 @@ from bench.store import (
     config_run_id,
     eval_folder_name,
     read_config,
+    scoring_digest,
 )
 from bench.train import STAGE_JSON
 
@@ -85,7 +86,7 @@ def _digests(method: str, frames: int) -> tuple[str, tuple[str, dict] | None] | 
     except BenchError:
         return None
     first = (api.stages[0].name, stage_code(api, api.stages[0], None)) if api.stages else None
-    return stable_hash(run_code(api, None), 16), first
+    return scoring_digest(run_code(api, None)), first
 
 
 def write_run(runs: Path, label: str, method: str, frames: int = 9, seed: int = 0,

@@ -9,9 +9,8 @@ from pathlib import Path
 from records import DIGEST, current_code
 
 from bench.code_identity import external_code
-from bench.fileio import stable_hash
 from bench.report.currency import code_change
-from bench.store import EXTERNAL, RunConfig
+from bench.store import EXTERNAL, RunConfig, scoring_digest
 
 
 def _config(runs: Path, method: str, trained: bool = True, **fields: object) -> RunConfig:
@@ -38,7 +37,7 @@ def test_a_run_scored_from_a_weights_file_is_judged_by_its_scoring_code_alone(tm
 
 def test_an_outside_methods_scores_follow_the_code_of_bench_score(tmp_path: Path) -> None:
     config = _config(tmp_path, "theirs", trained=False, family=EXTERNAL,
-                     scoring_code=stable_hash(external_code(), 16))
+                     scoring_code=scoring_digest(external_code()))
     assert code_change(config, tmp_path / "stages") is None
     assert code_change(replace(config, scoring_code="1" * 16), tmp_path / "stages") == "scoring code changed"
 

@@ -202,7 +202,7 @@ def _commit_marks(ctx: Context) -> list[str]:
     commits = _commits(ctx)
     known = sorted(c for c in commits if c)
     marks = []
-    changed = changed_code(ctx)
+    changed = ctx.code_changes
     if changed is None and len(commits) > 1:
         listing = ", ".join(f"`{c or 'unknown'}` ({commits[c]})" for c in sorted(commits))
         marks.append(f"> **Mixed provenance: built from results of {len(commits)} commits** ({listing}). "
@@ -228,17 +228,15 @@ def _commit_marks(ctx: Context) -> list[str]:
 MAX_LISTED = 6  # results named in the opening warning about changed code; the rest are counted
 
 
-def changed_code(ctx: Context) -> list[tuple[str, str]] | None:
-    """(result, what changed) for each finished run whose code differs from this checkout's
-    (`bench.report.currency`), in table order; None when the store is unknown and nothing can be checked."""
-    if ctx.runs_dir is None:
-        return None
+def changed_code(runs: pd.DataFrame, runs_dir: Path) -> list[tuple[str, str]]:
+    """(result, what changed) for each finished run of `runs` whose code differs from this checkout's
+    (`bench.report.currency`), in table order."""
     from bench.report.currency import code_change  # the registry and torch: not for `bench report --help`
 
-    done = ctx.runs[(ctx.runs["status"] == "finished") & (ctx.runs["eval_set"] == "")]
+    done = runs[(runs["status"] == "finished") & (runs["eval_set"] == "")]
     changed = []
     for run in done.itertuples(index=False):
-        why = code_change(read_config(Path(run.path)), ctx.runs_dir / "stages")
+        why = code_change(read_config(Path(run.path)), runs_dir / "stages")
         if why:
             changed.append((f"{run.variant} N={run.frames} seed {run.seed}", why))
     return changed
@@ -246,7 +244,7 @@ def changed_code(ctx: Context) -> list[tuple[str, str]] | None:
 
 def _code_row(ctx: Context) -> str:
     """The provenance table's "Code" entry: whether every result is what this checkout's code makes."""
-    changed = changed_code(ctx)
+    changed = ctx.code_changes
     if changed is None:
         return "not checked (no store)"
     if not changed:
@@ -322,7 +320,7 @@ def build_report(runs_dir: Path, out: Path, formats: set[str], profile: str | No
                          f"stored profiles: {', '.join(sorted(set(runs['profile'])))}")
     result = ReportResult(readme=out / "README.md", page=out / PAGE if "html" in formats else None)
     ctx.perf, perf_problems = latest_perf(runs_dir, "paper")
-    ctx.runs_dir = Path(runs_dir)
+    ctx.code_changes = changed_code(ctx.runs, Path(runs_dir))
     result.claims = evaluate_claims(ctx.samples, ctx.frames, ctx.perf, external_claims(ctx.runs))
     result.problems = perf_problems
     tables = [claims_table(ctx, result.claims), *all_tables(ctx)]

@@ -16,9 +16,9 @@ from pathlib import Path
 
 from bench.code_identity import external_code, run_code, stage_code
 from bench.errors import BenchError
-from bench.fileio import stable_hash
+from bench.fileio import read_json
 from bench.registry import get_method
-from bench.store import EXTERNAL, RunConfig
+from bench.store import EXTERNAL, RunConfig, scoring_digest
 from bench.train import STAGE_JSON
 
 
@@ -47,7 +47,7 @@ def code_change(config: RunConfig, stages_dir: Path) -> str | None:
 
 @functools.cache
 def _external_digest() -> str:
-    return stable_hash(external_code(), 16)
+    return scoring_digest(external_code())
 
 
 @functools.cache
@@ -55,16 +55,14 @@ def _current(method_name: str, frames: int, model_json: str) -> tuple[str, dict[
     """(scoring digest, {stage name: per-function digests}) of a method as this checkout computes them."""
     method = get_method(method_name, frames)
     model = json.loads(model_json)
-    scoring = stable_hash(run_code(method, model), 16)
-    return scoring, {stage.name: stage_code(method, stage, model) for stage in method.stages}
+    stages = {stage.name: stage_code(method, stage, model) for stage in method.stages}
+    return scoring_digest(run_code(method, model)), stages
 
 
 @functools.cache
 def _recorded_code(path: Path) -> dict[str, str] | None:
     """The per-function digests a stage's `stage.json` recorded, or None where it is gone or unreadable."""
-    try:
-        identity = json.loads(path.read_text(encoding="utf-8"))["identity"]
-        code = identity["code"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
+    info = read_json(path)
+    identity = info.get("identity") if isinstance(info, dict) else None
+    code = identity.get("code") if isinstance(identity, dict) else None
     return code if isinstance(code, dict) else None

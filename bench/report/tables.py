@@ -14,7 +14,6 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from functools import cached_property
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -57,7 +56,9 @@ class Context:
     definitions: dict[str, str]  # metric -> one-line definition
     overrides: str = ""  # the `--set` overrides shared by the runs reported under their plain method names
     perf: Any = None  # the stored `bench perf --profile paper` result (bench.store.PerfResult) or None
-    runs_dir: Path | None = None  # the store, whose records and stage cache tell whether a result is current
+    # (result, what changed) for each finished result whose code differs from this checkout's
+    # (`bench.report.changed_code`, set once by `build_report`); None: not checked (no store)
+    code_changes: list[tuple[str, str]] | None = None
     summary: pd.DataFrame = field(init=False)
 
     def __post_init__(self) -> None:
